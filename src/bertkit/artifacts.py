@@ -27,6 +27,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from bertkit.fileio import atomic_write_bytes
+
 logger = logging.getLogger(__name__)
 
 
@@ -180,19 +182,6 @@ def fetch_file(spec: FileSpec) -> Path:
                             f"sha256 {digest}, expected {spec.sha256}")
     atomic_write_bytes(out, data)
     return out
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def minilm_dir() -> Path:

@@ -1,0 +1,190 @@
+"""Hugging Face checkpoint directories: the name map, loading and saving.
+
+Our module names differ from HF's (one fused ``attn.qkv`` instead of query/key/value, for one), so
+the mapping lives here, in one declarative table, and nowhere in model code. Each of our keys maps
+to one HF key, or to three for the fused q/k/v projection (concatenated along the output dim).
+
+Loading accepts keys with or without the ``bert.`` prefix, Google-era ``gamma``/``beta`` LayerNorm
+names, and ignores the legacy ``embeddings.position_ids`` buffer. Missing encoder weights or a shape
+mismatch raise ``CheckpointError`` naming the file and the key, before anything is copied into the
+model; missing task heads (pooler, MLM, NSP) are initialised and reported in one log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from torch import Tensor, nn
+
+from bertkit.config import BertConfig
+from bertkit.fileio import atomic_path
+
+logger = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=nn.Module)
+
+# (our key pattern, HF key pattern(s)); {i} is a layer index, {p} is weight|bias.
+_RULES: list[tuple[str, tuple[str, ...]]] = [
+    ("embeddings.word.weight", ("embeddings.word_embeddings.weight",)),
+    ("embeddings.position.weight", ("embeddings.position_embeddings.weight",)),
+    ("embeddings.token_type.weight", ("embeddings.token_type_embeddings.weight",)),
+    ("embeddings.norm.{p}", ("embeddings.LayerNorm.{p}",)),
+    ("layers.{i}.attn.qkv.{p}", tuple(f"encoder.layer.{{i}}.attention.self.{n}.{{p}}"
+                                      for n in ("query", "key", "value"))),
+    ("layers.{i}.attn.out.{p}", ("encoder.layer.{i}.attention.output.dense.{p}",)),
+    ("layers.{i}.attn_norm.{p}", ("encoder.layer.{i}.attention.output.LayerNorm.{p}",)),
+    ("layers.{i}.ffn.fc1.{p}", ("encoder.layer.{i}.intermediate.dense.{p}",)),
+    ("layers.{i}.ffn.fc2.{p}", ("encoder.layer.{i}.output.dense.{p}",)),
+    ("layers.{i}.ffn_norm.{p}", ("encoder.layer.{i}.output.LayerNorm.{p}",)),
+    ("pooler.dense.{p}", ("pooler.dense.{p}",)),
+    ("mlm.transform.{p}", ("cls.predictions.transform.dense.{p}",)),
+    ("mlm.norm.{p}", ("cls.predictions.transform.LayerNorm.{p}",)),
+    ("mlm.bias", ("cls.predictions.bias",)),
+    ("nsp.{p}", ("cls.seq_relationship.{p}",)),
+]
+# Keys a checkpoint may carry that no bertkit weight needs (tied copies, legacy buffers).
+_IGNORABLE = re.compile(r"(^|\.)position_ids$|^cls\.predictions\.decoder\.(weight|bias)$")
+# Our keys that are task heads: initialised (and reported) when the checkpoint lacks them.
+_HEAD_PREFIXES = ("pooler.", "bert.pooler.", "mlm.", "nsp.")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is unreadable or does not fit the model; the message names file and key."""
+
+
+def _compile(pattern: str) -> re.Pattern[str]:
+    rx = re.escape(pattern).replace(r"\{i\}", r"(?P<i>\d+)").replace(r"\{p\}", r"(?P<p>weight|bias)")
+    return re.compile(f"^{rx}$")
+
+
+_COMPILED = [(_compile(ours), hf) for ours, hf in _RULES]
+
+
+def hf_names(our_key: str) -> tuple[str, ...]:
+    """The HF key(s), without the ``bert.`` prefix, that hold our parameter ``our_key``.
+
+    >>> hf_names("layers.3.attn.qkv.bias")[1]
+    'encoder.layer.3.attention.self.key.bias'
+    >>> hf_names("bert.embeddings.norm.weight")
+    ('embeddings.LayerNorm.weight',)
+    """
+    key = our_key.removeprefix("bert.")
+    for rx, targets in _COMPILED:
+        m = rx.match(key)
+        if m:
+            return tuple(t.format(**m.groupdict()) for t in targets)
+    raise KeyError(f"no Hugging Face name for bertkit parameter {our_key!r}")
+
+
+def _normalise_hf_key(key: str) -> str:
+    """Strip a ``bert.`` prefix and rename Google-era LayerNorm gamma/beta."""
+    key = key.removeprefix("bert.")
+    return re.sub(r"\.gamma$", ".weight", re.sub(r"\.beta$", ".bias", key))
+
+
+def read_state_dict(path: Path) -> dict[str, Tensor]:
+    """Read ``model.safetensors`` or ``pytorch_model.bin`` (``weights_only=True``)."""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # safetensors and torch raise many types for a damaged file
+        raise CheckpointError(f"{path}: cannot read weights ({type(e).__name__}: {e})") from e
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{path}: expected a state dict, got {type(state).__name__}")
+    return dict(state)
+
+
+def find_weights(directory: Path) -> Path:
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (directory / name).is_file():
+            return directory / name
+    raise FileNotFoundError(f"{directory}: no model.safetensors or pytorch_model.bin")
+
+
+def hf_to_ours(hf_state: Mapping[str, Tensor], model: nn.Module, source: str = "checkpoint"
+               ) -> tuple[dict[str, Tensor], list[str], list[str]]:
+    """Map an HF state dict onto ``model``'s keys, checking shapes.
+
+    Returns (our_state, missing our-keys, unused HF keys). Raises CheckpointError on a shape
+    mismatch, naming ``source`` and the key.
+    """
+    hf = {_normalise_hf_key(k): v for k, v in hf_state.items()}
+    used: set[str] = set()
+    ours: dict[str, Tensor] = {}
+    missing: list[str] = []
+    for key, param in model.state_dict().items():
+        names = hf_names(key)
+        if not all(n in hf for n in names):
+            missing.append(key)
+            continue
+        used.update(names)
+        tensor = hf[names[0]] if len(names) == 1 else torch.cat([hf[n] for n in names], dim=0)
+        if tuple(tensor.shape) != tuple(param.shape):
+            raise CheckpointError(f"{source}: {'+'.join(names)} has shape {tuple(tensor.shape)}, "
+                                  f"but the model's {key} needs {tuple(param.shape)}")
+        ours[key] = tensor.to(param.dtype)
+    unused = sorted(k for k in hf if k not in used and not _IGNORABLE.search(k))
+    return ours, missing, unused
+
+
+def ours_to_hf(model: nn.Module) -> dict[str, Tensor]:
+    """Our state dict in HF names (``bert.`` prefix for models with heads); tied copies omitted."""
+    prefix = "bert." if getattr(model, "hf_architecture", "BertModel") != "BertModel" else ""
+    out: dict[str, Tensor] = {}
+    for key, tensor in model.state_dict().items():
+        names = hf_names(key)
+        is_encoder = not key.startswith(("mlm.", "nsp."))
+        pieces = tensor.chunk(len(names), dim=0) if len(names) > 1 else (tensor,)
+        for name, piece in zip(names, pieces, strict=True):
+            out[(prefix if is_encoder else "") + name] = piece.detach().contiguous().clone()
+    return out
+
+
+def load_pretrained_into(cls: Callable[..., M], path: str | Path, **overrides: Any) -> M:
+    """Build ``cls`` from the HF directory at ``path`` (config.json + weights)."""
+    directory = Path(path)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"model directory not found: {directory}")
+    config = BertConfig.from_json_file(directory / "config.json")
+    for k, v in overrides.items():
+        setattr(config, k, v)
+    config.validate(str(directory / "config.json"))
+    weights = find_weights(directory)
+    model = cls(config)
+    ours, missing, unused = hf_to_ours(read_state_dict(weights), model, str(weights))
+    heads = [k for k in missing if k.startswith(_HEAD_PREFIXES)]
+    body = [k for k in missing if k not in heads]
+    if body:
+        shown = ", ".join(f"{k} (HF: {hf_names(k)[0]})" for k in body[:5])
+        raise CheckpointError(f"{weights}: missing {len(body)} weight(s) the model needs: {shown}"
+                              + (" ..." if len(body) > 5 else ""))
+    model.load_state_dict(ours, strict=False)
+    if heads:
+        groups = sorted({k.removeprefix("bert.").split(".")[0] for k in heads})
+        logger.info("%s: initialised fresh (not in the checkpoint): %s", weights, ", ".join(groups))
+    if unused:
+        logger.info("%s: %d checkpoint tensor(s) not used by %s: %s", weights, len(unused),
+                    type(model).__name__, ", ".join(unused[:5]) + (" ..." if len(unused) > 5 else ""))
+    return model
+
+
+def save_pretrained(model: nn.Module, path: str | Path) -> None:
+    """Write ``config.json`` and ``model.safetensors`` (HF names) into ``path``, atomically."""
+    from safetensors.torch import save_file
+
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = ours_to_hf(model)
+    with atomic_path(directory / "model.safetensors") as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+    config: BertConfig = model.config  # type: ignore[assignment]
+    config.to_json_file(directory / "config.json",
+                        architectures=[getattr(model, "hf_architecture", "BertModel")])
