@@ -110,20 +110,21 @@ def find_weights(directory: Path) -> Path:
 
 
 def hf_to_ours(hf_state: Mapping[str, Tensor], model: nn.Module, source: str = "checkpoint"
-               ) -> tuple[dict[str, Tensor], list[str], list[str]]:
+               ) -> tuple[dict[str, Tensor], dict[str, list[str]], list[str]]:
     """Map an HF state dict onto ``model``'s keys, checking shapes.
 
-    Returns (our_state, missing our-keys, unused HF keys). Raises CheckpointError on a shape
+    Returns (our_state, {missing our-key: the HF keys absent for it}, unused HF keys). Raises CheckpointError on a shape
     mismatch, naming ``source`` and the key.
     """
     hf = {_normalise_hf_key(k): v for k, v in hf_state.items()}
     used: set[str] = set()
     ours: dict[str, Tensor] = {}
-    missing: list[str] = []
+    missing: dict[str, list[str]] = {}
     for key, param in model.state_dict().items():
         names = hf_names(key)
-        if not all(n in hf for n in names):
-            missing.append(key)
+        absent = [n for n in names if n not in hf]
+        if absent:
+            missing[key] = absent
             continue
         used.update(names)
         tensor = hf[names[0]] if len(names) == 1 else torch.cat([hf[n] for n in names], dim=0)
@@ -163,7 +164,7 @@ def load_pretrained_into(cls: Callable[..., M], path: str | Path, **overrides: A
     heads = [k for k in missing if k.startswith(_HEAD_PREFIXES)]
     body = [k for k in missing if k not in heads]
     if body:
-        shown = ", ".join(f"{k} (HF: {hf_names(k)[0]})" for k in body[:5])
+        shown = ", ".join(f"{', '.join(missing[k])} (for {k})" for k in body[:5])
         raise CheckpointError(f"{weights}: missing {len(body)} weight(s) the model needs: {shown}"
                               + (" ..." if len(body) > 5 else ""))
     model.load_state_dict(ours, strict=False)
