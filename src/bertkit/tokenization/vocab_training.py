@@ -1,0 +1,157 @@
+"""Train a WordPiece vocabulary (Google's ``vocab.txt``) from raw text with the ``tokenizers`` trainer.
+
+The text is normalised exactly as Google's ``BasicTokenizer`` does before WordPiece (control
+characters removed, whitespace unified, every CJK ideograph split off, lower-casing and accent
+stripping when ``lowercase``; split on whitespace and punctuation), using ``tokenizers``'
+``BertNormalizer`` and ``BertPreTokenizer``, and the pieces come from its ``WordPieceTrainer``.
+
+Layout of the written ``vocab.txt`` (one token per line, line number = id), exactly ``vocab_size``
+lines::
+
+    [PAD] [UNK] [CLS] [SEP] [MASK]     ids 0-4 (Google's vocabularies put [PAD] at 0 too, but
+                                       [UNK]/[CLS]/[SEP]/[MASK] at 100-103 after [unused0-98];
+                                       BERT finds them by name, so the compact layout loads the same)
+    single characters, then ##characters   every character kept by ``limit_alphabet``, both as a
+                                       word start and as a ``##`` continuation, so no kept
+                                       character ever turns a word into [UNK]
+    learnt pieces                      whole-word pieces bare, continuation pieces with ``##``,
+                                       in the order the trainer learnt them
+    [unused0] ...                      only if the trainer ran out of pieces before vocab_size
+
+>>> train_vocab([Path("corpus.txt")], 8000, out=Path("vocab.txt"))   # doctest: +SKIP
+PosixPath('vocab.txt')
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bertkit.fileio import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SPECIAL_TOKENS", "train_vocab", "TrainVocabArgs", "run_train_vocab"]
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+PREFIX = "##"
+
+
+def _order_vocab(vocab: dict[str, int], vocab_size: int) -> list[str]:
+    """Google's layout from the trainer's ``token -> id`` map (see the module docstring).
+
+    >>> _order_vocab({"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4, "a": 5,
+    ...               "b": 6, "##b": 7, "ab": 8}, 12)
+    ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', 'a', 'b', '##a', '##b', 'ab', '[unused0]', '[unused1]']
+    """
+    learnt = [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1]) if t not in SPECIAL_TOKENS]
+    chars = sorted({t[len(PREFIX):] if t.startswith(PREFIX) else t for t in learnt
+                    if len(t) == 1 or (t.startswith(PREFIX) and len(t) == len(PREFIX) + 1)})
+    alphabet = chars + [PREFIX + c for c in chars]
+    taken = set(alphabet) | set(SPECIAL_TOKENS)
+    pieces = [t for t in learnt if t not in taken]
+    tokens = list(SPECIAL_TOKENS) + alphabet
+    if len(tokens) > vocab_size:
+        raise ValueError(f"vocab_size {vocab_size} is smaller than the {len(tokens)} special tokens "
+                         f"and characters; raise it or lower limit_alphabet")
+    tokens += pieces[: vocab_size - len(tokens)]
+    unused = 0
+    while len(tokens) < vocab_size:
+        tokens.append(f"[unused{unused}]")
+        unused += 1
+    if unused:
+        logger.warning("the trainer learnt only %d pieces; padded with %d [unusedN] tokens",
+                       len(tokens) - unused, unused)
+    return tokens
+
+
+def train_vocab(files: list[Path], vocab_size: int, lowercase: bool = True,
+                min_frequency: int = 2, limit_alphabet: int = 1000, *, out: Path) -> Path:
+    """Train a WordPiece vocabulary of exactly ``vocab_size`` tokens on ``files``; write ``out``.
+
+    Args:
+        files: UTF-8 text files (Google's pre-training format or any plain text).
+        vocab_size: number of lines of the written vocab.txt, special tokens included.
+        lowercase: uncased model (lower-case and strip accents, as Google's do_lower_case).
+        min_frequency: a merge must occur at least this often to become a piece.
+        limit_alphabet: keep at most this many distinct characters (the rest become [UNK]).
+        out: the vocab.txt to write (atomically).
+
+    Returns:
+        ``out``.
+    """
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    paths = [Path(f) for f in files]
+    if not paths:
+        raise ValueError("no input files given")
+    for p in paths:
+        if not p.is_file():
+            raise FileNotFoundError(f"input file {p} does not exist")
+    total = sum(p.stat().st_size for p in paths)
+    if total == 0:
+        raise ValueError(f"the input files are empty: {', '.join(map(str, paths))}")
+    if vocab_size <= len(SPECIAL_TOKENS):
+        raise ValueError(f"vocab_size must exceed {len(SPECIAL_TOKENS)}, got {vocab_size}")
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix=PREFIX))
+    tok.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=lowercase, lowercase=lowercase)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(SPECIAL_TOKENS),
+        limit_alphabet=limit_alphabet, continuing_subword_prefix=PREFIX,
+        show_progress=sys.stderr.isatty())
+    logger.info("training a %d-piece %s WordPiece vocabulary on %d file(s), %.1f MB", vocab_size,
+                "uncased" if lowercase else "cased", len(paths), total / 1e6)
+    t0 = time.perf_counter()
+    tok.train([str(p) for p in paths], trainer)
+    tokens = _order_vocab(tok.get_vocab(with_added_tokens=True), vocab_size)
+    out = Path(out)
+    atomic_write_text(out, "\n".join(tokens) + "\n")
+    logger.info("wrote %s (%d tokens) in %.1f s", out, len(tokens), time.perf_counter() - t0)
+    return out
+
+
+@dataclass
+class TrainVocabArgs:
+    """``bertkit train-vocab --input FILES --vocab-size N [--cased] --out vocab.txt``."""
+
+    input: list[str] = field(metadata={"help": "text files or globs (one sentence per line)",
+                                       "metavar": "FILE"})
+    vocab_size: int = field(metadata={"help": "number of tokens in vocab.txt (e.g. 30522)"})
+    out: Path = field(metadata={"help": "vocab.txt to write", "metavar": "VOCAB"})
+    cased: bool = field(default=False, metadata={
+        "help": "keep case and accents (default: lower-case and strip accents, as uncased BERT)"})
+    min_frequency: int = field(default=2, metadata={"help": "minimum count of a learnt piece"})
+    limit_alphabet: int = field(default=1000, metadata={
+        "help": "maximum number of distinct characters kept"})
+
+
+def expand_inputs(patterns: list[str]) -> list[Path]:
+    """Expand globs (sorted, de-duplicated); a pattern matching nothing is kept as a path."""
+    paths: list[Path] = []
+    for pat in patterns:
+        matches = sorted(glob.glob(pat)) if any(c in pat for c in "*?[") else [pat]
+        if not matches:
+            raise FileNotFoundError(f"no file matches {pat!r}")
+        paths += [Path(m) for m in matches if Path(m) not in paths]
+    return paths
+
+
+def run_train_vocab(args: TrainVocabArgs) -> int:
+    """CLI entry: train the vocabulary and print its path and size."""
+    try:
+        files = expand_inputs(args.input)
+        out = train_vocab(files, args.vocab_size, lowercase=not args.cased,
+                          min_frequency=args.min_frequency, limit_alphabet=args.limit_alphabet,
+                          out=args.out)
+    except (FileNotFoundError, ValueError) as e:
+        logger.error("%s", e)
+        return 2
+    print(f"{out}: {args.vocab_size} tokens ({'cased' if args.cased else 'uncased'})")
+    return 0
