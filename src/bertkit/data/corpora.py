@@ -565,8 +565,9 @@ def run_corpus_list(args: CorpusListArgs) -> int:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return 0
     w = max(len(r["name"]) for r in rows)
+    ws = max(len(r["size"]) for r in rows)
     for r in rows:
-        print(f"{r['name']:<{w}}  {r['size']:<20}  {r['licence']}")
+        print(f"{r['name']:<{w}}  {r['size']:<{ws}}  {r['licence']}")
         print(f"{'':<{w}}  {r['description']}")
     return 0
 
