@@ -1,0 +1,730 @@
+"""Documents -> pre-training instances: Google's ``create_pretraining_data.py``, parallel and streaming.
+
+Input is Google's format: text files, one sentence per line, a blank line between documents.
+Output is a directory of fixed-length numpy shards plus ``index.json`` (see :mod:`.shards`).
+
+The algorithm per document is Google's, step for step (``BERT_REFERENCE.md``, "Pre-training data"):
+a target length (``max_seq_length - 3``, or with probability ``short_seq_prob`` uniform in
+[2, target]) drawn once per document and copy; sentences accumulated into a chunk until it reaches
+the target or the document ends; A = the first k sentences (k uniform in [1, len-1]); B the rest, or
+with probability 0.5 (always for a one-sentence chunk) a span from a random sentence of a different
+document, the chunk's unused sentences being put back; the pair truncated to the limit by removing
+one token at a time from the front or back (equal odds) of the longer segment; then masking
+(:mod:`.masking`).
+
+How it differs from Google's program, and why the distributions still match:
+
+* **Randomness.** Google draws everything from one ``random.Random(seed)`` in corpus order, so the
+  output depends on the whole run. Here every *task* -- (pool block, part, dupe copy) -- seeds its
+  own generators from ``SeedSequence([seed, block, part, dupe])``. Each draw has the same
+  distribution as Google's, and the shards are byte-identical for any number of workers.
+* **Random-next pool.** Google picks the "different document" from the whole corpus, which it holds
+  in memory. Input is streamed here in *pool blocks* of about ``pool_mb`` MB of text (16 by default;
+  a block ends at a document boundary): the random document is drawn uniformly from the same block.
+  A corpus smaller than one block (e.g. the 10.8 MB SOTU) behaves exactly like Google's; a larger one
+  draws from a 16 MB neighbourhood, ample variety for the random-next task. Memory is bounded by the
+  block size, not the corpus size.
+* **Truncation** is computed in closed form: which segment loses each token is deterministic
+  (always the longer, B on ties), so only the front/back split is random: Binomial(n, 0.5), the same
+  distribution as Google's token-by-token coin flips.
+* **File boundaries** end a document (Google would glue the last document of one file to the first
+  of the next when a file does not end with a blank line).
+* **Order.** Google shuffles all instances at the end; here each shard is shuffled, and
+  :class:`~bertkit.data.shards.PretrainingDataset` shuffles all rows deterministically per epoch.
+
+Objectives: ``nsp`` (Google), ``sop`` (ALBERT: B is the real continuation, swapped with A half of
+the time, label 1 = swapped; a one-sentence chunk takes a random B as in ALBERT's code), ``none``
+(RoBERTa FULL-SENTENCES: ``[CLS]`` + whole contiguous sentences up to ``max_seq_length - 2``
+tokens + ``[SEP]``, crossing documents with a ``[SEP]`` between them, no pair label; a sentence
+longer than the limit is cut into pieces; ``short_seq_prob`` does not apply).
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import logging
+import os
+import random
+import re
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from bertkit.data import masking as M
+from bertkit.data import shards as S
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CreatePretrainingDataArgs", "InputError", "InstanceSettings", "WordPieceEncoder",
+           "create_pretraining_data", "expand_inputs", "iter_documents",
+           "run_create_pretraining_data"]
+
+
+class InputError(ValueError):
+    """Bad input text (missing, empty, not UTF-8): the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class InstanceSettings:
+    """Everything that decides the content of the shards (recorded in ``index.json``)."""
+
+    max_seq_length: int = 128
+    max_predictions_per_seq: int = 20
+    masked_lm_prob: float = 0.15
+    short_seq_prob: float = 0.1
+    dupe_factor: int = 10
+    random_seed: int = 12345
+    do_lower_case: bool = True
+    do_whole_word_mask: bool = False
+    word_boundaries: Literal["wordpiece", "whitespace"] = "wordpiece"
+    objective: Literal["nsp", "sop", "none"] = "nsp"
+    masking: Literal["static", "dynamic"] = "static"
+    pool_mb: float = 16.0
+    part_mb: float = 4.0
+
+    def validate(self) -> None:
+        if self.max_seq_length < 5:
+            raise ValueError("max_seq_length must be >= 5 ([CLS] A [SEP] B [SEP] with 2 tokens)")
+        if not 0 < self.max_predictions_per_seq < self.max_seq_length:
+            raise ValueError("max_predictions_per_seq must be in [1, max_seq_length)")
+        if not 0.0 < self.masked_lm_prob < 1.0 or not 0.0 <= self.short_seq_prob <= 1.0:
+            raise ValueError("masked_lm_prob must be in (0, 1) and short_seq_prob in [0, 1]")
+        if self.dupe_factor < 1 or self.pool_mb <= 0 or self.part_mb <= 0:
+            raise ValueError("dupe_factor, pool_mb and part_mb must be positive")
+        if self.objective not in ("nsp", "sop", "none") or self.masking not in ("static",
+                                                                                "dynamic"):
+            raise ValueError(f"unknown objective/masking {self.objective}/{self.masking}")
+
+
+# ----------------------------------------------------------------------------- tokenizer
+
+
+class WordPieceEncoder:
+    """Google's uncased/cased WordPiece on the Rust ``tokenizers`` engine (batch, no specials).
+
+    ``encode(lines) -> (ids [T] int32, lengths [S] int64)``: the ids of all lines concatenated.
+    Text that looks like ``[SEP]`` is split like any other text, as in Google's tokenizer.
+    """
+
+    def __init__(self, vocab_file: str | os.PathLike[str], do_lower_case: bool = True) -> None:
+        from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+
+        with open(vocab_file, encoding="utf-8") as f:
+            self.tokens = [line.strip() for line in f]  # Google's load_vocab: id = line number
+        self.vocab = {t: i for i, t in enumerate(self.tokens)}
+        for special in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"):
+            if special not in self.vocab:
+                raise ValueError(f"{vocab_file}: vocabulary has no {special}")
+        self.cls_id, self.sep_id = self.vocab["[CLS]"], self.vocab["[SEP]"]
+        self.mask_id, self.pad_id = self.vocab["[MASK]"], self.vocab["[PAD]"]
+        tok = Tokenizer(models.WordPiece(vocab=self.vocab, unk_token="[UNK]",
+                                         max_input_chars_per_word=100))
+        tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
+                                                    strip_accents=None, lowercase=do_lower_case)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        self._tok = tok
+        self._cache: dict[str, list[int]] = {}
+
+    def encode(self, lines: list[str], with_words: bool = False
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """ids [T] int32, lengths [S] int64 and (``with_words``) continuation flags [T] bool.
+
+        With ``with_words`` a token continues a word when it starts inside the same
+        whitespace-delimited word of the line as the token before it (supplied word boundaries).
+        """
+        if with_words:
+            return self._encode_with_words(lines)
+        per_line = self._encode_cached(lines)
+        lens = np.fromiter(map(len, per_line), dtype=np.int64, count=len(per_line))
+        ids = np.fromiter(itertools.chain.from_iterable(per_line), dtype=np.int32,
+                          count=int(lens.sum()))
+        return ids, lens, None
+
+    def _encode_cached(self, lines: list[str]) -> list[list[int]]:
+        """Ids per line. BERT's tokenization of a line is the concatenation of that of its
+        whitespace-separated chunks, so plain-ASCII lines (no control characters, where Python's
+        ``split`` and BERT's whitespace agree) are encoded chunk by chunk through a cache of
+        unique chunks; other lines go whole to the Rust tokenizer. Tested equal on real text."""
+        cache = self._cache
+        if len(cache) > 1_000_000:
+            cache.clear()
+        fast = [line.isascii() and _CONTROL.search(line) is None for line in lines]
+        missing = {w for line, f in zip(lines, fast, strict=True) if f for w in line.split()
+                   if w not in cache}
+        if missing:
+            words = list(missing)
+            encs = self._tok.encode_batch_fast(words, add_special_tokens=False)
+            cache.update(zip(words, (e.ids for e in encs), strict=True))
+        slow_lines = [line for line, f in zip(lines, fast, strict=True) if not f]
+        slow = iter(e.ids for e in self._tok.encode_batch_fast(slow_lines,
+                                                               add_special_tokens=False))
+        return [[i for w in line.split() for i in cache[w]] if f else next(slow)
+                for line, f in zip(lines, fast, strict=True)]
+
+    def _encode_with_words(self, lines: list[str]
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        ids_lists: list[list[int]] = []
+        cont_parts: list[np.ndarray] = []
+        for lo in range(0, len(lines), 4096):
+            batch = lines[lo:lo + 4096]
+            for line, e in zip(batch, self._tok.encode_batch(batch, add_special_tokens=False), strict=True):
+                ids_lists.append(e.ids)
+                cont_parts.append(_whitespace_continuation(line, e.offsets))
+        lens = np.fromiter(map(len, ids_lists), dtype=np.int64, count=len(ids_lists))
+        ids = np.fromiter(itertools.chain.from_iterable(ids_lists), dtype=np.int32,
+                          count=int(lens.sum()))
+        cont = np.concatenate(cont_parts) if cont_parts else np.zeros(0, bool)
+        return ids, lens, cont
+
+    def encode_reference(self, lines: list[str]) -> list[list[int]]:
+        """Ids per line, each line sent whole to the Rust tokenizer (the test oracle)."""
+        return [e.ids for e in self._tok.encode_batch_fast(lines, add_special_tokens=False)]
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _whitespace_continuation(line: str, offsets: list[tuple[int, int]]) -> np.ndarray:
+    """bool [T]: token t starts in the same whitespace word as token t-1."""
+    chars = np.frombuffer(line.encode("utf-32-le"), dtype=np.uint32)
+    space = np.isin(chars, np.array([32, 9, 10, 13, 0x3000], dtype=np.uint32))
+    word_of_char = np.cumsum(np.concatenate([[True], space[1:] & ~space[:-1]])[: len(chars)])
+    starts = np.array([s for s, _ in offsets], dtype=np.int64)
+    if len(starts) == 0:
+        return np.zeros(0, dtype=bool)
+    w = word_of_char[np.minimum(starts, max(len(chars) - 1, 0))] if len(chars) else starts
+    out = np.zeros(len(starts), dtype=bool)
+    out[1:] = w[1:] == w[:-1]
+    return out
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def expand_inputs(patterns: list[str]) -> list[Path]:
+    """Files named by ``patterns`` (paths, globs, Google's comma-separated lists), in order.
+
+    Raises:
+        InputError: a pattern matches no file.
+    """
+    paths: list[Path] = []
+    for pattern in patterns:
+        for item in (p for p in pattern.split(",") if p):
+            matches = sorted(glob.glob(item)) if glob.has_magic(item) else [item]
+            matches = [m for m in matches if Path(m).is_file()]
+            if not matches:
+                raise InputError(f"input {item!r}: no such file")
+            paths.extend(Path(m) for m in matches)
+    if not paths:
+        raise InputError("no input files given")
+    return paths
+
+
+def iter_documents(paths: list[Path], errors: Literal["strict", "replace"] = "strict"
+                   ) -> Iterator[tuple[list[str], int]]:
+    """Stream ``(sentences, bytes read)`` per document; a blank line or a file end ends one.
+
+    Lines are stripped like Google's (``str.strip``); empty documents are not yielded.
+
+    Raises:
+        InputError: bytes that are not UTF-8 (with ``errors="strict"``), naming file and line.
+    """
+    for path in paths:
+        doc: list[str] = []
+        nbytes = 0
+        empty_file = True
+        with open(path, "rb") as f:
+            for lineno, raw in enumerate(f, 1):
+                nbytes += len(raw)
+                try:
+                    line = raw.decode("utf-8", errors=errors).strip()
+                except UnicodeDecodeError as e:
+                    raise InputError(f"{path}:{lineno}: not valid UTF-8 ({e.reason} at byte "
+                                     f"{e.start} of the line); fix the file or pass "
+                                     f"--errors replace") from None
+                if line:
+                    doc.append(line)
+                    empty_file = False
+                elif doc:
+                    yield doc, nbytes
+                    doc, nbytes = [], 0
+        if doc:
+            yield doc, nbytes
+        elif nbytes:
+            yield [], nbytes  # trailing blank lines: report the bytes
+        if empty_file:
+            logger.warning("%s has no text", path)
+
+
+@dataclass
+class _Block:
+    """A pool block: documents (lists of sentences) and part boundaries (document indexes)."""
+
+    index: int
+    docs: list[list[str]]
+    part_starts: list[int]
+    nbytes: int
+
+
+def _iter_blocks(paths: list[Path], settings: InstanceSettings, errors: Literal["strict", "replace"]
+                 ) -> Iterator[_Block]:
+    pool_b, part_b = settings.pool_mb * 1e6, settings.part_mb * 1e6
+    docs: list[list[str]] = []
+    part_starts: list[int] = [0]
+    block_bytes = part_bytes = 0
+    index = 0
+    for doc, nbytes in iter_documents(paths, errors):
+        if doc:
+            if part_bytes >= part_b:
+                part_starts.append(len(docs))
+                part_bytes = 0
+            docs.append(doc)
+        block_bytes += nbytes
+        part_bytes += nbytes
+        if block_bytes >= pool_b:
+            yield _Block(index, docs, part_starts, block_bytes)
+            index += 1
+            docs, part_starts, block_bytes, part_bytes = [], [0], 0, 0
+    if docs or block_bytes:
+        yield _Block(index, docs, part_starts, block_bytes)
+
+
+# ----------------------------------------------------------------------------- instances
+
+
+@dataclass
+class _Tokenized:
+    """A tokenized pool block. ids [T]; sent_off [S+1]; doc_off [D+1] (sentence indexes);
+    part_off [parts+1] (document indexes); cont [T] bool or None."""
+
+    ids: np.ndarray
+    sent_off: np.ndarray
+    doc_off: np.ndarray
+    part_off: np.ndarray
+    cont: np.ndarray | None
+
+
+def _tokenize_block(block: _Block, encoder: WordPieceEncoder, with_words: bool) -> _Tokenized:
+    lines = [s for d in block.docs for s in d]
+    ids, lens, cont = encoder.encode(lines, with_words=with_words)
+    # drop sentences that tokenize to nothing, then documents left empty (Google does both)
+    doc_of_line = np.repeat(np.arange(len(block.docs)), [len(d) for d in block.docs])
+    keep = lens > 0
+    lens, doc_of_line = lens[keep], doc_of_line[keep]
+    kept_docs, sents_per_doc = np.unique(doc_of_line, return_counts=True)
+    doc_off = np.concatenate([[0], np.cumsum(sents_per_doc)]).astype(np.int64)
+    sent_off = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    part_off = np.searchsorted(kept_docs, np.array(block.part_starts + [len(block.docs)]))
+    return _Tokenized(ids, sent_off, doc_off, part_off.astype(np.int64), cont)
+
+
+@dataclass
+class _Stats:
+    documents: int = 0
+    short_target_documents: int = 0
+    chunks: int = 0
+    single_sentence_chunks: int = 0
+    random_next: int = 0
+    random_next_multi: int = 0  # random B among chunks of >= 2 sentences
+
+
+def _pair_spans(tb: _Tokenized, doc_lo: int, doc_hi: int, rng: random.Random,
+                settings: InstanceSettings, stats: _Stats) -> np.ndarray:
+    """Google's ``create_instances_from_document`` for documents [doc_lo, doc_hi) of a block.
+
+    Returns int64 [n, 5]: A start, A end, B start, B end (offsets into ``tb.ids``), label.
+    """
+    sent_off, doc_off = tb.sent_off.tolist(), tb.doc_off.tolist()
+    n_docs = len(doc_off) - 1
+    max_num_tokens = settings.max_seq_length - 3
+    sop = settings.objective == "sop"
+    out: list[tuple[int, int, int, int, int]] = []
+    rnd = rng.random
+
+    def randint(a: int, b: int) -> int:  # uniform in [a, b], like random.randint but cheaper
+        return a + int(rnd() * (b - a + 1))
+
+    for d in range(doc_lo, doc_hi):
+        s0 = doc_off[d]
+        n = doc_off[d + 1] - s0
+        stats.documents += 1
+        target = max_num_tokens
+        if rnd() < settings.short_seq_prob:
+            target = randint(2, max_num_tokens)
+            stats.short_target_documents += 1
+        i = first = cur = 0
+        while i < n:
+            cur += sent_off[s0 + i + 1] - sent_off[s0 + i]
+            if i == n - 1 or cur >= target:
+                k = i - first + 1
+                a_end = randint(1, k - 1) if k >= 2 else 1
+                a_s, a_e = sent_off[s0 + first], sent_off[s0 + first + a_end]
+                c_e = sent_off[s0 + first + k]
+                stats.chunks += 1
+                stats.single_sentence_chunks += k == 1
+                if k == 1 or (not sop and rnd() < 0.5):
+                    target_b = target - (a_e - a_s)
+                    for _ in range(10):
+                        r = randint(0, n_docs - 1)
+                        if r != d:
+                            break
+                    r1 = doc_off[r + 1]
+                    j = randint(doc_off[r], r1 - 1)
+                    b_s = sent_off[j]
+                    while True:
+                        j += 1
+                        if sent_off[j] - b_s >= target_b or j == r1:
+                            break
+                    out.append((a_s, a_e, b_s, sent_off[j], 1))
+                    stats.random_next += 1
+                    stats.random_next_multi += k > 1
+                    i -= k - a_end  # put the unused sentences back
+                elif sop and rnd() < 0.5:
+                    out.append((a_e, c_e, a_s, a_e, 1))  # swapped order
+                    stats.random_next_multi += 1
+                else:
+                    out.append((a_s, a_e, a_e, c_e, 0))
+                first, cur = i + 1, 0
+            i += 1
+    return np.array(out, dtype=np.int64).reshape(-1, 5)
+
+
+def _truncate(spans: np.ndarray, max_num_tokens: int, rng: np.random.Generator) -> np.ndarray:
+    """Google's ``truncate_seq_pair`` in closed form on spans [n, 5] (returns a copy)."""
+    a_s, a_e, b_s, b_e = (spans[:, c].copy() for c in range(4))
+    la, lb = a_e - a_s, b_e - b_s
+    excess = np.maximum(la + lb - max_num_tokens, 0)
+    ra = np.where(la > lb, np.minimum(excess, la - lb), 0)
+    rb = np.where(lb > la, np.minimum(excess, lb - la), 0)
+    rest = excess - ra - rb  # now equal lengths: B, A, B, A, ... (ties go to B)
+    rb += (rest + 1) // 2
+    ra += rest // 2
+    fa, fb = rng.binomial(ra, 0.5), rng.binomial(rb, 0.5)
+    out = spans.copy()
+    out[:, 0], out[:, 1] = a_s + fa, a_e - (ra - fa)
+    out[:, 2], out[:, 3] = b_s + fb, b_e - (rb - fb)
+    return out
+
+
+def _assemble_pairs(tb: _Tokenized, spans: np.ndarray, L: int, cls_id: int, sep_id: int
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """[CLS] A [SEP] B [SEP] rows: ids [n, L] int64, lengths [n], a_lengths [n], cont [n, L]."""
+    a_s, a_e, b_s, b_e = (spans[:, c][:, None] for c in range(4))
+    la, lb = a_e - a_s, b_e - b_s
+    pos = np.arange(L)[None, :]
+    in_a = (pos >= 1) & (pos <= la)
+    in_b = (pos >= la + 2) & (pos < la + 2 + lb)
+    src = np.where(in_a, a_s + pos - 1, np.where(in_b, b_s + pos - la - 2, 0))
+    src = np.clip(src, 0, max(len(tb.ids) - 1, 0))
+    ids = np.where(in_a | in_b, tb.ids[src], 0).astype(np.int64)
+    length = (la + lb + 3)[:, 0]
+    rows = np.arange(len(spans))
+    ids[:, 0] = cls_id
+    ids[rows, la[:, 0] + 1] = sep_id
+    ids[rows, length - 1] = sep_id
+    cont = None if tb.cont is None else (tb.cont[src] & (in_a | in_b))
+    return ids, length, (la[:, 0] + 2), cont
+
+
+def _packed_rows(tb: _Tokenized, doc_lo: int, doc_hi: int, rng: random.Random, L: int,
+                 cls_id: int, sep_id: int, stats: _Stats
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """RoBERTa FULL-SENTENCES rows for documents [doc_lo, doc_hi): ids [n, L], lengths [n]."""
+    room = L - 2
+    order = list(range(doc_lo, doc_hi))
+    rng.shuffle(order)
+    seqs: list[list[int]] = []  # flat [start, end, start, end, ...]; (-1, -1) is a [SEP]
+    cur: list[int] = []
+    used = 0
+    sent_off, doc_off = tb.sent_off, tb.doc_off
+    for d in order:
+        stats.documents += 1
+        for si in range(int(doc_off[d]), int(doc_off[d + 1])):
+            s, e = int(sent_off[si]), int(sent_off[si + 1])
+            sep = 1 if (cur and si == doc_off[d]) else 0
+            if used + sep + (e - s) > room and cur:
+                seqs.append(cur)
+                cur, used, sep = [], 0, 0
+            if sep:
+                cur += [-1, -1]
+                used += 1
+            while e - s > room:  # a sentence longer than a sequence: cut it
+                seqs.append([s, s + room])
+                s += room
+            cur += [s, e]
+            used += e - s
+            if used >= room:
+                seqs.append(cur)
+                cur, used = [], 0
+    if cur:
+        seqs.append(cur)
+    ids = np.zeros((len(seqs), L), dtype=np.int64)
+    cont = None if tb.cont is None else np.zeros((len(seqs), L), dtype=bool)
+    lengths = np.zeros(len(seqs), dtype=np.int64)
+    for r, seq in enumerate(seqs):
+        parts = [np.array([cls_id])]
+        cparts = [np.zeros(1, bool)]
+        for s, e in zip(seq[::2], seq[1::2], strict=True):
+            parts.append(np.array([sep_id]) if s < 0 else tb.ids[s:e])
+            if cont is not None:
+                cparts.append(np.zeros(1, bool) if s < 0 else tb.cont[s:e])
+        parts.append(np.array([sep_id]))
+        row = np.concatenate(parts)
+        ids[r, : len(row)] = row
+        lengths[r] = len(row)
+        if cont is not None:
+            cparts.append(np.zeros(1, bool))
+            cont[r, : len(row)] = np.concatenate(cparts)
+    stats.chunks += len(seqs)
+    return ids, lengths, cont
+
+
+@dataclass(frozen=True)
+class _Task:
+    work_dir: str
+    out_dir: str
+    block: int
+    part: int
+    dupe: int
+    settings: InstanceSettings
+    vocab: dict[str, Any]  # size, cls/sep/mask ids, id dtype
+
+
+_BLOCK_CACHE: dict[str, _Tokenized] = {}
+
+
+def _load_block(work_dir: str) -> _Tokenized:
+    if work_dir not in _BLOCK_CACHE:
+        _BLOCK_CACHE.clear()
+        p = Path(work_dir)
+        cont = np.load(p / "cont.npy") if (p / "cont.npy").is_file() else None
+        _BLOCK_CACHE[work_dir] = _Tokenized(np.load(p / "ids.npy"), np.load(p / "sent_off.npy"),
+                                            np.load(p / "doc_off.npy"),
+                                            np.load(p / "part_off.npy"), cont)
+    return _BLOCK_CACHE[work_dir]
+
+
+def _task_seed(settings: InstanceSettings, block: int, part: int, dupe: int
+               ) -> tuple[random.Random, np.random.Generator]:
+    ss = np.random.SeedSequence([settings.random_seed, block, part, dupe])
+    state = ss.generate_state(4, dtype=np.uint64)
+    return random.Random(int(state[0]) << 64 | int(state[1])), np.random.default_rng(ss.spawn(1)[0])
+
+
+def make_rows(tb: _Tokenized, part: int, dupe: int, block: int, settings: InstanceSettings,
+              vocab: dict[str, Any]) -> tuple[np.ndarray, _Stats]:
+    """The shard rows (structured array, see :func:`.shards.row_dtype`) of one task."""
+    py_rng, np_rng = _task_seed(settings, block, part, dupe)
+    lo, hi = int(tb.part_off[part]), int(tb.part_off[part + 1])
+    L, P = settings.max_seq_length, settings.max_predictions_per_seq
+    cls_id, sep_id = vocab["cls_id"], vocab["sep_id"]
+    stats = _Stats()
+    if settings.objective == "none":
+        ids, lengths, cont = _packed_rows(tb, lo, hi, py_rng, L, cls_id, sep_id, stats)
+        a_len, labels = lengths, np.zeros(len(lengths), dtype=np.int64)
+    else:
+        spans = _truncate(_pair_spans(tb, lo, hi, py_rng, settings, stats), L - 3, np_rng)
+        ids, lengths, a_len, cont = _assemble_pairs(tb, spans, L, cls_id, sep_id)
+        labels = spans[:, 4]
+    rows = np.zeros(len(ids), dtype=S.row_dtype(settings, vocab["size"]))
+    rows["length"], rows["a_length"], rows["next_sentence_label"] = lengths, a_len, labels
+    wwm_cont = cont if settings.do_whole_word_mask else None
+    if settings.masking == "static" and len(ids):
+        out = M.mask_batch(ids, lengths, M.generator_noise(np_rng, ids.shape, vocab["size"]),
+                           cls_id=cls_id, sep_id=sep_id, mask_id=vocab["mask_id"],
+                           masked_lm_prob=settings.masked_lm_prob,
+                           max_predictions_per_seq=P, continuation=wwm_cont)
+        rows["input_ids"], rows["masked_lm_positions"] = out.input_ids, out.positions
+        rows["masked_lm_ids"], rows["num_masked"] = out.labels, out.counts
+    else:
+        rows["input_ids"] = ids
+        if wwm_cont is not None:
+            rows["continuation"] = np.packbits(wwm_cont, axis=1)
+    return rows[np_rng.permutation(len(rows))], stats
+
+
+def _run_task(task: _Task) -> dict[str, Any]:
+    tb = _load_block(task.work_dir)
+    rows, stats = make_rows(tb, task.part, task.dupe, task.block, task.settings, task.vocab)
+    name = S.shard_name(task.block, task.part, task.dupe)
+    return S.write_shard(Path(task.out_dir), name, rows, asdict(stats))
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def _save_block(tb: _Tokenized, work_dir: Path, id_dtype: np.dtype) -> None:
+    work_dir.mkdir(parents=True, exist_ok=True)
+    np.save(work_dir / "ids.npy", tb.ids.astype(id_dtype))
+    for name in ("sent_off", "doc_off", "part_off"):
+        np.save(work_dir / f"{name}.npy", getattr(tb, name))
+    if tb.cont is not None:
+        np.save(work_dir / "cont.npy", tb.cont)
+
+
+def create_pretraining_data(inputs: list[str], vocab_file: str | os.PathLike[str],
+                            out_dir: str | os.PathLike[str], settings: InstanceSettings,
+                            workers: int = 0, errors: Literal["strict", "replace"] = "strict",
+                            progress: bool | None = None) -> dict[str, Any]:
+    """Write shards + ``index.json`` for ``inputs`` into ``out_dir``; returns the index.
+
+    ``workers`` processes create instances (0 = all cores; 1 = in this process). A rerun with the
+    same settings skips shards already written (resume); other settings in a used directory raise.
+
+    Raises:
+        InputError: missing, empty or undecodable input.
+        ValueError: bad settings, or ``out_dir`` holds data made with other settings.
+    """
+    import shutil
+    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+    from multiprocessing import get_context
+
+    settings.validate()
+    paths = expand_inputs(inputs)
+    out = Path(out_dir)
+    encoder = WordPieceEncoder(vocab_file, settings.do_lower_case)
+    vocab = {"size": len(encoder.tokens), "cls_id": encoder.cls_id, "sep_id": encoder.sep_id,
+             "mask_id": encoder.mask_id, "pad_id": encoder.pad_id}
+    run = S.begin_run(out, settings_dict=asdict(settings), vocab_file=Path(vocab_file),
+                      inputs=[{"path": str(p), "bytes": p.stat().st_size} for p in paths])
+    if run.get("complete"):
+        logger.info("%s is already complete", out)
+        return run["index"]
+    id_dtype = np.dtype(S.row_dtype(settings, vocab["size"])["input_ids"].base)
+    workers = workers or os.cpu_count() or 1
+    with_words = settings.do_whole_word_mask and settings.word_boundaries == "whitespace"
+    total = sum(p.stat().st_size for p in paths)
+    if progress is None:
+        progress = sys.stderr.isatty()
+    from tqdm import tqdm
+    bar = tqdm(total=total / 1e6, unit="MB", disable=not progress, bar_format=(
+        "{l_bar}{bar}| {n:.1f}/{total:.1f} MB [{elapsed}<{remaining}, {rate_fmt}{postfix}]"))
+    pool = (ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+            if workers > 1 else None)
+    metas: list[dict[str, Any]] = []
+    pending: dict[Future[dict[str, Any]], str] = {}
+    left: dict[str, int] = {}
+    t0, n_rows, n_docs, seen = time.perf_counter(), 0, 0, 0
+
+    def collect(block_until: int) -> None:
+        nonlocal n_rows
+        while len(pending) > block_until:
+            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for fut in done:
+                meta = fut.result()
+                metas.append(meta)
+                n_rows += meta["rows"]
+                wd = pending.pop(fut)
+                left[wd] -= 1
+                if left[wd] == 0:
+                    shutil.rmtree(wd, ignore_errors=True)
+        bar.set_postfix_str(f"{n_rows / max(time.perf_counter() - t0, 1e-9):,.0f} inst/s")
+
+    try:
+        for block in _iter_blocks(paths, settings, errors):
+            seen += 1
+            n_docs += len(block.docs)
+            n_parts = len(block.part_starts) if block.docs else 0
+            tasks = [(p, d) for p in range(n_parts) for d in range(settings.dupe_factor)]
+            done_metas = [S.read_shard_meta(out, S.shard_name(block.index, p, d)) for p, d in tasks]
+            metas.extend(m for m in done_metas if m is not None)
+            todo = [t for t, m in zip(tasks, done_metas, strict=True) if m is None]
+            if todo:
+                tb = _tokenize_block(block, encoder, with_words)
+                wd = out / ".work" / f"block-{block.index:05d}"
+                _save_block(tb, wd, id_dtype)
+                left[str(wd)] = len(todo)
+                for p, d in todo:
+                    task = _Task(str(wd), str(out), block.index, p, d, settings, vocab)
+                    if pool is None:
+                        metas.append(_run_task(task))
+                        n_rows += metas[-1]["rows"]
+                    else:
+                        pending[pool.submit(_run_task, task)] = str(wd)
+                if pool is None:
+                    shutil.rmtree(wd, ignore_errors=True)
+                collect(block_until=2 * workers * max(1, settings.dupe_factor))
+            bar.update(block.nbytes / 1e6)
+        collect(block_until=0)
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    if n_docs == 0:
+        raise InputError(f"no text in {', '.join(map(str, paths))}: nothing to make instances from")
+    index = S.finish_run(out, metas, vocab, n_input_bytes=total)
+    shutil.rmtree(out / ".work", ignore_errors=True)
+    dt = time.perf_counter() - t0
+    logger.info("%d instances in %d shards from %.1f MB in %.1f s (%.1f MB/min)",
+                index["counts"]["instances"], len(index["shards"]), total / 1e6, dt,
+                total / 1e6 / dt * 60)
+    return index
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+@dataclass
+class CreatePretrainingDataArgs:
+    """``bertkit create-pretraining-data``: Google's flags and defaults, plus bertkit's."""
+
+    input: list[str] = field(metadata={"help": "input text files or globs (one sentence per "
+                                       "line, blank line between documents)",
+                                       "aliases": ["--input_file", "--input-file"]})
+    vocab: str = field(metadata={"help": "WordPiece vocab.txt",
+                                 "aliases": ["--vocab_file", "--vocab-file"]})
+    out: str = field(metadata={"help": "output directory (shards + index.json)",
+                               "aliases": ["--output_dir", "--output-dir"]})
+    max_seq_length: int = field(default=128, metadata={"help": "tokens per instance"})
+    max_predictions_per_seq: int = field(default=20, metadata={"help": "max masked positions"})
+    masked_lm_prob: float = field(default=0.15, metadata={"help": "fraction of tokens masked"})
+    short_seq_prob: float = field(default=0.1, metadata={
+        "help": "probability of a shorter random target length per document"})
+    dupe_factor: int = field(default=10, metadata={
+        "help": "copies of the corpus, each with new segments and masks"})
+    random_seed: int = field(default=12345, metadata={"help": "seed of all randomness"})
+    do_lower_case: bool = field(default=True, metadata={"help": "lower-case and strip accents"})
+    cased: bool = field(default=False, metadata={"help": "keep case (= --no-do-lower-case)"})
+    do_whole_word_mask: bool = field(default=False, metadata={
+        "help": "mask all pieces of a word together"})
+    word_boundaries: Literal["wordpiece", "whitespace"] = field(default="wordpiece", metadata={
+        "help": "words for whole-word masking: '##' pieces, or words separated by spaces in the "
+                "input (e.g. a segmented Chinese corpus's .words.txt)"})
+    objective: Literal["nsp", "sop", "none"] = field(default="nsp", metadata={
+        "help": "nsp (BERT), sop (ALBERT sentence order), none (RoBERTa full sentences)"})
+    masking: Literal["static", "dynamic"] = field(default="static", metadata={
+        "help": "static (masked now, dupe_factor copies) or dynamic (masked at load time)"})
+    workers: int = field(default=0, metadata={"help": "processes (0 = all cores)"})
+    errors: Literal["strict", "replace"] = field(default="strict", metadata={
+        "help": "non-UTF-8 input: strict (error naming file and line) or replace (U+FFFD)"})
+    pool_mb: float = field(default=16.0, metadata={
+        "help": "MB of text per block: the pool of 'random next' documents (bounds memory)"})
+    part_mb: float = field(default=4.0, metadata={"help": "MB of text per shard (per copy)"})
+
+
+def run_create_pretraining_data(args: CreatePretrainingDataArgs) -> int:
+    """CLI entry point: create the shards, print a one-line summary; returns the exit code."""
+    settings = InstanceSettings(
+        max_seq_length=args.max_seq_length, max_predictions_per_seq=args.max_predictions_per_seq,
+        masked_lm_prob=args.masked_lm_prob, short_seq_prob=args.short_seq_prob,
+        dupe_factor=args.dupe_factor, random_seed=args.random_seed,
+        do_lower_case=args.do_lower_case and not args.cased,
+        do_whole_word_mask=args.do_whole_word_mask, word_boundaries=args.word_boundaries,
+        objective=args.objective, masking=args.masking, pool_mb=args.pool_mb,
+        part_mb=args.part_mb)
+    try:
+        index = create_pretraining_data(args.input, args.vocab, args.out, settings,
+                                        workers=args.workers, errors=args.errors)
+    except (InputError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    c = index["counts"]
+    print(f"{c['instances']:,} instances in {len(index['shards'])} shards from "
+          f"{c['documents']:,} documents -> {args.out}")
+    return 0
