@@ -310,9 +310,13 @@ class _Tokenized:
     cont: np.ndarray | None
 
 
-def _tokenize_block(block: _Block, encoder: WordPieceEncoder, with_words: bool) -> _Tokenized:
+def _tokenize_block(block: _Block, encoder: WordPieceEncoder, settings: InstanceSettings
+                    ) -> _Tokenized:
     lines = [s for d in block.docs for s in d]
-    ids, lens, cont = encoder.encode(lines, with_words=with_words)
+    by_space = settings.do_whole_word_mask and settings.word_boundaries == "whitespace"
+    ids, lens, cont = encoder.encode(lines, with_words=by_space)
+    if settings.do_whole_word_mask and cont is None:  # "##" pieces continue a word
+        cont = M.continuation_table(encoder.tokens)[ids]
     # drop sentences that tokenize to nothing, then documents left empty (Google does both)
     doc_of_line = np.repeat(np.arange(len(block.docs)), [len(d) for d in block.docs])
     keep = lens > 0
@@ -326,7 +330,7 @@ def _tokenize_block(block: _Block, encoder: WordPieceEncoder, with_words: bool) 
 
 @dataclass
 class _Stats:
-    documents: int = 0
+    document_copies: int = 0  # documents x copies processed
     short_target_documents: int = 0
     chunks: int = 0
     single_sentence_chunks: int = 0
@@ -353,7 +357,7 @@ def _pair_spans(tb: _Tokenized, doc_lo: int, doc_hi: int, rng: random.Random,
     for d in range(doc_lo, doc_hi):
         s0 = doc_off[d]
         n = doc_off[d + 1] - s0
-        stats.documents += 1
+        stats.document_copies += 1
         target = max_num_tokens
         if rnd() < settings.short_seq_prob:
             target = randint(2, max_num_tokens)
@@ -444,7 +448,7 @@ def _packed_rows(tb: _Tokenized, doc_lo: int, doc_hi: int, rng: random.Random, L
     used = 0
     sent_off, doc_off = tb.sent_off, tb.doc_off
     for d in order:
-        stats.documents += 1
+        stats.document_copies += 1
         for si in range(int(doc_off[d]), int(doc_off[d + 1])):
             s, e = int(sent_off[si]), int(sent_off[si + 1])
             sep = 1 if (cur and si == doc_off[d]) else 0
@@ -511,16 +515,19 @@ def _load_block(work_dir: str) -> _Tokenized:
 
 
 def _task_seed(settings: InstanceSettings, block: int, part: int, dupe: int
-               ) -> tuple[random.Random, np.random.Generator]:
+               ) -> tuple[random.Random, np.random.Generator, np.random.Generator]:
+    """Generators of one task: segments (Python), truncation + masking, and the row shuffle."""
     ss = np.random.SeedSequence([settings.random_seed, block, part, dupe])
-    state = ss.generate_state(4, dtype=np.uint64)
-    return random.Random(int(state[0]) << 64 | int(state[1])), np.random.default_rng(ss.spawn(1)[0])
+    state = ss.generate_state(2, dtype=np.uint64)
+    masking_ss, shuffle_ss = ss.spawn(2)
+    return (random.Random(int(state[0]) << 64 | int(state[1])),
+            np.random.default_rng(masking_ss), np.random.default_rng(shuffle_ss))
 
 
 def make_rows(tb: _Tokenized, part: int, dupe: int, block: int, settings: InstanceSettings,
               vocab: dict[str, Any]) -> tuple[np.ndarray, _Stats]:
     """The shard rows (structured array, see :func:`.shards.row_dtype`) of one task."""
-    py_rng, np_rng = _task_seed(settings, block, part, dupe)
+    py_rng, np_rng, shuffle_rng = _task_seed(settings, block, part, dupe)
     lo, hi = int(tb.part_off[part]), int(tb.part_off[part + 1])
     L, P = settings.max_seq_length, settings.max_predictions_per_seq
     cls_id, sep_id = vocab["cls_id"], vocab["sep_id"]
@@ -546,7 +553,8 @@ def make_rows(tb: _Tokenized, part: int, dupe: int, block: int, settings: Instan
         rows["input_ids"] = ids
         if wwm_cont is not None:
             rows["continuation"] = np.packbits(wwm_cont, axis=1)
-    return rows[np_rng.permutation(len(rows))], stats
+    # static and dynamic runs with one seed give the same rows in the same order
+    return rows[shuffle_rng.permutation(len(rows))], stats
 
 
 def _run_task(task: _Task) -> dict[str, Any]:
@@ -598,7 +606,6 @@ def create_pretraining_data(inputs: list[str], vocab_file: str | os.PathLike[str
         return run["index"]
     id_dtype = np.dtype(S.row_dtype(settings, vocab["size"])["input_ids"].base)
     workers = workers or os.cpu_count() or 1
-    with_words = settings.do_whole_word_mask and settings.word_boundaries == "whitespace"
     total = sum(p.stat().st_size for p in paths)
     if progress is None:
         progress = sys.stderr.isatty()
@@ -636,7 +643,7 @@ def create_pretraining_data(inputs: list[str], vocab_file: str | os.PathLike[str
             metas.extend(m for m in done_metas if m is not None)
             todo = [t for t, m in zip(tasks, done_metas, strict=True) if m is None]
             if todo:
-                tb = _tokenize_block(block, encoder, with_words)
+                tb = _tokenize_block(block, encoder, settings)
                 wd = out / ".work" / f"block-{block.index:05d}"
                 _save_block(tb, wd, id_dtype)
                 left[str(wd)] = len(todo)

@@ -136,7 +136,7 @@ def finish_run(out: Path, metas: list[dict[str, Any]], vocab: dict[str, Any],
         for k, v in m["stats"].items():
             stats[k] = stats.get(k, 0) + v
     dupes = run["settings"]["dupe_factor"]
-    counts = {"input_bytes": n_input_bytes, "documents": stats.get("documents", 0) // dupes,
+    counts = {"input_bytes": n_input_bytes, "documents": stats.get("document_copies", 0) // dupes,
               "instances": sum(m["rows"] for m in metas), **stats}
     dtype = row_dtype(run["settings"], vocab["size"])
     index = {**run, "vocab": {"file": "vocab.txt", "sha256": run["vocab_sha256"], **vocab},
