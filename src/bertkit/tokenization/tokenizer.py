@@ -1,0 +1,579 @@
+"""``BertTokenizer``: Google's FullTokenizer ids, with a reference path and a fast batch path.
+
+Two engines give the same ids (the parity test checks it against Google's ``tokenization.py``):
+
+* the **reference** path: :mod:`bertkit.tokenization.basic` + :mod:`~bertkit.tokenization.wordpiece`,
+  readable pure Python, used by :meth:`BertTokenizer.tokenize`;
+* the **fast** path: a Rust ``tokenizers.Tokenizer`` (WordPiece, 200-character word limit) whose
+  normalizer and pre-tokenizer use character classes computed from *Python's* ``unicodedata`` (so the
+  same Unicode tables as Google's code), used by ``__call__``, :meth:`BertTokenizer.encode_batch`
+  and :meth:`BertTokenizer.tokenize_batch`.
+
+Where the Rust engine provably cannot match, texts go to the reference path (see :class:`FastEngine`):
+lone surrogates (not encodable as UTF-8), and when lower-casing: code points unassigned in Python's
+Unicode version, ``Σ`` (Python lower-cases a final sigma in context, Rust per character), and the few
+characters whose per-character normalisation differs between Python and Rust (Rust's case tables are
+newer, its NFD tables older) or could interact with canonical reordering or CJK padding. A cheap
+regex search picks those texts out; everything else goes through Rust.
+
+Example:
+    >>> tok = BertTokenizer.from_pretrained("path/to/dir")          # doctest: +SKIP
+    >>> tok.tokenize("Unaffable!")                                  # doctest: +SKIP
+    ['una', '##ffa', '##ble', '!']
+    >>> tok(["a b", "c"], return_tensors=None)["input_ids"]         # doctest: +SKIP
+    [[101, 1037, 1038, 102], [101, 1039, 102, 0]]
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+import unicodedata
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bertkit.tokenization import basic
+from bertkit.tokenization.wordpiece import MAX_CHARS, PREFIX, wordpiece_spans
+
+logger = logging.getLogger(__name__)
+
+PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
+REQUIRED_TOKENS = (UNK, CLS, SEP)
+CONFIG_NAME = "tokenizer_config.json"
+VOCAB_NAME = "vocab.txt"
+
+Span = tuple[int, int]
+Ranges = list[tuple[int, int]]
+
+
+def load_vocab(vocab_file: str | Path) -> dict[str, int]:
+    """Read a ``vocab.txt`` (one token per line; id = line number - 1) as Google does.
+
+    Each line is stripped of surrounding whitespace (Python ``str.strip``), so a line holding only
+    U+2028 becomes the empty token, as in Google's ``load_vocab``.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: a duplicate entry (with both line numbers), or [UNK]/[CLS]/[SEP] missing.
+    """
+    path = Path(vocab_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"vocab file not found: {path}")
+    vocab: dict[str, int] = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            token = line.strip()
+            if token in vocab:
+                raise ValueError(f"{path}:{lineno}: duplicate vocab entry {token!r} "
+                                 f"(first seen on line {vocab[token] + 1})")
+            vocab[token] = lineno - 1
+    for token in REQUIRED_TOKENS:
+        if token not in vocab:
+            raise ValueError(f"{path}: vocab has no {token} entry")
+    return vocab
+
+
+def truncate_longest_first(len_a: int, len_b: int, max_tokens: int) -> tuple[int, int]:
+    """Google's pair truncation: drop the last token of the longer sequence (B on ties) until fit.
+
+    >>> truncate_longest_first(10, 3, 8)
+    (5, 3)
+    >>> truncate_longest_first(4, 4, 5)
+    (3, 2)
+    """
+    while len_a + len_b > max_tokens:
+        if len_a > len_b:
+            len_a -= 1
+        else:
+            len_b -= 1
+    return len_a, len_b
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast engine
+
+
+_CATEGORIES = ("Cc Cf Cn Co Cs Ll Lm Lo Lt Lu Mc Me Mn Nd Nl No Pc Pd Pe Pf Pi Po Ps "
+               "Sc Sk Sm So Zl Zp Zs").split()
+_LABELS = ("other", "drop", "space", "punct", "mn", "cn", "cs")
+
+
+@functools.lru_cache(maxsize=1)
+def _unicode_tables() -> tuple[bytes, dict[str, Ranges]]:
+    """Code point ranges, by Python's ``unicodedata``, of each class the Rust pipeline needs.
+
+    ``drop``: U+0000, U+FFFD, Cc/Cf except tab/newline/CR. ``space``: tab/newline/CR, Zs, and Zl/Zp
+    (U+2028/U+2029, on which Google's ``str.split()`` also splits; every other ``str.isspace``
+    character is Cc and dropped first). ``punct``: :func:`basic.is_punctuation`. ``mn``, ``cn``,
+    ``cs``: those categories. Returns the label index of every code point and the ranges.
+    """
+    label_of = dict.fromkeys(_CATEGORIES, 0)
+    label_of.update(Cc=1, Cf=1, Zs=2, Zl=2, Zp=2, Mn=4, Cn=5, Cs=6)
+    label_of.update((c, 3) for c in _CATEGORIES if c[0] == "P")
+    labels = bytearray(map(label_of.__getitem__,
+                           map(unicodedata.category, map(chr, range(0x110000)))))
+    for cp in range(128):  # all non-alphanumeric printable ASCII counts as punctuation
+        if basic.is_punctuation(chr(cp)):
+            labels[cp] = 3
+    labels[0x09] = labels[0x0A] = labels[0x0D] = 2
+    labels[0xFFFD] = 1
+    ranges: dict[str, Ranges] = {k: [] for k in _LABELS}
+    for m in re.finditer(rb"(.)\1*", bytes(labels), re.S):
+        ranges[_LABELS[labels[m.start()]]].append((m.start(), m.end() - 1))
+    return bytes(labels), ranges
+
+
+def _rust_class(ranges: Ranges) -> str:
+    """An Oniguruma character class matching ``ranges``."""
+    return "[" + "".join(f"\\x{{{lo:X}}}" + (f"-\\x{{{hi:X}}}" if hi > lo else "")
+                         for lo, hi in ranges) + "]"
+
+
+def _python_class(ranges: Ranges) -> str:
+    """A Python ``re`` character class matching ``ranges``."""
+    return "[" + "".join(f"\\U{lo:08X}" + (f"-\\U{hi:08X}" if hi > lo else "")
+                         for lo, hi in ranges) + "]"
+
+
+def _to_ranges(cps: Sequence[int]) -> Ranges:
+    out: Ranges = []
+    for cp in sorted(set(cps)):
+        if out and out[-1][1] == cp - 1:
+            out[-1] = (out[-1][0], cp)
+        else:
+            out.append((cp, cp))
+    return out
+
+
+def _python_char(ch: str, labels: bytes, do_lower_case: bool) -> str:
+    """What Google's pipeline makes of one character before splitting (cleaned, normalised)."""
+    label = _LABELS[labels[ord(ch)]]
+    if label == "drop":
+        return ""
+    if label == "space":
+        return " "
+    return basic.lower_strip_accents(ch) if do_lower_case else ch
+
+
+class FastEngine:
+    """Rust ``tokenizers`` WordPiece configured to reproduce Google's ids, with a per-text fallback.
+
+    The normalizer drops/maps the exact ``drop`` and ``space`` classes (from Python's tables),
+    then, when lower-casing, applies Rust's ``Lowercase`` and ``NFD`` and drops the exact Mn class;
+    the pre-tokenizer splits on spaces and isolates punctuation and CJK ideographs (exact classes).
+    Only Rust's lower-case and NFD tables can disagree with Python. At construction every assigned
+    code point where they might (all but CJK unified ideographs, private use and surrogates, which
+    have no case or decomposition in any Unicode version) is pushed through Rust one by one and
+    compared with Python; disagreeing characters join the *unsafe* set, along with code points
+    unassigned in Python that Rust lower-cases, decomposes or gives a combining class (probed the
+    same way), ``Σ`` (final-sigma context), characters whose
+    normalised form contains a non-Mn combining character (canonical reordering would matter),
+    whitespace, or changes CJK-ness (Google pads CJK before normalising), and lone surrogates.
+    A text containing an unsafe character is tokenized by the reference path instead. NFD
+    decompositions and combining classes of assigned characters are immutable across Unicode
+    versions, so per-character agreement plus these exclusions gives whole-text agreement.
+    """
+
+    def __init__(self, vocab: dict[str, int], do_lower_case: bool) -> None:
+        from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
+
+        self.do_lower_case = do_lower_case
+        labels, ranges = _unicode_tables()
+        steps = [normalizers.Replace(Regex(_rust_class(ranges["drop"])), ""),
+                 normalizers.Replace(Regex(_rust_class(ranges["space"])), " ")]
+        if do_lower_case:
+            steps += [normalizers.Lowercase(), normalizers.NFD(),
+                      normalizers.Replace(Regex(_rust_class(ranges["mn"])), "")]
+        tok = Tokenizer(models.WordPiece(vocab, unk_token=UNK, max_input_chars_per_word=MAX_CHARS,
+                                         continuing_subword_prefix=PREFIX))
+        tok.normalizer = normalizers.Sequence(steps)
+        cjk: Ranges = list(basic.CJK_RANGES)
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(" ", "removed"),
+            pre_tokenizers.Split(Regex(_rust_class(ranges["punct"])), "isolated"),
+            pre_tokenizers.Split(Regex(_rust_class(cjk)), "isolated"),
+        ])
+        self.tokenizer = tok
+        unsafe = list(ranges["cs"])
+        if do_lower_case:
+            bad = self._disagreements(labels, ranges) + self._unassigned_disagreements(ranges)
+            unsafe += _to_ranges(bad)
+        self.unsafe_ranges: Ranges = sorted(unsafe)
+        self._unsafe = re.compile(_python_class(self.unsafe_ranges)) if unsafe else None
+
+    def _unassigned_disagreements(self, ranges: dict[str, Ranges]) -> list[int]:
+        """Code points unassigned in Python's Unicode that Rust lower-cases, decomposes or reorders.
+
+        Python leaves them untouched (no case, no decomposition, combining class 0). Each is probed
+        through the Rust normalizer, and through Rust's NFD next to U+0334 (class 1) and U+05B0
+        (class 10), which moves it exactly when Rust gives it a non-zero combining class.
+        Unassigned planes 4-13 are sampled (one code point in 4093), not probed exhaustively.
+        """
+        from tokenizers import normalizers
+
+        case_nfd = normalizers.Sequence([normalizers.Lowercase(), normalizers.NFD()])
+        nfd = normalizers.NFD()
+        sep = "\ue000"
+        bad: list[int] = []
+        for lo, hi in ranges["cn"]:
+            # Planes 4-13 are empty in every Unicode version (through 16.0): probe a sample only.
+            cps = [*range(lo, min(hi, 0x3FFFF) + 1), *range(max(lo, 0x40000), min(hi, 0xDFFFF) + 1,
+                   4093), *range(max(lo, 0xE0000), hi + 1)]
+            chars = "".join(map(chr, cps))
+            probes = ((sep.join(chars), case_nfd),  # the other steps use Python's classes
+                      (("\u0334" + sep).join(chars) + "\u0334", nfd),
+                      ("\u05b0" + (sep + "\u05b0").join(chars), nfd))
+            for text, norm in probes:
+                got = norm.normalize_str(text)
+                if got != text:
+                    bad += [ord(c) for c, t, g in zip(chars, text.split(sep), got.split(sep), strict=True)
+                            if g != t]
+        return bad
+
+    def _disagreements(self, labels: bytes, ranges: dict[str, Ranges]) -> list[int]:
+        """Code points where Rust's lower-case/NFD path may differ from Python's (lower-case mode)."""
+        skip = [(0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0x20000, 0x2A6DF), (0x2A700, 0x2EBEF),
+                (0x30000, 0x323AF), (0xE000, 0xF8FF), (0xF0000, 0x10FFFF)]
+        skip += ranges["cn"] + ranges["cs"]
+        skip.sort()
+        cps: list[int] = []
+        lo = 0
+        for s, e in skip:
+            cps.extend(range(lo, s))
+            lo = max(lo, e + 1)
+        cps.extend(range(lo, 0x110000))
+        sep = "\ue000"  # private use: untouched by every step, never produced by one
+        rust = self.tokenizer.normalizer.normalize_str(sep.join(map(chr, cps))).split(sep)
+        bad = [0x03A3]
+        combining, category = unicodedata.combining, unicodedata.category
+        for cp, got in zip(cps, rust, strict=True):
+            ch = chr(cp)
+            want = _python_char(ch, labels, True)
+            if got != want:
+                bad.append(cp)
+            elif want == ch:
+                if combining(ch) and category(ch) != "Mn":
+                    bad.append(cp)
+            elif want and want != " " and (
+                any(combining(c) and category(c) != "Mn" for c in want)
+                or any(c.isspace() for c in want)
+                or basic.is_cjk(ch) != any(basic.is_cjk(c) for c in want)
+                or (basic.is_cjk(ch) and len(want) != 1)
+            ):
+                bad.append(cp)
+        return bad
+
+    def needs_fallback(self, text: str) -> bool:
+        """True when ``text`` holds a character the Rust pipeline might treat differently."""
+        return self._unsafe is not None and self._unsafe.search(text) is not None
+
+    def encode(self, texts: Sequence[str]) -> list[tuple[list[int], list[Span]] | None]:
+        """Ids and character offsets per text, or None for texts that need the reference path."""
+        out: list[tuple[list[int], list[Span]] | None] = [None] * len(texts)
+        idx = [i for i, t in enumerate(texts) if not self.needs_fallback(t)]
+        if len(idx) < len(texts):
+            logger.debug("fast tokenizer: %d of %d texts use the reference path",
+                         len(texts) - len(idx), len(texts))
+        encs = self.tokenizer.encode_batch([texts[i] for i in idx], add_special_tokens=False)
+        for i, enc in zip(idx, encs, strict=True):
+            out[i] = (enc.ids, enc.offsets)
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The tokenizer
+
+
+class BertTokenizer:
+    """Google's BERT tokenizer (BasicTokenizer + WordPiece) with Google's exact ids.
+
+    Args:
+        vocab_file: a ``vocab.txt``, one token per line.
+        do_lower_case: lower-case and strip accents (True for uncased and Chinese models).
+    """
+
+    def __init__(self, vocab_file: str | Path, do_lower_case: bool = True) -> None:
+        self.vocab_file = Path(vocab_file)
+        self.vocab: dict[str, int] = load_vocab(vocab_file)
+        self.ids_to_tokens: dict[int, str] = {i: t for t, i in self.vocab.items()}
+        self.do_lower_case = do_lower_case
+        self.unk_token_id: int = self.vocab[UNK]
+        self.cls_token_id: int = self.vocab[CLS]
+        self.sep_token_id: int = self.vocab[SEP]
+        self.pad_token_id: int = self.vocab.get(PAD, 0)  # 0 when the vocab has no [PAD]
+        self.mask_token_id: int | None = self.vocab.get(MASK)
+        self._max_piece = max(len(t) for t in self.vocab)
+        self._engine: FastEngine | None = None
+
+    def __len__(self) -> int:
+        return len(self.vocab)
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of vocabulary entries."""
+        return len(self.vocab)
+
+    def __repr__(self) -> str:
+        return (f"BertTokenizer(vocab_file={str(self.vocab_file)!r}, vocab_size={len(self)}, "
+                f"do_lower_case={self.do_lower_case})")
+
+    # -- reference path -------------------------------------------------------------------------
+
+    def tokenize_with_offsets(self, text: str) -> list[tuple[str, int, int]]:
+        """Reference path: WordPiece tokens, each with its ``[start, end)`` span in ``text``."""
+        out: list[tuple[str, int, int]] = []
+        for word, origins in basic.basic_tokenize_with_origins(text, self.do_lower_case):
+            for piece, s, e in wordpiece_spans(word, self.vocab, max_piece_chars=self._max_piece):
+                out.append((piece, *basic.span(origins, s, e)))
+        return out
+
+    def tokenize(self, text: str) -> list[str]:
+        """Reference path: Google's ``FullTokenizer.tokenize``.
+
+        >>> tok.tokenize("UNwant\\u00e9d,running")          # doctest: +SKIP
+        ['un', '##want', '##ed', ',', 'running']
+        """
+        out: list[str] = []
+        for word in basic.basic_tokenize(text, self.do_lower_case):
+            for piece, _, _ in wordpiece_spans(word, self.vocab, max_piece_chars=self._max_piece):
+                out.append(piece)
+        return out
+
+    def _reference(self, text: str) -> tuple[list[int], list[Span]]:
+        toks = self.tokenize_with_offsets(text)
+        return [self.vocab[t] for t, _, _ in toks], [(s, e) for _, s, e in toks]
+
+    # -- fast path ------------------------------------------------------------------------------
+
+    @property
+    def engine(self) -> FastEngine:
+        """The Rust engine, built on first use (about half a second)."""
+        if self._engine is None:
+            self._engine = FastEngine(self.vocab, self.do_lower_case)
+        return self._engine
+
+    def encode_batch_with_offsets(
+        self, texts: Sequence[str], fast: bool = True
+    ) -> list[tuple[list[int], list[Span]]]:
+        """Ids (no special tokens) and offsets into each text; ``fast=False`` forces the reference."""
+        if not fast:
+            return [self._reference(t) for t in texts]
+        return [r if r is not None else self._reference(t)
+                for t, r in zip(texts, self.engine.encode(texts), strict=True)]
+
+    def encode_batch(self, texts: Sequence[str], fast: bool = True) -> list[list[int]]:
+        """Ids of each text, without special tokens (for pre-training data creation)."""
+        return [ids for ids, _ in self.encode_batch_with_offsets(texts, fast)]
+
+    def tokenize_batch(self, texts: Sequence[str], fast: bool = True) -> list[list[str]]:
+        """WordPiece tokens of each text (the fast twin of :meth:`tokenize`)."""
+        return [self.convert_ids_to_tokens(ids) for ids in self.encode_batch(texts, fast)]
+
+    # -- ids ------------------------------------------------------------------------------------
+
+    def convert_tokens_to_ids(self, tokens: Sequence[str]) -> list[int]:
+        """Vocabulary ids; tokens not in the vocabulary map to ``[UNK]``."""
+        return [self.vocab.get(t, self.unk_token_id) for t in tokens]
+
+    def convert_ids_to_tokens(self, ids: Sequence[int]) -> list[str]:
+        """Tokens of ``ids`` (KeyError for an id outside the vocabulary)."""
+        return [self.ids_to_tokens[int(i)] for i in ids]
+
+    def build_inputs(
+        self, ids_a: list[int], ids_b: list[int] | None = None, max_length: int | None = None
+    ) -> tuple[list[int], list[int], int, int]:
+        """``[CLS] A [SEP] (B [SEP])`` with token types, truncated to ``max_length`` as Google does.
+
+        A single text keeps its first ``max_length - 2`` tokens; a pair is truncated longest-first.
+        Returns ``(input_ids, token_type_ids, kept_a, kept_b)``.
+        """
+        n_b = 0 if ids_b is None else len(ids_b)
+        n_a = len(ids_a)
+        if max_length is not None:
+            n_special = 2 if ids_b is None else 3
+            if max_length < n_special:
+                raise ValueError(f"max_length={max_length} leaves no room for {n_special} "
+                                 f"special tokens")
+            n_a, n_b = truncate_longest_first(n_a, n_b, max_length - n_special)
+        ids = [self.cls_token_id, *ids_a[:n_a], self.sep_token_id]
+        types = [0] * len(ids)
+        if ids_b is not None:
+            ids += [*ids_b[:n_b], self.sep_token_id]
+            types += [1] * (n_b + 1)
+        return ids, types, n_a, n_b
+
+    def encode_with_types(
+        self, text: str, text_pair: str | None = None, max_length: int | None = None
+    ) -> tuple[list[int], list[int]]:
+        """``(input_ids, token_type_ids)`` of one text or pair (see :meth:`encode`)."""
+        texts = [text] if text_pair is None else [text, text_pair]
+        encoded = self.encode_batch(texts)
+        ids, types, _, _ = self.build_inputs(
+            encoded[0], None if text_pair is None else encoded[1], max_length)
+        return ids, types
+
+    def encode(
+        self, text: str, text_pair: str | None = None, max_length: int | None = None
+    ) -> list[int]:
+        """``[CLS] A [SEP] (B [SEP])`` ids, truncated to ``max_length`` (None: no limit).
+
+        >>> tok.encode("hello", "world")                    # doctest: +SKIP
+        [101, 7592, 102, 2088, 102]
+        """
+        return self.encode_with_types(text, text_pair, max_length)[0]
+
+    def __call__(
+        self,
+        texts: str | Sequence[str],
+        text_pairs: str | Sequence[str] | None = None,
+        max_length: int | None = 512,
+        padding: bool | str = True,
+        truncation: bool = True,
+        return_tensors: str | None = "pt",
+        return_offsets: bool = False,
+    ) -> dict[str, Any]:
+        """Encode a batch with the fast engine.
+
+        Args:
+            texts: one text or a list of texts (segment A).
+            text_pairs: segment B for each text, or None.
+            max_length: length limit applied when ``truncation`` (and for ``padding="max_length"``).
+            padding: True/"longest" pads to the longest in the batch, "max_length" to
+                ``max_length``, False leaves lengths ragged (only with ``return_tensors=None``).
+            truncation: truncate to ``max_length`` (pairs longest-first, as Google does).
+            return_tensors: "pt" for ``torch.long`` tensors of shape (B, T), None for lists.
+            return_offsets: add ``offsets`` (per text, unpadded, a ``(start, end)`` character span
+                per token; ``(0, 0)`` for special tokens; spans of B tokens index into the B text)
+                and ``sequence_ids`` (per token: None for specials, 0 for A, 1 for B).
+
+        Returns:
+            A dict with ``input_ids``, ``token_type_ids``, ``attention_mask`` (and the offsets).
+        """
+        single = isinstance(texts, str)
+        batch_a = [texts] if single else list(texts)
+        batch_b: list[str] | None = None
+        if text_pairs is not None:
+            batch_b = [text_pairs] if isinstance(text_pairs, str) else list(text_pairs)
+            if len(batch_b) != len(batch_a):
+                raise ValueError(f"{len(batch_a)} texts but {len(batch_b)} text_pairs")
+        limit = max_length if truncation else None
+        enc = self.encode_batch_with_offsets(batch_a + (batch_b or []))
+        n = len(batch_a)
+        ids_rows: list[list[int]] = []
+        type_rows: list[list[int]] = []
+        offsets: list[list[Span]] = []
+        seq_ids: list[list[int | None]] = []
+        for i in range(n):
+            ids_a, off_a = enc[i]
+            ids_b, off_b = enc[n + i] if batch_b is not None else (None, [])
+            ids, types, k_a, k_b = self.build_inputs(ids_a, ids_b, limit)
+            ids_rows.append(ids)
+            type_rows.append(types)
+            if return_offsets:
+                offs = [(0, 0), *off_a[:k_a], (0, 0)]
+                sid: list[int | None] = [None, *[0] * k_a, None]
+                if ids_b is not None:
+                    offs += [*off_b[:k_b], (0, 0)]
+                    sid += [*[1] * k_b, None]
+                offsets.append(offs)
+                seq_ids.append(sid)
+        if max_length is not None and not truncation and any(len(r) > max_length for r in ids_rows):
+            logger.warning("some sequences are longer than max_length=%d (truncation=False)",
+                           max_length)
+        out = self._pad(ids_rows, type_rows, padding, max_length, return_tensors)
+        if return_offsets:
+            out["offsets"] = offsets
+            out["sequence_ids"] = seq_ids
+        return out
+
+    def _pad(self, ids_rows: list[list[int]], type_rows: list[list[int]], padding: bool | str,
+             max_length: int | None, return_tensors: str | None) -> dict[str, Any]:
+        lengths = [len(r) for r in ids_rows]
+        if padding is True or padding == "longest":
+            width = max(lengths, default=0)
+        elif padding == "max_length":
+            if max_length is None:
+                raise ValueError('padding="max_length" needs max_length')
+            width = max(max(lengths, default=0), max_length)
+        elif padding is False:
+            width = None
+        else:
+            raise ValueError(f"padding must be True, False, 'longest' or 'max_length': {padding!r}")
+        if width is not None:
+            ids_rows = [r + [self.pad_token_id] * (width - len(r)) for r in ids_rows]
+            type_rows = [r + [0] * (width - len(r)) for r in type_rows]
+        mask_rows = [[1] * n + [0] * (len(r) - n) for n, r in zip(lengths, ids_rows, strict=True)]
+        out: dict[str, Any] = {"input_ids": ids_rows, "token_type_ids": type_rows,
+                               "attention_mask": mask_rows}
+        if return_tensors is None:
+            return out
+        if return_tensors != "pt":
+            raise ValueError(f"return_tensors must be 'pt' or None, got {return_tensors!r}")
+        if width is None and len(set(lengths)) > 1:
+            raise ValueError("padding=False gives ragged rows: use return_tensors=None")
+        import torch
+
+        return {k: torch.tensor(v, dtype=torch.long).reshape(len(v), -1) for k, v in out.items()}
+
+    # -- text back ------------------------------------------------------------------------------
+
+    def decode(self, ids: Sequence[int] | Any, skip_special_tokens: bool = True) -> str:
+        """Tokens joined by spaces with ``##`` pieces glued on (lossy: case, accents, spacing).
+
+        ``skip_special_tokens`` drops [PAD], [CLS], [SEP] and [MASK]; [UNK] is kept.
+
+        >>> tok.decode(tok.encode("Unaffable!"))            # doctest: +SKIP
+        'unaffable !'
+        """
+        if hasattr(ids, "tolist"):
+            ids = ids.tolist()
+        skip = {PAD, CLS, SEP, MASK} if skip_special_tokens else set()
+        out = ""
+        for tok in self.convert_ids_to_tokens(ids):
+            if tok in skip:
+                continue
+            if tok.startswith(PREFIX) and out:
+                out += tok[len(PREFIX):]
+            else:
+                out += (" " if out else "") + tok
+        return out
+
+    # -- files ----------------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> BertTokenizer:
+        """Load ``vocab.txt`` and ``do_lower_case`` (default True) from ``tokenizer_config.json``.
+
+        ``directory`` may also be a ``vocab.txt`` path itself.
+        """
+        path = Path(directory)
+        vocab = path if path.is_file() else path / VOCAB_NAME
+        config_path = vocab.parent / CONFIG_NAME
+        do_lower_case = True
+        if config_path.is_file():
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+            do_lower_case = bool(config.get("do_lower_case", True))
+        return cls(vocab, do_lower_case=do_lower_case)
+
+    def save_pretrained(self, directory: str | Path) -> list[Path]:
+        """Write ``vocab.txt`` and a ``tokenizer_config.json`` that transformers can load."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        vocab_path = out / VOCAB_NAME
+        tokens = [self.ids_to_tokens[i] for i in range(len(self.ids_to_tokens))]
+        vocab_path.write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
+        config = {
+            "tokenizer_class": "BertTokenizer",
+            "do_lower_case": self.do_lower_case,
+            "tokenize_chinese_chars": True,
+            "strip_accents": None,
+            "unk_token": UNK, "sep_token": SEP, "pad_token": PAD, "cls_token": CLS,
+            "mask_token": MASK,
+            "model_max_length": 512,
+        }
+        config_path = out / CONFIG_NAME
+        config_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        return [vocab_path, config_path]
