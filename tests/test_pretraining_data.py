@@ -304,7 +304,9 @@ def test_fast_tokenization_equals_whole_line_tokenization(text1: Path,
     enc = P.WordPieceEncoder(uncased_vocab)
     lines = [ln for ln in text1.read_text().splitlines() if ln.strip()][:3000]
     lines += ["Tabs\tand  spaces", "ctrl\x0bchar\x1cjoined", "[SEP] [CLS] x", "Café naïve ÉCOLE",
-              "中文字符 mixed", "a\u2028b", "don't stop-gap", "x" * 150 + " y"]
+              "中文字符 mixed", "a\u2028b", "don't stop-gap", "x" * 150 + " y",
+              "nbsp\u00a0here em\u2014dash \u2019quoted\u2019", "zero\u200bwidth", "a \u0301b",
+              "\x85next line", "form\x0cfeed", "\ufeffbom"]
     ids, lens, _ = enc.encode(lines)
     ref = enc.encode_reference(lines)
     assert lens.tolist() == [len(r) for r in ref]

@@ -180,9 +180,12 @@ def choose_positions(gids: np.ndarray, k: np.ndarray, group_keys: np.ndarray) ->
 def replace_80_10_10(input_ids: np.ndarray, chosen: np.ndarray, noise: MaskNoise,
                      mask_id: int) -> np.ndarray:
     """[N, L]: ids after replacement at ``chosen`` positions (80% mask, 10% keep, 10% random)."""
-    replacement = np.where(noise.u_mask < 0.8, mask_id,
-                           np.where(noise.u_keep < 0.5, input_ids, noise.random_ids))
-    return np.where(chosen, replacement, input_ids).astype(input_ids.dtype, copy=False)
+    r, c = np.nonzero(chosen)
+    out = input_ids.copy()
+    out[r, c] = np.where(noise.u_mask[r, c] < 0.8, mask_id,
+                         np.where(noise.u_keep[r, c] < 0.5, input_ids[r, c],
+                                  noise.random_ids[r, c]))
+    return out
 
 
 def gather_predictions(original_ids: np.ndarray, chosen: np.ndarray,
@@ -212,9 +215,14 @@ def mask_batch(input_ids: np.ndarray, lengths: np.ndarray, noise: MaskNoise, *, 
     ``continuation`` (bool [N, L]) turns on whole-word masking; None masks pieces independently.
     """
     cands = candidate_mask(input_ids, lengths, cls_id, sep_id)
-    gids = group_ids(cands, continuation)
     k = num_to_predict(lengths, masked_lm_prob, max_predictions_per_seq)
-    chosen = choose_positions(gids, k, noise.group_keys)
+    if continuation is None:  # every group is one position: the k smallest keys (same result)
+        keys = np.where(cands, noise.group_keys, np.inf)
+        L = keys.shape[1]
+        kth = np.sort(keys, axis=1)[np.arange(len(k)), np.clip(k, 1, L) - 1][:, None]
+        chosen = (keys <= kth) & cands
+    else:
+        chosen = choose_positions(group_ids(cands, continuation), k, noise.group_keys)
     positions, labels, weights, counts = gather_predictions(input_ids, chosen,
                                                             max_predictions_per_seq)
     masked = replace_80_10_10(input_ids, chosen, noise, mask_id)

@@ -129,7 +129,9 @@ class WordPieceEncoder:
                                                     strip_accents=None, lowercase=do_lower_case)
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         self._tok = tok
-        self._cache: dict[str, list[int]] = {}
+        self._word_index: dict[str, int] = {}  # unique chunk -> its row in the piece table
+        self._piece_ids: list[int] = []
+        self._piece_off: list[int] = [0]
 
     def encode(self, lines: list[str], with_words: bool = False
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -137,35 +139,53 @@ class WordPieceEncoder:
 
         With ``with_words`` a token continues a word when it starts inside the same
         whitespace-delimited word of the line as the token before it (supplied word boundaries).
+
+        BERT's tokenization of a line is the concatenation of that of its whitespace-separated
+        chunks, so lines whose whitespace Python's ``str.split`` sees exactly as BERT does (no
+        ``\x0b \x0c \x1c-\x1f \x85 \u2028 \u2029``) are encoded chunk by chunk, each unique chunk
+        once through the Rust tokenizer and then by table lookup; the other lines go whole to the
+        Rust tokenizer. Tested equal to whole-line encoding on real text and tricky strings.
         """
         if with_words:
             return self._encode_with_words(lines)
-        per_line = self._encode_cached(lines)
-        lens = np.fromiter(map(len, per_line), dtype=np.int64, count=len(per_line))
-        ids = np.fromiter(itertools.chain.from_iterable(per_line), dtype=np.int32,
-                          count=int(lens.sum()))
-        return ids, lens, None
-
-    def _encode_cached(self, lines: list[str]) -> list[list[int]]:
-        """Ids per line. BERT's tokenization of a line is the concatenation of that of its
-        whitespace-separated chunks, so plain-ASCII lines (no control characters, where Python's
-        ``split`` and BERT's whitespace agree) are encoded chunk by chunk through a cache of
-        unique chunks; other lines go whole to the Rust tokenizer. Tested equal on real text."""
-        cache = self._cache
-        if len(cache) > 1_000_000:
-            cache.clear()
-        fast = [line.isascii() and _CONTROL.search(line) is None for line in lines]
-        missing = {w for line, f in zip(lines, fast, strict=True) if f for w in line.split()
-                   if w not in cache}
+        if len(self._word_index) > 2_000_000:  # bound the cache
+            self._word_index.clear()
+            self._piece_ids, self._piece_off = [], [0]
+        fast = np.fromiter((_SPLIT_MISMATCH.search(line) is None for line in lines), dtype=bool,
+                           count=len(lines))
+        fast_lines = [line for line, f in zip(lines, fast, strict=True) if f]
+        split = [line.split() for line in fast_lines]
+        words_per_line = np.fromiter(map(len, split), dtype=np.int64, count=len(split))
+        words = list(itertools.chain.from_iterable(split))
+        index = self._word_index
+        missing = list(set(words).difference(index))
         if missing:
-            words = list(missing)
-            encs = self._tok.encode_batch_fast(words, add_special_tokens=False)
-            cache.update(zip(words, (e.ids for e in encs), strict=True))
-        slow_lines = [line for line, f in zip(lines, fast, strict=True) if not f]
-        slow = iter(e.ids for e in self._tok.encode_batch_fast(slow_lines,
-                                                               add_special_tokens=False))
-        return [[i for w in line.split() for i in cache[w]] if f else next(slow)
-                for line, f in zip(lines, fast, strict=True)]
+            encs = self._tok.encode_batch_fast(missing, add_special_tokens=False)
+            for w, e in zip(missing, encs, strict=True):
+                index[w] = len(index)
+                self._piece_ids.extend(e.ids)
+                self._piece_off.append(len(self._piece_ids))
+        piece_ids = np.array(self._piece_ids, dtype=np.int32)
+        piece_off = np.array(self._piece_off, dtype=np.int64)
+        widx = np.fromiter(map(index.__getitem__, words), dtype=np.int64, count=len(words))
+        wlen = piece_off[widx + 1] - piece_off[widx]
+        fast_ids = piece_ids[_ragged_arange(piece_off[widx], wlen)]
+        line_of_word = np.repeat(np.arange(len(split)), words_per_line)
+        fast_lens = np.bincount(line_of_word, weights=wlen, minlength=len(split)).astype(np.int64)
+        if fast.all():
+            return fast_ids, fast_lens, None
+        slow = [e.ids for e in self._tok.encode_batch_fast(
+            [line for line, f in zip(lines, fast, strict=True) if not f],
+            add_special_tokens=False)]
+        lens = np.zeros(len(lines), dtype=np.int64)
+        lens[fast] = fast_lens
+        lens[~fast] = [len(x) for x in slow]
+        starts = np.cumsum(lens) - lens
+        ids = np.zeros(int(lens.sum()), dtype=np.int32)
+        ids[_ragged_arange(starts[fast], fast_lens)] = fast_ids
+        for st, x in zip(starts[~fast].tolist(), slow, strict=True):
+            ids[st:st + len(x)] = x
+        return ids, lens, None
 
     def _encode_with_words(self, lines: list[str]
                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -187,7 +207,18 @@ class WordPieceEncoder:
         return [e.ids for e in self._tok.encode_batch_fast(lines, add_special_tokens=False)]
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SPLIT_MISMATCH = re.compile("[\x0b\x0c\x1c-\x1f\x85\u2028\u2029]")
+
+
+def _ragged_arange(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenated ``arange(s, s + n)`` for each (s, n): int64 [sum(lengths)].
+
+    >>> _ragged_arange(np.array([10, 0, 5]), np.array([2, 0, 3])).tolist()
+    [10, 11, 5, 6, 7]
+    """
+    total = int(lengths.sum())
+    ends = np.cumsum(lengths)
+    return np.repeat(starts - (ends - lengths), lengths) + np.arange(total)
 
 
 def _whitespace_continuation(line: str, offsets: list[tuple[int, int]]) -> np.ndarray:
@@ -310,11 +341,34 @@ class _Tokenized:
     cont: np.ndarray | None
 
 
-def _tokenize_block(block: _Block, encoder: WordPieceEncoder, settings: InstanceSettings
-                    ) -> _Tokenized:
+_ENCODERS: dict[tuple[str, bool], WordPieceEncoder] = {}
+
+
+def _encode_chunk(vocab_file: str, do_lower_case: bool, lines: list[str], with_words: bool
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Tokenize ``lines`` in a worker (one cached encoder per process)."""
+    key = (vocab_file, do_lower_case)
+    if key not in _ENCODERS:
+        _ENCODERS[key] = WordPieceEncoder(vocab_file, do_lower_case)
+    return _ENCODERS[key].encode(lines, with_words=with_words)
+
+
+def _tokenize_block(block: _Block, encoder: WordPieceEncoder, settings: InstanceSettings,
+                    pool: Any = None, vocab_file: str = "") -> _Tokenized:
+    """Tokenize a block, split over ``pool``'s workers when given (same ids either way)."""
     lines = [s for d in block.docs for s in d]
     by_space = settings.do_whole_word_mask and settings.word_boundaries == "whitespace"
-    ids, lens, cont = encoder.encode(lines, with_words=by_space)
+    n_chunks = getattr(pool, "_max_workers", 1) if pool is not None else 1
+    if n_chunks > 1 and len(lines) > 1000:
+        step = -(-len(lines) // n_chunks)
+        futs = [pool.submit(_encode_chunk, vocab_file, settings.do_lower_case,
+                            lines[i:i + step], by_space) for i in range(0, len(lines), step)]
+        parts = [f.result() for f in futs]
+        ids = np.concatenate([p[0] for p in parts])
+        lens = np.concatenate([p[1] for p in parts])
+        cont = np.concatenate([p[2] for p in parts]) if by_space else None  # type: ignore[misc]
+    else:
+        ids, lens, cont = encoder.encode(lines, with_words=by_space)
     if settings.do_whole_word_mask and cont is None:  # "##" pieces continue a word
         cont = M.continuation_table(encoder.tokens)[ids]
     # drop sentences that tokenize to nothing, then documents left empty (Google does both)
@@ -349,25 +403,21 @@ def _pair_spans(tb: _Tokenized, doc_lo: int, doc_hi: int, rng: random.Random,
     max_num_tokens = settings.max_seq_length - 3
     sop = settings.objective == "sop"
     out: list[tuple[int, int, int, int, int]] = []
-    rnd = rng.random
-
-    def randint(a: int, b: int) -> int:  # uniform in [a, b], like random.randint but cheaper
-        return a + int(rnd() * (b - a + 1))
-
+    rnd = rng.random  # randint(a, b) below is written a + int(rnd() * (b - a + 1)): cheaper
     for d in range(doc_lo, doc_hi):
         s0 = doc_off[d]
         n = doc_off[d + 1] - s0
         stats.document_copies += 1
         target = max_num_tokens
         if rnd() < settings.short_seq_prob:
-            target = randint(2, max_num_tokens)
+            target = 2 + int(rnd() * (max_num_tokens - 1))
             stats.short_target_documents += 1
         i = first = cur = 0
         while i < n:
             cur += sent_off[s0 + i + 1] - sent_off[s0 + i]
             if i == n - 1 or cur >= target:
                 k = i - first + 1
-                a_end = randint(1, k - 1) if k >= 2 else 1
+                a_end = 1 + int(rnd() * (k - 1)) if k >= 2 else 1
                 a_s, a_e = sent_off[s0 + first], sent_off[s0 + first + a_end]
                 c_e = sent_off[s0 + first + k]
                 stats.chunks += 1
@@ -375,11 +425,11 @@ def _pair_spans(tb: _Tokenized, doc_lo: int, doc_hi: int, rng: random.Random,
                 if k == 1 or (not sop and rnd() < 0.5):
                     target_b = target - (a_e - a_s)
                     for _ in range(10):
-                        r = randint(0, n_docs - 1)
+                        r = int(rnd() * n_docs)
                         if r != d:
                             break
                     r1 = doc_off[r + 1]
-                    j = randint(doc_off[r], r1 - 1)
+                    j = doc_off[r] + int(rnd() * (r1 - doc_off[r]))
                     b_s = sent_off[j]
                     while True:
                         j += 1
@@ -643,7 +693,7 @@ def create_pretraining_data(inputs: list[str], vocab_file: str | os.PathLike[str
             metas.extend(m for m in done_metas if m is not None)
             todo = [t for t, m in zip(tasks, done_metas, strict=True) if m is None]
             if todo:
-                tb = _tokenize_block(block, encoder, settings)
+                tb = _tokenize_block(block, encoder, settings, pool, str(vocab_file))
                 wd = out / ".work" / f"block-{block.index:05d}"
                 _save_block(tb, wd, id_dtype)
                 left[str(wd)] = len(todo)
