@@ -83,7 +83,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
         kw["default"] = argparse.SUPPRESS
         kw["dest"] = f.name
         parser.add_argument(*names, **kw)
-    parser.add_argument("--args-file", type=Path, default=None, dest="_args_file",
+    parser.add_argument("--args-file", type=Path, default=None, dest="_args_file", metavar="FILE",
                         help="JSON or TOML file of flag values; command-line flags override it")
 
 

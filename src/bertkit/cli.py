@@ -1,0 +1,175 @@
+"""The ``bertkit`` command: a table {subcommand: (args dataclass, function)}.
+
+Flags come from each command's args dataclass (see ``bertkit.cliargs``). Modules are imported only
+for the command that runs, so ``bertkit --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from bertkit.cliargs import add_dataclass_args, dataclass_from_namespace
+
+logger = logging.getLogger("bertkit")
+
+# name: (module, args dataclass, function, one-line help)
+COMMANDS: dict[str, tuple[str, str, str, str]] = {
+    "quickstart": ("bertkit.quickstart", "QuickstartArgs", "run_quickstart",
+                   "fetch a real BERT checkpoint and show what bertkit does, end to end"),
+    "tokenize": ("bertkit.cli", "TokenizeArgs", "run_tokenize",
+                 "WordPiece-tokenize stdin with Google's exact rules (tokens or ids per line)"),
+    "embed": ("bertkit.cli", "EmbedArgs", "run_embed",
+              "embed stdin sentences with a BERT model (JSON lines or .npy)"),
+    "corpus list": ("bertkit.data.corpora", "CorpusListArgs", "run_corpus_list",
+                    "list the real corpora bertkit can fetch (sizes, licences)"),
+    "corpus fetch": ("bertkit.data.corpora", "CorpusFetchArgs", "run_corpus_fetch",
+                     "fetch a real corpus and write Google's pre-training text format"),
+    "train-vocab": ("bertkit.tokenization.vocab_training", "TrainVocabArgs", "run_train_vocab",
+                    "train a WordPiece vocab.txt (Google's layout) from raw text"),
+}
+
+
+@dataclass
+class TokenizeArgs:
+    """Tokenize each line of standard input; print one line of tokens (or ids) per input line."""
+
+    vocab: Path = field(metadata={"help": "vocab.txt (Google's layout), or a model directory"})
+    cased: bool | None = field(default=None, metadata={
+        "help": "keep case and accents (do_lower_case=False); default: the model directory's "
+                "tokenizer_config.json, else lower-case"})
+    ids: bool = field(default=False, metadata={"help": "print vocabulary ids instead of tokens"})
+    special: bool = field(default=False, metadata={"help": "add [CLS] ... [SEP] around each line"})
+
+
+@dataclass
+class EmbedArgs:
+    """Embed each line of standard input (one sentence per line) with a BERT model."""
+
+    model: Path = field(metadata={"help": "model directory in Hugging Face layout "
+                                  "(config.json, model.safetensors, vocab.txt)"})
+    pooling: Literal["mean", "cls", "pooler"] = field(
+        default="mean", metadata={"help": "mean of token states, the [CLS] state, or the pooler"})
+    normalize: bool = field(default=False, metadata={"help": "L2-normalise the embeddings"})
+    output: Path | None = field(default=None, metadata={
+        "help": "write a .npy array here instead of JSON lines on stdout"})
+    batch_size: int = field(default=32, metadata={"help": "sentences per forward pass"})
+    max_length: int = field(default=512, metadata={"help": "truncate to this many tokens"})
+    threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
+
+
+def _load_tokenizer(path: Path, cased: bool | None = None):
+    """A tokenizer from a vocab.txt or a model directory; ``cased`` None means the dir's setting."""
+    from bertkit.tokenization import BertTokenizer
+
+    if path.is_dir() and cased is None:
+        return BertTokenizer.from_pretrained(path)
+    vocab = path / "vocab.txt" if path.is_dir() else path
+    return BertTokenizer(vocab, do_lower_case=not cased)
+
+
+def run_tokenize(args: TokenizeArgs) -> int:
+    tok = _load_tokenizer(args.vocab, args.cased)
+    out = sys.stdout
+    for line in sys.stdin:
+        text = line.rstrip("\n")
+        if args.special:
+            ids = tok.encode(text)
+            items = [str(i) for i in ids] if args.ids else tok.convert_ids_to_tokens(ids)
+        else:
+            tokens = tok.tokenize(text)
+            items = [str(i) for i in tok.convert_tokens_to_ids(tokens)] if args.ids else tokens
+        out.write(" ".join(items) + "\n")
+    return 0
+
+
+def run_embed(args: EmbedArgs) -> int:
+    import numpy as np
+    import torch
+
+    from bertkit.inference import encode
+    from bertkit.models.bert import BertModel
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    texts = [line.rstrip("\n") for line in sys.stdin]
+    if not texts:
+        logger.error("no input: pipe one sentence per line into bertkit embed")
+        return 2
+    model = BertModel.from_pretrained(args.model)
+    tok = _load_tokenizer(args.model)
+    vecs = encode(model, tok, texts, batch_size=args.batch_size, max_length=args.max_length,
+                  pooling=args.pooling, normalize=args.normalize, progress=sys.stderr.isatty())
+    assert isinstance(vecs, torch.Tensor)
+    if args.output is not None:
+        from bertkit.fileio import atomic_path
+
+        with atomic_path(args.output) as tmp, open(tmp, "wb") as f:
+            np.save(f, vecs.numpy())
+        logger.info("wrote %s embeddings of size %d to %s", len(texts), vecs.shape[1], args.output)
+        return 0
+    for i, v in enumerate(vecs.tolist()):
+        sys.stdout.write(json.dumps({"index": i, "embedding": [round(x, 7) for x in v]}) + "\n")
+    return 0
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    width = max(len(n) for n in COMMANDS)
+    lines = "\n".join(f"  {n.ljust(width)}  {h}" for n, (_, _, _, h) in COMMANDS.items())
+    p = argparse.ArgumentParser(
+        prog="bertkit", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="bertkit: the complete BERT system in PyTorch.",
+        epilog=f"commands:\n{lines}\n\nRun 'bertkit COMMAND --help' for a command's flags.")
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    groups = sorted({name.split(" ")[0] for name in COMMANDS})
+    p.add_argument("command", nargs="?", choices=groups, metavar="COMMAND")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``bertkit`` console script."""
+    top = _top_parser()
+    ns = top.parse_args(argv)
+    if ns.version:
+        from bertkit import __version__
+
+        print(f"bertkit {__version__}")
+        return 0
+    if ns.command is None:
+        top.print_help()
+        return 0
+    logging.basicConfig(level=logging.DEBUG if ns.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    name = ns.command
+    if name not in COMMANDS:  # a group such as "corpus": the next word picks the command
+        subs = [n.split(" ", 1)[1] for n in COMMANDS if n.startswith(name + " ")]
+        if not ns.rest or ns.rest[0] not in subs:
+            top.error(f"'{name}' needs one of: {', '.join(subs)}")
+        name = f"{name} {ns.rest.pop(0)}"
+    module_name, args_name, fn_name, help_text = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    args_cls = getattr(module, args_name)
+    sub = argparse.ArgumentParser(prog=f"bertkit {name}",
+                                  description=(args_cls.__doc__ or help_text).strip())
+    add_dataclass_args(sub, args_cls)
+    args = dataclass_from_namespace(args_cls, sub.parse_args(ns.rest), sub)
+    try:
+        return int(getattr(module, fn_name)(args) or 0)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f"bertkit {name}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"bertkit {name}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""The bertkit command line: help, tokenize, embed, and errors that name what is wrong."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bertkit.cli import COMMANDS, main
+
+
+def _run(argv, stdin: str, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    code = main(argv)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_help_lists_every_command():
+    proc = subprocess.run([sys.executable, "-m", "bertkit.cli", "--help"], capture_output=True,
+                          text=True, check=True)
+    for name in COMMANDS:
+        assert name.split(" ")[0] in proc.stdout
+    for name in COMMANDS:
+        sub = subprocess.run([sys.executable, "-m", "bertkit.cli", *name.split(" "), "--help"],
+                             capture_output=True, text=True)
+        assert sub.returncode == 0 and "usage: bertkit" in sub.stdout, name
+
+
+@pytest.mark.real
+def test_tokenize_tokens_and_ids(uncased_vocab, monkeypatch, capsys):
+    code, out, _ = _run(["tokenize", "--vocab", str(uncased_vocab)],
+                        "Hello, World!\nunaffable naïve café\n", monkeypatch, capsys)
+    assert code == 0
+    assert out.splitlines() == ["hello , world !", "una ##ffa ##ble naive cafe"]
+    code, out, _ = _run(["tokenize", "--vocab", str(uncased_vocab), "--ids", "--special"],
+                        "hello world\n", monkeypatch, capsys)
+    assert out.split() == ["101", "7592", "2088", "102"]
+
+
+@pytest.mark.real
+def test_embed_json_lines_and_npy(minilm_dir, tmp_path, monkeypatch, capsys):
+    text = "A cat sits on the mat.\nStocks fell sharply.\n"
+    code, out, _ = _run(["embed", "--model", str(minilm_dir), "--normalize"], text,
+                        monkeypatch, capsys)
+    assert code == 0
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["index"] for r in rows] == [0, 1]
+    assert len(rows[0]["embedding"]) == 384
+    assert abs(np.linalg.norm(rows[0]["embedding"]) - 1) < 1e-5
+    npy = tmp_path / "e.npy"
+    code, _, _ = _run(["embed", "--model", str(minilm_dir), "--normalize", "--output", str(npy)],
+                      text, monkeypatch, capsys)
+    arr = np.load(npy)
+    assert code == 0 and arr.shape == (2, 384)
+    np.testing.assert_allclose(arr[1], rows[1]["embedding"], atol=1e-6)
+
+
+def test_errors_name_the_problem(tmp_path, monkeypatch, capsys):
+    code, _, err = _run(["embed", "--model", str(tmp_path / "missing")], "x\n", monkeypatch, capsys)
+    assert code == 1 and "missing" in err
+    code, _, err = _run(["tokenize", "--vocab", str(tmp_path / "vocab.txt")], "x\n", monkeypatch,
+                        capsys)
+    assert code == 1 and "vocab.txt" in err
+    with pytest.raises(SystemExit):
+        main(["embed"])  # --model is required
+    assert "--model" in capsys.readouterr().err
+
+
+@pytest.mark.real
+def test_quickstart_runs_end_to_end(minilm_dir):
+    from bertkit.quickstart import QuickstartArgs, run_quickstart
+
+    out = io.StringIO()
+    assert run_quickstart(QuickstartArgs(), out=out) == 0
+    text = out.getvalue()
+    assert "22.7 M parameters" in text and "paraphrase: yes" in text
