@@ -1,5 +1,38 @@
-"""bertkit: the complete BERT system in PyTorch."""
+"""bertkit: the complete BERT system in PyTorch.
+
+The public API, imported lazily so that ``bertkit --help`` does not pay for torch::
+
+    from bertkit import BertConfig, BertModel, BertTokenizer, encode
+    model = BertModel.from_pretrained("path/to/hf-dir")
+    tok = BertTokenizer.from_pretrained("path/to/hf-dir")
+    vectors = encode(model, tok, ["a sentence", "another one"])   # (2, H)
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "BertConfig": "bertkit.config",
+    "ConfigError": "bertkit.config",
+    "BertModel": "bertkit.models.bert",
+    "BertForPreTraining": "bertkit.models.bert",
+    "BertTokenizer": "bertkit.tokenization",
+    "CheckpointError": "bertkit.convert.hf",
+    "encode": "bertkit.inference",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'bertkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
