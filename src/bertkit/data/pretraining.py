@@ -49,6 +49,7 @@ import random
 import re
 import sys
 import time
+from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -160,11 +161,10 @@ class WordPieceEncoder:
         index = self._word_index
         missing = list(set(words).difference(index))
         if missing:
-            encs = self._tok.encode_batch_fast(missing, add_special_tokens=False)
-            for w, e in zip(missing, encs, strict=True):
-                index[w] = len(index)
-                self._piece_ids.extend(e.ids)
-                self._piece_off.append(len(self._piece_ids))
+            ids_new, counts = self._encode_words(missing)
+            index.update(zip(missing, range(len(index), len(index) + len(missing)), strict=True))
+            self._piece_ids.extend(ids_new.tolist())
+            self._piece_off.extend((self._piece_off[-1] + np.cumsum(counts)).tolist())
         piece_ids = np.array(self._piece_ids, dtype=np.int32)
         piece_off = np.array(self._piece_off, dtype=np.int64)
         widx = np.fromiter(map(index.__getitem__, words), dtype=np.int64, count=len(words))
@@ -186,6 +186,25 @@ class WordPieceEncoder:
         for st, x in zip(starts[~fast].tolist(), slow, strict=True):
             ids[st:st + len(x)] = x
         return ids, lens, None
+
+    def _encode_words(self, words: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Ids of whitespace-free ``words`` (concatenated, int32) and the count per word.
+
+        Words are joined by spaces into long strings (one Rust call per 4,096 words rather than
+        per word) and each token goes back to its word by its character offset.
+        """
+        ids_parts, counts_parts = [], []
+        step = 4096
+        batches = [words[i:i + step] for i in range(0, len(words), step)]
+        encs = self._tok.encode_batch([" ".join(b) for b in batches], add_special_tokens=False)
+        for b, e in zip(batches, encs, strict=True):
+            wl = np.fromiter(map(len, b), dtype=np.int64, count=len(b))
+            starts = np.cumsum(wl + 1) - (wl + 1)
+            tok_start = np.array([o[0] for o in e.offsets], dtype=np.int64)
+            word_of_tok = np.searchsorted(starts, tok_start, side="right") - 1
+            ids_parts.append(np.array(e.ids, dtype=np.int32))
+            counts_parts.append(np.bincount(word_of_tok, minlength=len(b)))
+        return np.concatenate(ids_parts), np.concatenate(counts_parts)
 
     def _encode_with_words(self, lines: list[str]
                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -403,49 +422,50 @@ def _pair_spans(tb: _Tokenized, doc_lo: int, doc_hi: int, rng: random.Random,
     max_num_tokens = settings.max_seq_length - 3
     sop = settings.objective == "sop"
     out: list[tuple[int, int, int, int, int]] = []
-    rnd = rng.random  # randint(a, b) below is written a + int(rnd() * (b - a + 1)): cheaper
+    rnd = rng.random  # randint(a, b) is written a + int(rnd() * (b - a + 1)): cheaper
+    # Sentences are addressed globally: sentence g spans tokens sent_off[g]:sent_off[g + 1]. A
+    # chunk from sentence f ends at the first sentence where the running length reaches the
+    # target, or at the document's end: found by bisection on the offsets (same as Google's
+    # sentence-by-sentence loop, without a Python step per sentence).
     for d in range(doc_lo, doc_hi):
-        s0 = doc_off[d]
-        n = doc_off[d + 1] - s0
+        s0, s_end = doc_off[d], doc_off[d + 1]
         stats.document_copies += 1
         target = max_num_tokens
         if rnd() < settings.short_seq_prob:
             target = 2 + int(rnd() * (max_num_tokens - 1))
             stats.short_target_documents += 1
-        i = first = cur = 0
-        while i < n:
-            cur += sent_off[s0 + i + 1] - sent_off[s0 + i]
-            if i == n - 1 or cur >= target:
-                k = i - first + 1
-                a_end = 1 + int(rnd() * (k - 1)) if k >= 2 else 1
-                a_s, a_e = sent_off[s0 + first], sent_off[s0 + first + a_end]
-                c_e = sent_off[s0 + first + k]
-                stats.chunks += 1
-                stats.single_sentence_chunks += k == 1
-                if k == 1 or (not sop and rnd() < 0.5):
-                    target_b = target - (a_e - a_s)
-                    for _ in range(10):
-                        r = int(rnd() * n_docs)
-                        if r != d:
-                            break
-                    r1 = doc_off[r + 1]
-                    j = doc_off[r] + int(rnd() * (r1 - doc_off[r]))
-                    b_s = sent_off[j]
-                    while True:
-                        j += 1
-                        if sent_off[j] - b_s >= target_b or j == r1:
-                            break
-                    out.append((a_s, a_e, b_s, sent_off[j], 1))
-                    stats.random_next += 1
-                    stats.random_next_multi += k > 1
-                    i -= k - a_end  # put the unused sentences back
-                elif sop and rnd() < 0.5:
-                    out.append((a_e, c_e, a_s, a_e, 1))  # swapped order
-                    stats.random_next_multi += 1
+        f = s0
+        while f < s_end:
+            a_s = sent_off[f]
+            e = min(bisect_left(sent_off, a_s + target, f + 1, s_end + 1), s_end)
+            k = e - f
+            a_end = 1 + int(rnd() * (k - 1)) if k >= 2 else 1
+            a_e, c_e = sent_off[f + a_end], sent_off[e]
+            stats.chunks += 1
+            if k == 1 or (not sop and rnd() < 0.5):
+                target_b = target - (a_e - a_s)
+                for _ in range(10):
+                    r = int(rnd() * n_docs)
+                    if r != d:
+                        break
+                r0, r1 = doc_off[r], doc_off[r + 1]
+                j = r0 + int(rnd() * (r1 - r0))
+                b_s = sent_off[j]
+                b_e = sent_off[min(bisect_left(sent_off, b_s + target_b, j + 1, r1 + 1), r1)]
+                out.append((a_s, a_e, b_s, b_e, 1))
+                stats.random_next += 1
+                if k == 1:
+                    stats.single_sentence_chunks += 1
                 else:
-                    out.append((a_s, a_e, a_e, c_e, 0))
-                first, cur = i + 1, 0
-            i += 1
+                    stats.random_next_multi += 1
+                f += a_end  # put the unused sentences back
+                continue
+            if sop and rnd() < 0.5:
+                out.append((a_e, c_e, a_s, a_e, 1))  # swapped order
+                stats.random_next_multi += 1
+            else:
+                out.append((a_s, a_e, a_e, c_e, 0))
+            f = e
     return np.array(out, dtype=np.int64).reshape(-1, 5)
 
 
