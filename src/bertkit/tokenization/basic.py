@@ -170,30 +170,35 @@ def basic_tokenize(text: str, do_lower_case: bool = True) -> list[str]:
 # nothing ever merges characters, so each output character has exactly one origin.
 
 
+_KEEP, _DROP, _SPACE, _CJK = range(4)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _kind(ch: str) -> int:
+    """How steps 1-3 treat a character: kept, dropped, a separator, or a CJK word of its own."""
+    if ch in "\x00\ufffd" or is_control(ch):
+        return _DROP
+    if is_whitespace(ch) or ch.isspace():  # isspace: U+2028/U+2029 also split in str.split()
+        return _SPACE
+    return _CJK if is_cjk(ch) else _KEEP
+
+
 def _clean_and_split(text: str) -> list[Word]:
     """Steps 1-3 with origins: the whitespace-separated words of the cleaned, CJK-padded text."""
     words: list[Word] = []
-    cur: list[str] = []
-    cur_orig: list[int] = []
-
-    def flush() -> None:
-        if cur:
-            words.append(("".join(cur), cur_orig.copy()))
-            cur.clear()
-            cur_orig.clear()
-
+    cur: list[int] = []  # original indices of the current word's characters
     for i, ch in enumerate(text):
-        if ch in "\x00\ufffd" or is_control(ch):
-            continue
-        if is_whitespace(ch) or ch.isspace():
-            flush()
-        elif is_cjk(ch):
-            flush()
-            words.append((ch, [i]))
-        else:
-            cur.append(ch)
-            cur_orig.append(i)
-    flush()
+        kind = _kind(ch)
+        if kind == _KEEP:
+            cur.append(i)
+        elif kind != _DROP:
+            if cur:
+                words.append(("".join(text[j] for j in cur), cur))
+                cur = []
+            if kind == _CJK:
+                words.append((ch, [i]))
+    if cur:
+        words.append(("".join(text[j] for j in cur), cur))
     return words
 
 
