@@ -1,0 +1,635 @@
+"""``bertkit pretrain``: MLM (+ NSP/SOP) pre-training of BertForPreTraining on bertkit shards.
+
+A run directory ``RUN`` holds ``args.json``, ``vocab.txt`` and ``tokenizer_config.json`` (from the
+data), ``metrics.jsonl`` (one JSON object per logged step or evaluation), and checkpoints
+``checkpoint-STEP`` (see :mod:`bertkit.train.checkpoint`). ``--resume RUN`` continues from the newest
+checkpoint exactly (same weights, optimizer, schedule, RNG and data position); with other ``--data``
+(e.g. phase 2 at sequence length 512) it continues the weights, optimizer and schedule and starts at
+the beginning of the new data.
+
+The MLM loss is Google's: cross-entropy at the masked positions, weighted by
+``masked_lm_weights``, divided by the number of real predictions in the whole global batch (so
+accumulation and DDP give the loss of one big batch); NSP/SOP: mean cross-entropy over sequences.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bertkit.train import checkpoint as C
+from bertkit.train.distributed import (
+    SINGLE,
+    DistEnv,
+    all_reduce_max,
+    all_reduce_sum,
+    init_distributed,
+    shutdown,
+    wrap_model,
+)
+from bertkit.train.loop import (
+    LoopSettings,
+    LoopState,
+    NonFiniteLossError,
+    autocast,
+    to_device,
+    train_steps,
+)
+from bertkit.train.optim import build_optimizer, build_scheduler
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["PretrainArgs", "ExportArgs", "PlotArgs", "evaluate", "pretraining_loss",
+           "run_export", "run_plot", "run_pretrain"]
+
+
+@dataclass
+class PretrainArgs:
+    """Pre-train BERT (MLM + NSP/SOP) on shards made by ``bertkit create-pretraining-data``."""
+
+    data: str = field(metadata={"help": "training data directory (create-pretraining-data)"})
+    out: str | None = field(default=None, metadata={
+        "help": "run directory (metrics, checkpoints); default with --resume: that run"})
+    eval_data: str | None = field(default=None, metadata={"help": "held-out data directory"})
+    config: str | None = field(default=None, metadata={
+        "help": "model preset (tiny/mini/small/medium/base/large, L-4_H-256...) or config JSON; "
+                "default mini"})
+    init: str | None = field(default=None, metadata={
+        "help": "start from this HF-layout model directory (heads missing there start fresh)"})
+    resume: str | None = field(default=None, metadata={
+        "help": "continue a run: RUN (its newest checkpoint) or RUN/checkpoint-STEP"})
+    batch_size: int = field(default=32, metadata={"help": "global batch (sequences per update)"})
+    grad_accum: int = field(default=1, metadata={"help": "micro-batches per update"})
+    max_steps: int = field(default=1000, metadata={"help": "optimizer updates in all"})
+    lr: float = field(default=1e-4, metadata={"help": "peak learning rate"})
+    warmup_steps: int | None = field(default=None, metadata={
+        "help": "linear warmup steps (default: 10%% of max-steps)"})
+    schedule: Literal["linear", "polynomial", "constant"] = field(default="linear", metadata={
+        "help": "decay after warmup (Google's: 1 - step/max_steps, to a power)"})
+    power: float = field(default=1.0, metadata={"help": "power of the polynomial decay"})
+    optimizer: Literal["adamw", "lamb"] = field(default="adamw", metadata={
+        "help": "AdamW (decoupled decay) or LAMB"})
+    bias_correction: bool = field(default=False, metadata={
+        "help": "Adam bias correction (off = Google's AdamWeightDecay)"})
+    weight_decay: float = field(default=0.01, metadata={
+        "help": "decoupled weight decay (not on LayerNorm and biases)"})
+    beta1: float = field(default=0.9, metadata={"help": "Adam beta1"})
+    beta2: float = field(default=0.999, metadata={"help": "Adam beta2"})
+    adam_eps: float = field(default=1e-6, metadata={"help": "Adam epsilon"})
+    max_grad_norm: float = field(default=1.0, metadata={
+        "help": "clip gradients at this global norm (0: off)"})
+    precision: Literal["fp32", "bf16", "fp16"] = field(default="fp32", metadata={
+        "help": "fp32; bf16 autocast (CPU or CUDA); fp16 autocast + gradient scaler (CUDA)"})
+    compile: bool = field(default=False, metadata={"help": "torch.compile the model"})
+    device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata={
+        "help": "auto = CUDA when available (under torchrun: cuda:LOCAL_RANK)"})
+    dropout: float | None = field(default=None, metadata={
+        "help": "override hidden and attention dropout (e.g. 0 for deterministic tests)"})
+    seed: int = field(default=0, metadata={"help": "seed of init, dropout and data order"})
+    log_every: int = field(default=10, metadata={"help": "append train metrics every N steps"})
+    eval_every: int = field(default=1000, metadata={"help": "evaluate every N steps (0: end)"})
+    eval_batches: int = field(default=50, metadata={
+        "help": "batches per evaluation (0: all of --eval-data)"})
+    save_every: int = field(default=1000, metadata={"help": "checkpoint every N steps"})
+    keep_last: int = field(default=3, metadata={"help": "checkpoints kept"})
+    max_nonfinite: int = field(default=10, metadata={
+        "help": "stop after this many non-finite losses in a row"})
+    threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
+    progress: bool | None = field(default=None, metadata={
+        "help": "progress bar (default: when stderr is a terminal)"})
+
+
+# ----------------------------------------------------------------------------- loss and eval
+
+
+def pretraining_loss(model: nn.Module, batch: dict[str, Tensor], counts: dict[str, Tensor]
+                     ) -> dict[str, Tensor]:
+    """This micro-batch's share of the global batch's MLM (+ NSP) loss (see the module doc)."""
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["input_mask"],
+                token_type_ids=batch["segment_ids"],
+                masked_lm_positions=batch["masked_lm_positions"])
+    ce = F.cross_entropy(out.mlm_logits.flatten(0, 1).float(),
+                         batch["masked_lm_ids"].flatten(), reduction="none")  # (B*P,)
+    w = batch["masked_lm_weights"].flatten().float()
+    mlm = (ce * w).sum() / (counts["masked"] + 1e-5)
+    shares = {"mlm_loss": mlm, "loss": mlm}
+    if "next_sentence_labels" in batch:
+        nsp = F.cross_entropy(out.nsp_logits.float(), batch["next_sentence_labels"].flatten(),
+                              reduction="sum") / counts["seqs"]
+        shares.update(nsp_loss=nsp, loss=mlm + nsp)
+    return shares
+
+
+def pretraining_counts(batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {"masked": batch["masked_lm_weights"].sum(), "tokens": batch["input_mask"].sum(),
+            "seqs": torch.tensor(float(batch["input_ids"].shape[0]))}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset: Any, batch_size: int, max_batches: int = 0,
+             env: DistEnv = SINGLE, dtype: torch.dtype | None = None) -> dict[str, float]:
+    """Google's eval metrics over (up to ``max_batches`` batches of) ``dataset``, all ranks summed.
+
+    masked_lm_accuracy / masked_lm_loss are weighted by ``masked_lm_weights``;
+    next_sentence_accuracy / next_sentence_loss (absent for objective none) per sequence.
+    """
+    was_training = model.training
+    model.eval()
+    n = len(dataset) // batch_size if len(dataset) >= batch_size else 1
+    if max_batches:
+        n = min(n, max_batches)
+    sums = torch.zeros(6, dtype=torch.float64)  # mlm ce, mlm correct, weights, nsp ce, correct, n
+    for b in range(n):
+        idx = list(range(b * batch_size, min((b + 1) * batch_size, len(dataset))))
+        batch = to_device(dataset.batch(idx), env.device)
+        with autocast(env.device, dtype):
+            out = model(input_ids=batch["input_ids"], attention_mask=batch["input_mask"],
+                        token_type_ids=batch["segment_ids"],
+                        masked_lm_positions=batch["masked_lm_positions"])
+        logits, ids = out.mlm_logits.float().flatten(0, 1), batch["masked_lm_ids"].flatten()
+        w = batch["masked_lm_weights"].flatten().double()
+        ce = F.cross_entropy(logits, ids, reduction="none").double()
+        sums[0] += float((ce * w).sum())
+        sums[1] += float(((logits.argmax(-1) == ids).double() * w).sum())
+        sums[2] += float(w.sum())
+        if "next_sentence_labels" in batch:
+            labels = batch["next_sentence_labels"].flatten()
+            nsp = out.nsp_logits.float()
+            sums[3] += float(F.cross_entropy(nsp, labels, reduction="sum"))
+            sums[4] += float((nsp.argmax(-1) == labels).sum())
+            sums[5] += len(labels)
+    sums = all_reduce_sum(sums.to(env.device), env).cpu()
+    model.train(was_training)
+    res = {"masked_lm_accuracy": float(sums[1] / sums[2].clamp_min(1e-9)),
+           "masked_lm_loss": float(sums[0] / sums[2].clamp_min(1e-9))}
+    if sums[5] > 0:
+        res.update(next_sentence_accuracy=float(sums[4] / sums[5]),
+                   next_sentence_loss=float(sums[3] / sums[5]))
+    return res
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass
+class Cursor:
+    """Position in the data: epoch, and global batches consumed within it."""
+
+    epoch: int = 0
+    batch: int = 0
+
+
+def iter_batches(ds: Any, micro: int, accum: int, cursor: Cursor) -> Iterator[list[dict]]:
+    """This rank's ``accum`` micro-batches of each global batch, endlessly, from ``cursor``.
+
+    ``cursor`` is advanced as batches are handed out, so a checkpoint taken after a step records
+    exactly where the next step starts.
+    """
+    rows_per_step = micro * accum
+    while True:
+        ds.set_epoch(cursor.epoch)
+        n = len(ds) // rows_per_step
+        if n == 0:
+            raise ValueError(f"{ds.data_dir}: {len(ds)} rows per rank, fewer than one batch "
+                             f"({rows_per_step}); use a smaller --batch-size or more data")
+        while cursor.batch < n:
+            start = cursor.batch * rows_per_step
+            cursor.batch += 1
+            yield [ds.batch(list(range(start + i * micro, start + (i + 1) * micro)))
+                   for i in range(accum)]
+        cursor.epoch, cursor.batch = cursor.epoch + 1, 0
+
+
+def data_fingerprint(index: dict[str, Any]) -> str:
+    """Identifies a data directory's content (its shards' hashes and settings)."""
+    key = json.dumps([index["settings"], [s["sha256"] for s in index["shards"]]], sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- model setup
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def build_model(args: PretrainArgs, index: dict[str, Any], resume_dir: Path | None) -> Any:
+    """BertForPreTraining from the checkpoint, ``--init`` or ``--config``, checked against the data."""
+    from bertkit.config import BertConfig
+    from bertkit.models.bert import BertForPreTraining
+
+    vocab = index["vocab"]
+    if resume_dir is not None:
+        model = BertForPreTraining(BertConfig.from_json_file(resume_dir / "config.json"))
+        source = str(resume_dir)
+    elif args.init:
+        init = Path(args.init)
+        model = BertForPreTraining.from_pretrained(init)
+        source = str(init)
+        if (init / "vocab.txt").is_file() and _sha256(init / "vocab.txt") != vocab["sha256"]:
+            raise ValueError(f"{args.data} was made with another vocabulary than {init}/vocab.txt "
+                             "(sha256 differs); remake the data with the model's vocab.txt")
+    else:
+        spec = args.config or "mini"
+        if spec.endswith(".json") or Path(spec).is_file():
+            cfg = BertConfig.from_json_file(spec)
+        else:
+            cfg = BertConfig.from_preset(spec, vocab_size=vocab["size"])
+        model = BertForPreTraining(cfg)
+        source = f"--config {spec}"
+    cfg = model.config
+    if cfg.vocab_size != vocab["size"]:
+        raise ValueError(f"{args.data} has a vocabulary of {vocab['size']} entries but the model "
+                         f"({source}) has vocab_size {cfg.vocab_size}")
+    seq = index["settings"]["max_seq_length"]
+    if seq > cfg.max_position_embeddings:
+        raise ValueError(f"{args.data} has max_seq_length {seq} but the model ({source}) has "
+                         f"max_position_embeddings {cfg.max_position_embeddings}")
+    if args.dropout is not None:
+        cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = args.dropout
+        for m in model.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = args.dropout
+            if hasattr(m, "p_drop"):
+                m.p_drop = args.dropout
+    return model
+
+
+def _seed_all(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+class MetricsLog:
+    """``RUN/metrics.jsonl`` (rank 0) plus TensorBoard events when the package is installed."""
+
+    def __init__(self, run: Path, enabled: bool, truncate_after: int | None) -> None:
+        self.path = run / "metrics.jsonl"
+        self.enabled = enabled
+        self.tb = None
+        if not enabled:
+            return
+        if truncate_after is not None and self.path.is_file():  # drop lines past the checkpoint
+            keep = [line for line in self.path.read_text(encoding="utf-8").splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) <= truncate_after]
+            from bertkit.fileio import atomic_write_text
+
+            atomic_write_text(self.path, "".join(k + "\n" for k in keep))
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(run / "tensorboard"))
+        except ImportError:
+            pass
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k != "step":
+                    self.tb.add_scalar(f"{record.get('split', 'train')}/{k}", v, record["step"])
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+# ----------------------------------------------------------------------------- run
+
+
+class _Signals:
+    """SIGINT/SIGTERM set a flag (the loop checkpoints and exits) instead of killing mid-step."""
+
+    def __init__(self) -> None:
+        self.received = 0
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _Signals:
+        for s in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[s] = signal.signal(s, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+def _prepare_run(args: PretrainArgs, index: dict[str, Any], run: Path, resuming: bool) -> None:
+    """Create RUN (rank 0): args.json, vocab.txt, tokenizer_config.json."""
+    if not resuming and C.list_checkpoints(run):
+        raise ValueError(f"{run} already holds checkpoints; continue it with --resume {run} "
+                         "or choose a new --out")
+    run.mkdir(parents=True, exist_ok=True)
+    from bertkit.fileio import atomic_write_text
+
+    atomic_write_text(run / "args.json", json.dumps(dataclasses.asdict(args), indent=1) + "\n")
+    shutil.copyfile(Path(args.data) / "vocab.txt", run / "vocab.txt")
+    tok = {"do_lower_case": bool(index["settings"].get("do_lower_case", True)),
+           "tokenizer_class": "BertTokenizer", "model_max_length": 512}
+    atomic_write_text(run / "tokenizer_config.json", json.dumps(tok, indent=1) + "\n")
+
+
+def run_pretrain(args: PretrainArgs) -> int:
+    """CLI entry point: train, evaluate, checkpoint; returns the exit code.
+
+    0 when ``max_steps`` are done; 128 + signal number after a signal (a checkpoint was written);
+    1 when the run stopped on non-finite losses; errors in the input raise ValueError.
+    """
+    from bertkit.data.shards import PretrainingDataset, load_index
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.out is None and args.resume is None:
+        raise ValueError("--out RUN is required (or --resume RUN)")
+    resume_dir = C.resolve_resume(args.resume) if args.resume else None
+    run = Path(args.out) if args.out else (resume_dir.parent if resume_dir else Path("."))
+    env = init_distributed(args.device)
+    try:
+        return _train(args, env, run, resume_dir, PretrainingDataset, load_index)
+    finally:
+        shutdown(env)
+
+
+def _train(args: PretrainArgs, env: DistEnv, run: Path, resume_dir: Path | None,
+           dataset_cls: Any, load_index: Any) -> int:
+    index = load_index(args.data)
+    if args.precision == "fp16" and env.device.type != "cuda":
+        raise ValueError("--precision fp16 needs CUDA (a gradient scaler); use bf16 on CPU")
+    per_rank, rem = divmod(args.batch_size, env.world_size * args.grad_accum)
+    if rem or per_rank == 0:
+        raise ValueError(f"--batch-size {args.batch_size} is not divisible by world size "
+                         f"{env.world_size} x --grad-accum {args.grad_accum}")
+    _seed_all(args.seed)
+    model = build_model(args, index, resume_dir).to(env.device)
+    if env.is_main:
+        _prepare_run(args, index, run, resume_dir is not None)
+    ds = dataset_cls(args.data, rank=env.rank, world_size=env.world_size, seed=args.seed)
+    eval_ds = (dataset_cls(args.eval_data, rank=env.rank, world_size=env.world_size,
+                           seed=args.seed) if args.eval_data else None)
+    if eval_ds is not None and eval_ds.index["vocab"]["sha256"] != index["vocab"]["sha256"]:
+        raise ValueError(f"--eval-data {args.eval_data} was made with another vocabulary than "
+                         f"--data {args.data}")
+    opt = build_optimizer(model, args.optimizer, args.lr, args.weight_decay,
+                          (args.beta1, args.beta2), args.adam_eps, args.bias_correction)
+    warmup = args.warmup_steps if args.warmup_steps is not None else args.max_steps // 10
+    sched = build_scheduler(opt, warmup, args.max_steps, args.schedule, args.power)
+    scaler = torch.amp.GradScaler("cuda") if args.precision == "fp16" else None
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.precision]
+    state, cursor = LoopState(), Cursor()
+    fingerprint = data_fingerprint(index)
+    if resume_dir is not None:
+        ck = C.load_checkpoint(resume_dir, map_location=env.device)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched_state = {k: v for k, v in ck["scheduler"].items() if k != "lr_lambdas"}
+        sched.load_state_dict(sched_state)
+        sched.base_lrs = [args.lr for _ in opt.param_groups]  # the schedule of these flags
+        for g, lr in zip(opt.param_groups, sched.base_lrs, strict=True):
+            g["lr"] = lr * sched.lr_lambdas[0](sched.last_epoch)
+        if scaler is not None and ck.get("scaler"):
+            scaler.load_state_dict(ck["scaler"])
+        state = LoopState(**ck["loop"])
+        if ck["cursor"]["data"] == fingerprint:
+            cursor = Cursor(ck["cursor"]["epoch"], ck["cursor"]["batch"])
+        else:
+            logger.info("--data differs from the checkpoint's data: starting at its beginning")
+        rngs = ck["rng"]
+        if len(rngs) != env.world_size:
+            logger.warning("checkpoint from %d ranks, now %d: data order kept, RNG re-seeded",
+                           len(rngs), env.world_size)
+            _seed_all(args.seed + 7919 * state.step + env.rank)
+        else:
+            C.restore_rng(rngs[env.rank])
+        logger.info("resumed from %s at step %d", resume_dir, state.step)
+    else:
+        _seed_all(args.seed + env.rank)  # per-rank dropout streams
+    train_model: nn.Module = wrap_model(model, env)
+    if args.compile:
+        train_model = torch.compile(train_model)  # type: ignore[assignment]
+    settings = LoopSettings(max_grad_norm=args.max_grad_norm or None, autocast_dtype=dtype,
+                            max_nonfinite_in_row=args.max_nonfinite)
+    log = MetricsLog(run, env.is_main, truncate_after=state.step if resume_dir else None)
+
+    def save() -> None:
+        rngs = [C.capture_rng()]
+        if env.distributed:
+            import torch.distributed as dist
+
+            rngs = [None] * env.world_size  # type: ignore[list-item]
+            dist.all_gather_object(rngs, C.capture_rng())
+        if env.is_main:
+            ck_state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                        "scheduler": {k: v for k, v in sched.state_dict().items()
+                                      if k != "lr_lambdas"},
+                        "scaler": scaler.state_dict() if scaler is not None else {},
+                        "loop": dataclasses.asdict(state), "rng": rngs,
+                        "cursor": {"epoch": cursor.epoch, "batch": cursor.batch,
+                                   "data": fingerprint}}
+            C.save_checkpoint(run, state.step, ck_state, model.config, args.keep_last)
+
+    last_eval = -1
+
+    def run_eval() -> None:
+        nonlocal last_eval
+        if eval_ds is None or last_eval == state.step:
+            return
+        last_eval = state.step
+        micro = max(1, args.batch_size // env.world_size)
+        res = evaluate(train_model, eval_ds, micro, args.eval_batches, env, dtype)
+        log.write({"step": state.step, "split": "eval", **res})
+        if env.is_main:
+            logger.info("step %d eval: %s", state.step,
+                        ", ".join(f"{k}={v:.4f}" for k, v in res.items()))
+
+    from tqdm import tqdm
+
+    progress = args.progress if args.progress is not None else sys.stderr.isatty()
+    bar = tqdm(total=args.max_steps, initial=state.step, disable=not (progress and env.is_main),
+               unit="step", dynamic_ncols=True)
+    batches = iter_batches(ds, per_rank // args.grad_accum, args.grad_accum, cursor)
+    t_last, tokens_since, code = time.perf_counter(), 0.0, 0
+    last_saved = state.step if resume_dir else -1
+    with _Signals() as sig:
+        try:
+            for res in train_steps(train_model, batches, opt, sched, pretraining_loss,
+                                   pretraining_counts, args.max_steps, state, settings, env,
+                                   scaler):
+                tokens_since += res.counts["tokens"]
+                if res.skipped:
+                    logger.warning("step %d skipped: non-finite loss (%d in a row, %d in all)",
+                                   res.step + 1, state.nonfinite_in_row, state.nonfinite_total)
+                    continue
+                bar.update(1)
+                if res.step % args.log_every == 0 or res.step == args.max_steps:
+                    now = time.perf_counter()
+                    tps = tokens_since / max(now - t_last, 1e-9)
+                    t_last, tokens_since = now, 0.0
+                    log.write({"step": res.step, "split": "train", **res.metrics, "lr": res.lr,
+                               "grad_norm": res.grad_norm, "tokens_per_s": round(tps, 1),
+                               "nonfinite_total": state.nonfinite_total})
+                    bar.set_postfix(loss=f"{res.metrics['loss']:.4f}", lr=f"{res.lr:.2e}",
+                                    tok_s=f"{tps:,.0f}")
+                if args.eval_every and res.step % args.eval_every == 0:
+                    run_eval()
+                if res.step % args.save_every == 0:
+                    save()
+                    last_saved = res.step
+                flag = torch.tensor([float(sig.received)], device=env.device)
+                sig.received = int(all_reduce_max(flag, env).item())
+                if sig.received:
+                    break
+        except NonFiniteLossError as e:
+            logger.error("%s", e)
+            code = 1
+    bar.close()
+    if sig.received:
+        if last_saved != state.step:
+            save()
+        logger.info("stopped by signal %d at step %d; checkpoint saved: continue with "
+                    "--resume %s", sig.received, state.step, run)
+        log.close()
+        return 128 + sig.received
+    if code == 0:
+        run_eval()
+        if last_saved != state.step:
+            save()
+    log.close()
+    return code
+
+
+# ----------------------------------------------------------------------------- export, plot
+
+
+@dataclass
+class ExportArgs:
+    """Write a training checkpoint as a Hugging Face model directory."""
+
+    checkpoint: str = field(metadata={"help": "RUN/checkpoint-STEP (or RUN: its newest)",
+                                      "positional": True})
+    out: str = field(metadata={"help": "output directory (config.json, model.safetensors, "
+                                       "vocab.txt, tokenizer_config.json)"})
+
+
+def run_export(args: ExportArgs) -> int:
+    """Export: bertkit's and transformers' ``BertForPreTraining`` load the result."""
+    from bertkit.config import BertConfig
+    from bertkit.models.bert import BertForPreTraining
+
+    ck_dir = C.resolve_resume(args.checkpoint)
+    state = C.load_checkpoint(ck_dir)
+    model = BertForPreTraining(BertConfig.from_json_file(ck_dir / "config.json"))
+    model.load_state_dict(state["model"])
+    out = Path(args.out)
+    model.save_pretrained(out)
+    for name in ("vocab.txt", "tokenizer_config.json"):
+        if (ck_dir.parent / name).is_file():
+            shutil.copyfile(ck_dir.parent / name, out / name)
+        elif name == "vocab.txt":
+            logger.warning("%s has no vocab.txt; the export has none", ck_dir.parent)
+    logger.info("exported %s (step %d) to %s", ck_dir, state["loop"]["step"], out)
+    return 0
+
+
+@dataclass
+class PlotArgs:
+    """Plot a run's loss and accuracy curves (needs matplotlib)."""
+
+    run: str = field(metadata={"help": "run directory", "positional": True})
+    out: str | None = field(default=None, metadata={"help": "PNG path (default RUN/curves.png)"})
+
+
+def read_metrics(run: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    path = Path(run) / "metrics.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: not a pretrain run directory")
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+
+
+def run_plot(args: PlotArgs) -> int:
+    """Write loss (train and eval) and accuracy (eval) curves as one PNG."""
+    records = read_metrics(args.run)
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        logger.error("bertkit plot needs matplotlib: pip install matplotlib")
+        return 2
+    train = [r for r in records if r.get("split") == "train"]
+    ev = [r for r in records if r.get("split") == "eval"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    ax1.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss")
+    if ev:
+        ax1.plot([r["step"] for r in ev], [r["masked_lm_loss"] for r in ev], "o-",
+                 label="eval masked_lm_loss")
+        for k in ("masked_lm_accuracy", "next_sentence_accuracy"):
+            if k in ev[0]:
+                ax2.plot([r["step"] for r in ev], [r[k] for r in ev], "o-", label=k)
+    ax1.set_xlabel("step")
+    ax2.set_xlabel("step")
+    ax1.legend()
+    ax2.legend()
+    ax2.set_ylim(0, 1)
+    out = Path(args.out) if args.out else Path(args.run) / "curves.png"
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    logger.info("wrote %s", out)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bertkit.train.pretrain`` (also under torchrun): the same flags as the CLI."""
+    import argparse
+
+    from bertkit.cliargs import add_dataclass_args, dataclass_from_namespace
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="python -m bertkit.train.pretrain",
+                                     description=PretrainArgs.__doc__)
+    add_dataclass_args(parser, PretrainArgs)
+    args = dataclass_from_namespace(PretrainArgs, parser.parse_args(argv), parser)
+    try:
+        return run_pretrain(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        logger.error("%s", e)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
