@@ -413,8 +413,8 @@ def _train(args: PretrainArgs, env: DistEnv, run: Path, resume_dir: Path | None,
         ck = C.load_checkpoint(resume_dir, map_location=env.device)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
-        sched_state = {k: v for k, v in ck["scheduler"].items() if k != "lr_lambdas"}
-        sched.load_state_dict(sched_state)
+        # lr_lambdas=[None]: the schedule comes from these flags (phase 2 may extend it)
+        sched.load_state_dict({**ck["scheduler"], "lr_lambdas": [None]})
         sched.base_lrs = [args.lr for _ in opt.param_groups]  # the schedule of these flags
         for g, lr in zip(opt.param_groups, sched.base_lrs, strict=True):
             g["lr"] = lr * sched.lr_lambdas[0](sched.last_epoch)

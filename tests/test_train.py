@@ -1,0 +1,323 @@
+"""Pre-training: optimizers, schedule, exact resume, faults and export (tiny models, real text)."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from bertkit.train import checkpoint as C
+from bertkit.train import pretrain as P
+from bertkit.train.optim import AdamW, Lamb, WarmupDecay, build_scheduler, param_groups
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A 600-piece vocab and seq-32 shards from 1,800 lines of the real SOTU corpus."""
+    from bertkit.data.corpora import fetch_corpus
+    from bertkit.data.pretraining import InstanceSettings, create_pretraining_data
+    from bertkit.tokenization.vocab_training import train_vocab
+
+    root = tmp_path_factory.mktemp("pretrain-data")
+    try:
+        lines = fetch_corpus("sotu").read_text(encoding="utf-8").splitlines()
+    except Exception as e:  # noqa: BLE001 - no network and no cached corpus
+        pytest.skip(f"SOTU corpus not available: {e}")
+    (root / "train.txt").write_text("\n".join(lines[:1500]) + "\n", encoding="utf-8")
+    (root / "eval.txt").write_text("\n".join(lines[1500:1800]) + "\n", encoding="utf-8")
+    train_vocab([root / "train.txt"], 600, out=root / "vocab.txt")
+    s = InstanceSettings(max_seq_length=32, max_predictions_per_seq=5, dupe_factor=1)
+    out = {"root": root, "vocab": root / "vocab.txt"}
+    for name in ("train", "eval"):
+        create_pretraining_data([str(root / f"{name}.txt")], root / "vocab.txt", root / name, s,
+                                workers=1, progress=False)
+        out[name] = root / name
+    return out
+
+
+def _args(data: dict[str, Path], out: Path, **kw) -> P.PretrainArgs:
+    base = dict(data=str(data["train"]), out=str(out), config="tiny", batch_size=8,
+                max_steps=6, lr=1e-3, warmup_steps=2, log_every=1, eval_every=0, save_every=3,
+                threads=1, progress=False, device="cpu")
+    base.update(kw)
+    return P.PretrainArgs(**base)
+
+
+def _losses(run: Path) -> list[tuple[int, float]]:
+    return [(r["step"], r["loss"]) for r in P.read_metrics(run) if r["split"] == "train"]
+
+
+# ----------------------------------------------------------------------------- optimizers
+
+
+def _params(seed: int = 0) -> list[nn.Parameter]:
+    g = torch.Generator().manual_seed(seed)
+    return [nn.Parameter(torch.randn(5, 3, generator=g)), nn.Parameter(torch.randn(4, generator=g))]
+
+
+def _run_opt(opt: torch.optim.Optimizer, params: list[nn.Parameter], steps: int = 5) -> None:
+    g = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=g)
+        opt.step()
+
+
+def test_adamw_with_bias_correction_equals_torch_adamw() -> None:
+    a, b = _params(), _params()
+    kw = dict(lr=1e-2, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.1)
+    _run_opt(AdamW(a, bias_correction=True, **kw), a)
+    _run_opt(torch.optim.AdamW(b, **kw), b)
+    for x, y in zip(a, b, strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-6, atol=1e-7)
+
+
+def test_adamw_google_variant_hand_computed() -> None:
+    """Google's AdamWeightDecay: raw moments, p -= lr * (m / (sqrt(v) + eps) + wd * p)."""
+    p = nn.Parameter(torch.tensor([1.0, -2.0]))
+    opt = AdamW([p], lr=0.1, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01)
+    grads = [torch.tensor([0.5, -1.0]), torch.tensor([0.2, 0.3])]
+    want, m, v = torch.tensor([1.0, -2.0], dtype=torch.float64), 0.0, 0.0
+    for gr in grads:
+        p.grad = gr.clone()
+        opt.step()
+        g64 = gr.double()
+        m = 0.9 * m + 0.1 * g64
+        v = 0.999 * v + 0.001 * g64 ** 2
+        want = want - 0.1 * (m / (v.sqrt() + 1e-6) + 0.01 * want)
+    torch.testing.assert_close(p.detach().double(), want, rtol=1e-6, atol=1e-6)
+    # first step without bias correction moves by lr * 0.1 g / (sqrt(0.001) |g|) ~ 0.316 lr
+    p2 = nn.Parameter(torch.tensor([0.0]))
+    AdamW([p2], lr=1.0, weight_decay=0.0)
+    p2.grad = torch.tensor([1.0])
+    AdamW([p2], lr=1.0, weight_decay=0.0).step()
+    assert p2.item() == pytest.approx(-0.1 / (math.sqrt(0.001) + 1e-6), rel=1e-5)
+
+
+def test_lamb_trust_ratio_hand_computed() -> None:
+    p = nn.Parameter(torch.tensor([3.0, 4.0]))  # ||p|| = 5
+    opt = Lamb([p], lr=0.1, weight_decay=0.0)
+    p.grad = torch.tensor([1.0, 1.0])
+    opt.step()
+    u = torch.tensor([1.0, 1.0]) / (1.0 + 1e-6)  # bias-corrected first step: g / (|g| + eps)
+    want = torch.tensor([3.0, 4.0]) - 0.1 * (5.0 / u.norm()) * u
+    torch.testing.assert_close(p.detach(), want)
+
+
+def test_param_groups_exclude_layernorm_and_bias() -> None:
+    from bertkit.config import BertConfig
+    from bertkit.models.bert import BertForPreTraining
+
+    model = BertForPreTraining(BertConfig.from_preset("tiny", vocab_size=100))
+    decay, plain = param_groups(model, 0.01)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert all(not names[id(p)].endswith("bias") and "norm" not in names[id(p)]
+               for p in decay["params"])
+    assert {names[id(p)] for p in plain["params"]} == {
+        n for n, _ in model.named_parameters() if n.endswith("bias") or "norm" in n}
+    assert plain["weight_decay"] == 0.0 and decay["weight_decay"] == 0.01
+
+
+def test_schedule_values() -> None:
+    f = WarmupDecay(10, 100)
+    assert [f(s) for s in (0, 1, 9)] == [0.0, 0.1, 0.9]
+    assert f(10) == pytest.approx(0.9) and f(50) == pytest.approx(0.5) and f(100) == 0.0
+    assert f(150) == 0.0
+    poly = WarmupDecay(0, 100, "polynomial", power=2.0)
+    assert poly(50) == pytest.approx(0.25)
+    assert WarmupDecay(5, 100, "constant")(60) == 1.0
+    p = nn.Parameter(torch.zeros(1))
+    opt = AdamW([p], lr=2.0)
+    sched = build_scheduler(opt, 10, 100)
+    lrs = []
+    for _ in range(12):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[:3] == [0.0, 0.2, 0.4] and lrs[11] == pytest.approx(2.0 * (1 - 11 / 100))
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+_KILL_AFTER_SAVE = """
+import os, signal, sys
+from bertkit.train import checkpoint as C, pretrain as P
+orig = C.save_checkpoint
+def save_then_die(run, step, *a, **k):
+    path = orig(run, step, *a, **k)
+    if step == {step}:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return path
+C.save_checkpoint = save_then_die
+sys.exit(P.main(sys.argv[1:]))
+"""
+
+
+def _flags(args: P.PretrainArgs) -> list[str]:
+    out = []
+    for k, v in vars(args).items():
+        if v is None:
+            continue
+        flag = "--" + k.replace("_", "-")
+        out += [flag if v is True else f"--no-{k.replace('_', '-')}"] if isinstance(v, bool) \
+            else [flag, str(v)]
+    return out
+
+
+def test_exact_resume_after_sigkill(tiny_data, tmp_path: Path) -> None:
+    """2N steps straight == SIGKILL after the checkpoint at N, then --resume (dropout on)."""
+    n = 4
+    straight = _args(tiny_data, tmp_path / "straight", max_steps=2 * n, save_every=n)
+    assert P.run_pretrain(straight) == 0
+    killed = replace(straight, out=str(tmp_path / "killed"))
+    script = textwrap.dedent(_KILL_AFTER_SAVE.format(step=n))
+    proc = subprocess.run([sys.executable, "-c", script, *_flags(killed)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert [s for s, _ in C.list_checkpoints(killed.out)] == [n]
+    assert P.run_pretrain(replace(killed, resume=killed.out)) == 0
+    assert _losses(Path(killed.out)) == _losses(Path(straight.out))
+    assert len(_losses(Path(straight.out))) == 2 * n
+    a = C.load_checkpoint(C.checkpoint_dir(straight.out, 2 * n))
+    b = C.load_checkpoint(C.checkpoint_dir(killed.out, 2 * n))
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    for k, v in a["optimizer"]["state"].items():
+        assert torch.equal(v["exp_avg_sq"], b["optimizer"]["state"][k]["exp_avg_sq"])
+
+
+def test_sigterm_checkpoints_and_exits(tiny_data, tmp_path: Path, monkeypatch) -> None:
+    calls = {"n": 0}
+    orig = P.pretraining_loss
+
+    def loss_then_term(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return orig(*a, **k)
+
+    monkeypatch.setattr(P, "pretraining_loss", loss_then_term)
+    args = _args(tiny_data, tmp_path / "run", max_steps=50, save_every=100)
+    assert P.run_pretrain(args) == 128 + signal.SIGTERM
+    assert [s for s, _ in C.list_checkpoints(args.out)] == [3]
+
+
+def test_nan_loss_is_skipped_counted_then_stops(tiny_data, tmp_path: Path, monkeypatch) -> None:
+    calls = {"n": 0}
+    orig = P.pretraining_loss
+
+    def nan_on_second(model, batch, counts):
+        calls["n"] += 1
+        out = orig(model, batch, counts)
+        if calls["n"] == 2:
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(P, "pretraining_loss", nan_on_second)
+    args = _args(tiny_data, tmp_path / "run", max_steps=4)
+    assert P.run_pretrain(args) == 0
+    recs = [r for r in P.read_metrics(args.out) if r["split"] == "train"]
+    assert [r["step"] for r in recs] == [1, 2, 3, 4] and recs[-1]["nonfinite_total"] == 1
+    assert all(math.isfinite(r["loss"]) for r in recs)
+
+    def always_nan(model, batch, counts):
+        out = orig(model, batch, counts)
+        out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(P, "pretraining_loss", always_nan)
+    bad = _args(tiny_data, tmp_path / "bad", max_steps=10, max_nonfinite=3)
+    assert P.run_pretrain(bad) == 1
+    assert C.list_checkpoints(bad.out) == []
+
+
+def test_damaged_checkpoint_at_resume(tiny_data, tmp_path: Path) -> None:
+    args = _args(tiny_data, tmp_path / "run", max_steps=4, save_every=2)
+    assert P.run_pretrain(args) == 0
+    newest = C.checkpoint_dir(args.out, 4)
+    data = (newest / "state.pt").read_bytes()
+    (newest / "state.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(C.CheckpointError, match="truncated.*checkpoint-00000002"):
+        P.run_pretrain(replace(args, resume=args.out, max_steps=6))
+    (newest / "state.pt").write_bytes(data[:-8] + bytes(8))
+    with pytest.raises(C.CheckpointError, match="damaged"):
+        C.load_checkpoint(newest)
+    # the previous good one still resumes
+    assert P.run_pretrain(replace(args, resume=str(C.checkpoint_dir(args.out, 2)),
+                                  max_steps=6)) == 0
+
+
+def test_full_disk_keeps_previous_checkpoint(tiny_data, tmp_path: Path, monkeypatch) -> None:
+    args = _args(tiny_data, tmp_path / "run", max_steps=2, save_every=2)
+    assert P.run_pretrain(args) == 0
+    good = C.checkpoint_dir(args.out, 2)
+    before = (good / "state.pt").read_bytes()
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(C.torch, "save", full)
+    with pytest.raises(C.CheckpointError, match="No space left.*previous checkpoints"):
+        P.run_pretrain(replace(args, resume=args.out, max_steps=4))
+    monkeypatch.undo()
+    assert (good / "state.pt").read_bytes() == before
+    assert [s for s, _ in C.list_checkpoints(args.out)] == [2]
+    assert not list(Path(args.out).glob(".checkpoint-*"))
+    C.load_checkpoint(good)
+
+
+def test_data_from_another_vocab_or_length_than_init(tiny_data, tmp_path: Path) -> None:
+    from bertkit.config import BertConfig
+    from bertkit.models.bert import BertForPreTraining
+
+    init = tmp_path / "init"
+    BertForPreTraining(BertConfig.from_preset("tiny", vocab_size=600)).save_pretrained(init)
+    (init / "vocab.txt").write_text(tiny_data["vocab"].read_text().replace("the", "teh"))
+    with pytest.raises(ValueError, match="another vocabulary"):
+        P.run_pretrain(_args(tiny_data, tmp_path / "a", config=None, init=str(init)))
+    short = tmp_path / "short"
+    BertForPreTraining(BertConfig.from_preset("tiny", vocab_size=600,
+                                              max_position_embeddings=16)).save_pretrained(short)
+    with pytest.raises(ValueError, match="max_seq_length 32 .*max_position_embeddings 16"):
+        P.run_pretrain(_args(tiny_data, tmp_path / "b", config=None, init=str(short)))
+    big = tmp_path / "big"
+    BertForPreTraining(BertConfig.from_preset("tiny", vocab_size=700)).save_pretrained(big)
+    with pytest.raises(ValueError, match="vocabulary of 600 entries .*vocab_size 700"):
+        P.run_pretrain(_args(tiny_data, tmp_path / "c", config=None, init=str(big)))
+
+
+def test_eval_metrics_and_export_loads_in_transformers(tiny_data, tmp_path: Path) -> None:
+    args = _args(tiny_data, tmp_path / "run", max_steps=3, eval_data=str(tiny_data["eval"]),
+                 eval_every=2, eval_batches=4)
+    assert P.run_pretrain(args) == 0
+    evals = [r for r in P.read_metrics(args.out) if r["split"] == "eval"]
+    assert [r["step"] for r in evals] == [2, 3]
+    assert set(evals[0]) >= {"masked_lm_accuracy", "masked_lm_loss", "next_sentence_accuracy",
+                             "next_sentence_loss"}
+    out = tmp_path / "export"
+    assert P.run_export(P.ExportArgs(checkpoint=args.out, out=str(out))) == 0
+    assert {p.name for p in out.iterdir()} >= {"config.json", "model.safetensors", "vocab.txt",
+                                                "tokenizer_config.json"}
+    transformers = pytest.importorskip("transformers")
+    hf, info = transformers.BertForPreTraining.from_pretrained(out, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    from bertkit.models.bert import BertForPreTraining
+
+    ours = BertForPreTraining.from_pretrained(out).eval()
+    ids = torch.randint(5, 600, (2, 12))
+    with torch.no_grad():
+        want = hf.eval()(input_ids=ids).prediction_logits
+        got = ours(ids).mlm_logits
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
