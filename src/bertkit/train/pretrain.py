@@ -387,8 +387,8 @@ def _train(args: PretrainArgs, env: DistEnv, run: Path, resume_dir: Path | None,
     index = load_index(args.data)
     if args.precision == "fp16" and env.device.type != "cuda":
         raise ValueError("--precision fp16 needs CUDA (a gradient scaler); use bf16 on CPU")
-    per_rank, rem = divmod(args.batch_size, env.world_size * args.grad_accum)
-    if rem or per_rank == 0:
+    micro, rem = divmod(args.batch_size, env.world_size * args.grad_accum)
+    if rem or micro == 0:
         raise ValueError(f"--batch-size {args.batch_size} is not divisible by world size "
                          f"{env.world_size} x --grad-accum {args.grad_accum}")
     _seed_all(args.seed)
@@ -478,7 +478,7 @@ def _train(args: PretrainArgs, env: DistEnv, run: Path, resume_dir: Path | None,
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
     bar = tqdm(total=args.max_steps, initial=state.step, disable=not (progress and env.is_main),
                unit="step", dynamic_ncols=True)
-    batches = iter_batches(ds, per_rank // args.grad_accum, args.grad_accum, cursor)
+    batches = iter_batches(ds, micro, args.grad_accum, cursor)
     t_last, tokens_since, code = time.perf_counter(), 0.0, 0
     last_saved = state.step if resume_dir else -1
     with _Signals() as sig:
