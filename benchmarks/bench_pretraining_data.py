@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -44,11 +45,17 @@ def _subset(src: Path, n_bytes: int, dst: Path) -> Path:
     return dst
 
 
-def _bertkit(inp: Path, out: Path, workers: int, **kw) -> tuple[float, dict]:
-    t = time.perf_counter()
+def _cpu_s() -> float:
+    """CPU seconds of this process and its reaped children (the finished worker pools)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _bertkit(inp: Path, out: Path, workers: int, **kw) -> tuple[float, float, dict]:
+    t, c = time.perf_counter(), _cpu_s()
     index = P.create_pretraining_data([str(inp)], uncased_vocab(), out,
                                       P.InstanceSettings(**kw), workers=workers, progress=False)
-    return time.perf_counter() - t, index
+    return time.perf_counter() - t, _cpu_s() - c, index
 
 
 def _rows(d: Path) -> np.ndarray:
@@ -116,13 +123,15 @@ def main() -> None:
     sub_mb = sub.stat().st_size / 1e6
 
     # bertkit on the full corpus and on the subset (Google's defaults)
-    full_s, full_idx = _bertkit(corpus, tmp / "full", args.workers)
-    sub_s, _ = _bertkit(sub, tmp / "sub", args.workers)
+    full_s, full_cpu, full_idx = _bertkit(corpus, tmp / "full", args.workers)
+    sub_s, sub_cpu, _ = _bertkit(sub, tmp / "sub", args.workers)
     speed = {"bench": "speed", "corpus": "sotu", "settings": "Google defaults, dupe_factor 10",
              "machine_cores": os.cpu_count(), "bertkit_workers": args.workers,
              "bertkit_full_mb": round(mb, 2), "bertkit_full_s": round(full_s, 2),
              "bertkit_full_mb_per_min": round(mb / full_s * 60, 1),
              "bertkit_full_instances": full_idx["counts"]["instances"],
+             "bertkit_full_cpu_s": round(full_cpu, 2),
+             "load_average_1min": round(os.getloadavg()[0], 2),
              "subset_mb": round(sub_mb, 2), "bertkit_subset_s": round(sub_s, 2),
              "bertkit_subset_mb_per_min": round(sub_mb / sub_s * 60, 1)}
     if google is None:
@@ -130,14 +139,16 @@ def main() -> None:
         print(json.dumps(speed), flush=True)
     else:
         tok = google.tokenization.FullTokenizer(str(uncased_vocab()), do_lower_case=True)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), _cpu_s()
         inst = google.create_training_instances([str(sub)], tok, 128, 10, 0.1, 0.15, 20,
                                                 random.Random(12345))
-        g_s = time.perf_counter() - t
+        g_s, g_cpu = time.perf_counter() - t, _cpu_s() - c
         g_rate = sub_mb / g_s * 60
         speed.update({"google_input": f"first {sub_mb:.2f} MB of the corpus (subset; the full "
                       "10.8 MB run takes minutes)", "google_s": round(g_s, 2),
                       "google_mb_per_min": round(g_rate, 2), "google_instances": len(inst),
+                      "google_cpu_s": round(g_cpu, 2),
+                      "cpu_ratio_full_vs_google": round((g_cpu / sub_mb) / (full_cpu / mb), 1),
                       "ratio_full_vs_google": round(speed["bertkit_full_mb_per_min"] / g_rate, 1),
                       "ratio_same_subset": round(speed["bertkit_subset_mb_per_min"] / g_rate, 1)})
         print(json.dumps(speed), flush=True)

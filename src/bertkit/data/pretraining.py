@@ -107,29 +107,25 @@ class InstanceSettings:
 
 
 class WordPieceEncoder:
-    """Google's uncased/cased WordPiece on the Rust ``tokenizers`` engine (batch, no specials).
+    """Google's FullTokenizer ids in bulk (no specials), on :class:`bertkit.BertTokenizer`.
 
-    ``encode(lines) -> (ids [T] int32, lengths [S] int64)``: the ids of all lines concatenated.
-    Text that looks like ``[SEP]`` is split like any other text, as in Google's tokenizer.
+    ``encode(lines) -> (ids [T] int32, lengths [S] int64, cont)``: the ids of all lines
+    concatenated. Text that looks like ``[SEP]`` is split like any other text, as in Google's code.
     """
 
     def __init__(self, vocab_file: str | os.PathLike[str], do_lower_case: bool = True) -> None:
-        from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+        from bertkit.tokenization.tokenizer import BertTokenizer
 
-        with open(vocab_file, encoding="utf-8") as f:
-            self.tokens = [line.strip() for line in f]  # Google's load_vocab: id = line number
-        self.vocab = {t: i for i, t in enumerate(self.tokens)}
+        self.bert = BertTokenizer(vocab_file, do_lower_case=do_lower_case)
+        self.vocab = self.bert.vocab
+        self.tokens = [""] * (max(self.vocab.values()) + 1)
+        for t, i in self.vocab.items():
+            self.tokens[i] = t
         for special in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"):
             if special not in self.vocab:
                 raise ValueError(f"{vocab_file}: vocabulary has no {special}")
         self.cls_id, self.sep_id = self.vocab["[CLS]"], self.vocab["[SEP]"]
         self.mask_id, self.pad_id = self.vocab["[MASK]"], self.vocab["[PAD]"]
-        tok = Tokenizer(models.WordPiece(vocab=self.vocab, unk_token="[UNK]",
-                                         max_input_chars_per_word=100))
-        tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
-                                                    strip_accents=None, lowercase=do_lower_case)
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        self._tok = tok
         self._word_index: dict[str, int] = {}  # unique chunk -> its row in the piece table
         self._piece_ids: list[int] = []
         self._piece_off: list[int] = [0]
@@ -174,9 +170,7 @@ class WordPieceEncoder:
         fast_lens = np.bincount(line_of_word, weights=wlen, minlength=len(split)).astype(np.int64)
         if fast.all():
             return fast_ids, fast_lens, None
-        slow = [e.ids for e in self._tok.encode_batch_fast(
-            [line for line, f in zip(lines, fast, strict=True) if not f],
-            add_special_tokens=False)]
+        slow = self.bert.encode_batch([line for line, f in zip(lines, fast, strict=True) if not f])
         lens = np.zeros(len(lines), dtype=np.int64)
         lens[fast] = fast_lens
         lens[~fast] = [len(x) for x in slow]
@@ -196,13 +190,13 @@ class WordPieceEncoder:
         ids_parts, counts_parts = [], []
         step = 4096
         batches = [words[i:i + step] for i in range(0, len(words), step)]
-        encs = self._tok.encode_batch([" ".join(b) for b in batches], add_special_tokens=False)
-        for b, e in zip(batches, encs, strict=True):
+        encs = self.bert.encode_batch_with_offsets([" ".join(b) for b in batches])
+        for b, (e_ids, e_offsets) in zip(batches, encs, strict=True):
             wl = np.fromiter(map(len, b), dtype=np.int64, count=len(b))
             starts = np.cumsum(wl + 1) - (wl + 1)
-            tok_start = np.array([o[0] for o in e.offsets], dtype=np.int64)
+            tok_start = np.array([o[0] for o in e_offsets], dtype=np.int64)
             word_of_tok = np.searchsorted(starts, tok_start, side="right") - 1
-            ids_parts.append(np.array(e.ids, dtype=np.int32))
+            ids_parts.append(np.array(e_ids, dtype=np.int32))
             counts_parts.append(np.bincount(word_of_tok, minlength=len(b)))
         return np.concatenate(ids_parts), np.concatenate(counts_parts)
 
@@ -212,9 +206,10 @@ class WordPieceEncoder:
         cont_parts: list[np.ndarray] = []
         for lo in range(0, len(lines), 4096):
             batch = lines[lo:lo + 4096]
-            for line, e in zip(batch, self._tok.encode_batch(batch, add_special_tokens=False), strict=True):
-                ids_lists.append(e.ids)
-                cont_parts.append(_whitespace_continuation(line, e.offsets))
+            encs = self.bert.encode_batch_with_offsets(batch)
+            for line, (e_ids, e_offsets) in zip(batch, encs, strict=True):
+                ids_lists.append(e_ids)
+                cont_parts.append(_whitespace_continuation(line, e_offsets))
         lens = np.fromiter(map(len, ids_lists), dtype=np.int64, count=len(ids_lists))
         ids = np.fromiter(itertools.chain.from_iterable(ids_lists), dtype=np.int32,
                           count=int(lens.sum()))
@@ -222,8 +217,8 @@ class WordPieceEncoder:
         return ids, lens, cont
 
     def encode_reference(self, lines: list[str]) -> list[list[int]]:
-        """Ids per line, each line sent whole to the Rust tokenizer (the test oracle)."""
-        return [e.ids for e in self._tok.encode_batch_fast(lines, add_special_tokens=False)]
+        """Ids per line, each line tokenized whole (the test oracle)."""
+        return self.bert.encode_batch(lines)
 
 
 _SPLIT_MISMATCH = re.compile("[\x0b\x0c\x1c-\x1f\x85\u2028\u2029]")
@@ -361,15 +356,23 @@ class _Tokenized:
 
 
 _ENCODERS: dict[tuple[str, bool], WordPieceEncoder] = {}
+_PARALLEL_TOKENIZE_LINES = 20_000  # per worker; below it the main process tokenizes alone
+
+
+def _encoder(vocab_file: str | os.PathLike[str], do_lower_case: bool) -> WordPieceEncoder:
+    """One encoder per vocabulary (by content) and casing per process: building one costs ~1 s."""
+    import hashlib
+
+    key = (hashlib.sha256(Path(vocab_file).read_bytes()).hexdigest(), do_lower_case)
+    if key not in _ENCODERS:
+        _ENCODERS[key] = WordPieceEncoder(vocab_file, do_lower_case)
+    return _ENCODERS[key]
 
 
 def _encode_chunk(vocab_file: str, do_lower_case: bool, lines: list[str], with_words: bool
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Tokenize ``lines`` in a worker (one cached encoder per process)."""
-    key = (vocab_file, do_lower_case)
-    if key not in _ENCODERS:
-        _ENCODERS[key] = WordPieceEncoder(vocab_file, do_lower_case)
-    return _ENCODERS[key].encode(lines, with_words=with_words)
+    """Tokenize ``lines`` in a worker."""
+    return _encoder(vocab_file, do_lower_case).encode(lines, with_words=with_words)
 
 
 def _tokenize_block(block: _Block, encoder: WordPieceEncoder, settings: InstanceSettings,
@@ -378,7 +381,7 @@ def _tokenize_block(block: _Block, encoder: WordPieceEncoder, settings: Instance
     lines = [s for d in block.docs for s in d]
     by_space = settings.do_whole_word_mask and settings.word_boundaries == "whitespace"
     n_chunks = getattr(pool, "_max_workers", 1) if pool is not None else 1
-    if n_chunks > 1 and len(lines) > 1000:
+    if n_chunks > 1 and len(lines) >= _PARALLEL_TOKENIZE_LINES * n_chunks:
         step = -(-len(lines) // n_chunks)
         futs = [pool.submit(_encode_chunk, vocab_file, settings.do_lower_case,
                             lines[i:i + step], by_space) for i in range(0, len(lines), step)]
@@ -666,7 +669,9 @@ def create_pretraining_data(inputs: list[str], vocab_file: str | os.PathLike[str
     settings.validate()
     paths = expand_inputs(inputs)
     out = Path(out_dir)
-    encoder = WordPieceEncoder(vocab_file, settings.do_lower_case)
+    if not Path(vocab_file).is_file():
+        raise FileNotFoundError(f"vocab {vocab_file} not found")
+    encoder = _encoder(vocab_file, settings.do_lower_case)
     vocab = {"size": len(encoder.tokens), "cls_id": encoder.cls_id, "sep_id": encoder.sep_id,
              "mask_id": encoder.mask_id, "pad_id": encoder.pad_id}
     run = S.begin_run(out, settings_dict=asdict(settings), vocab_file=Path(vocab_file),
