@@ -59,14 +59,17 @@ class _AdamBase(torch.optim.Optimizer):
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps,
                                   "weight_decay": weight_decay, "bias_correction": bias_correction})
 
-    def _moments(self, group: dict[str, Any]) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
-        """Update m, v of every parameter with a gradient; return (params, adam updates, ...).
+    def _moments(self, group: dict[str, Any]
+                 ) -> tuple[list[Tensor], list[Tensor], tuple[Tensor, ...], float]:
+        """Update m, v of every parameter with a gradient.
 
-        Returns ``(params, updates, grads)`` where ``update = m_hat / (sqrt(v_hat) + eps)``.
+        Returns ``(params, m, denom, c)``: the Adam update is ``c * m / denom`` with
+        ``denom = sqrt(v) / sqrt(1 - b2^t) + eps`` and ``c = 1 / (1 - b1^t)`` under bias
+        correction, else ``denom = sqrt(v) + eps`` and ``c = 1`` (Google's).
         """
         params = [p for p in group["params"] if p.grad is not None]
         if not params:
-            return [], [], []
+            return [], [], (), 1.0
         grads = [p.grad for p in params]
         b1, b2 = group["betas"]
         ms, vs = [], []
@@ -84,15 +87,12 @@ class _AdamBase(torch.optim.Optimizer):
         torch._foreach_mul_(vs, b2)
         torch._foreach_addcmul_(vs, grads, grads, value=1 - b2)  # v = b2 v + (1 - b2) g^2
         denom = torch._foreach_sqrt(vs)
+        c = 1.0
         if group["bias_correction"]:
             torch._foreach_div_(denom, math.sqrt(1 - b2 ** step))
-            torch._foreach_add_(denom, group["eps"])
-            updates = torch._foreach_div(ms, denom)
-            torch._foreach_div_(updates, 1 - b1 ** step)
-        else:
-            torch._foreach_add_(denom, group["eps"])
-            updates = torch._foreach_div(ms, denom)
-        return params, updates, grads
+            c = 1.0 / (1 - b1 ** step)
+        torch._foreach_add_(denom, group["eps"])
+        return params, ms, denom, c
 
 
 class AdamW(_AdamBase):
@@ -110,13 +110,13 @@ class AdamW(_AdamBase):
     def step(self, closure: Any = None) -> Any:  # type: ignore[override]
         loss = closure() if closure is not None else None
         for group in self.param_groups:
-            params, updates, _ = self._moments(group)
+            params, ms, denom, c = self._moments(group)
             if not params:
                 continue
             lr, wd = group["lr"], group["weight_decay"]
             if wd:
                 torch._foreach_mul_(params, 1 - lr * wd)  # == p -= lr * wd * p (old p)
-            torch._foreach_add_(params, updates, alpha=-lr)
+            torch._foreach_addcdiv_(params, ms, denom, value=-lr * c)
         return loss
 
 
@@ -136,9 +136,12 @@ class Lamb(_AdamBase):
     def step(self, closure: Any = None) -> Any:  # type: ignore[override]
         loss = closure() if closure is not None else None
         for group in self.param_groups:
-            params, updates, _ = self._moments(group)
+            params, ms, denom, c = self._moments(group)
             if not params:
                 continue
+            updates = torch._foreach_div(ms, denom)
+            if c != 1.0:
+                torch._foreach_mul_(updates, c)
             if group["weight_decay"]:
                 torch._foreach_add_(updates, params, alpha=group["weight_decay"])
             w_norms = torch._foreach_norm(params)
