@@ -321,3 +321,55 @@ def test_eval_metrics_and_export_loads_in_transformers(tiny_data, tmp_path: Path
         want = hf.eval()(input_ids=ids).prediction_logits
         got = ours(ids).mlm_logits
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.real
+def test_continue_from_minilm_and_export(tiny_data, minilm_dir: Path, tmp_path: Path) -> None:
+    """Continued pre-training of the real all-MiniLM-L6-v2 (MLM/NSP heads fresh), then export."""
+    from bertkit.data.pretraining import InstanceSettings, create_pretraining_data
+
+    data = tmp_path / "data"
+    create_pretraining_data([str(tiny_data["root"] / "eval.txt")], minilm_dir / "vocab.txt", data,
+                            InstanceSettings(max_seq_length=32, max_predictions_per_seq=5,
+                                             dupe_factor=1), workers=1, progress=False)
+    args = _args({"train": data}, tmp_path / "run", config=None, init=str(minilm_dir),
+                 max_steps=2, save_every=2)
+    assert P.run_pretrain(args) == 0
+    out = tmp_path / "export"
+    assert P.run_export(P.ExportArgs(checkpoint=args.out, out=str(out))) == 0
+    transformers = pytest.importorskip("transformers")
+    _, info = transformers.BertForPreTraining.from_pretrained(out, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    assert (out / "vocab.txt").read_bytes() == (minilm_dir / "vocab.txt").read_bytes()
+
+
+def test_phase_two_continues_on_longer_sequences(tiny_data, tmp_path: Path) -> None:
+    """``--resume RUN --data DIR64``: weights, optimizer and schedule continue on new data."""
+    from bertkit.data.pretraining import InstanceSettings, create_pretraining_data
+
+    args = _args(tiny_data, tmp_path / "run", max_steps=2, save_every=2)
+    assert P.run_pretrain(args) == 0
+    long = tmp_path / "data64"
+    create_pretraining_data([str(tiny_data["root"] / "eval.txt")], tiny_data["vocab"], long,
+                            InstanceSettings(max_seq_length=64, max_predictions_per_seq=10,
+                                             dupe_factor=1), workers=1, progress=False)
+    assert P.run_pretrain(replace(args, data=str(long), resume=args.out, max_steps=4)) == 0
+    recs = [r for r in P.read_metrics(args.out) if r["split"] == "train"]
+    assert [r["step"] for r in recs] == [1, 2, 3, 4]
+    ck = C.load_checkpoint(C.checkpoint_dir(args.out, 4))
+    assert ck["cursor"]["batch"] == 2 and ck["scheduler"]["last_epoch"] == 4
+
+
+def test_plot(tiny_data, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text(
+        '{"step": 1, "split": "train", "loss": 7.0}\n'
+        '{"step": 1, "split": "eval", "masked_lm_loss": 6.5, "masked_lm_accuracy": 0.1}\n')
+    code = P.run_plot(P.PlotArgs(run=str(run)))
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert code == 2
+        return
+    assert code == 0 and (run / "curves.png").stat().st_size > 0
