@@ -33,6 +33,11 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
                      "fetch a real corpus and write Google's pre-training text format"),
     "train-vocab": ("bertkit.tokenization.vocab_training", "TrainVocabArgs", "run_train_vocab",
                     "train a WordPiece vocab.txt (Google's layout) from raw text"),
+    "create-pretraining-data": (
+        "bertkit.data.pretraining", "CreatePretrainingDataArgs", "run_create_pretraining_data",
+        "make MLM + NSP/SOP pre-training shards from text, Google's algorithm, in parallel"),
+    "inspect-data": ("bertkit.data.shards", "InspectDataArgs", "run_inspect_data",
+                     "show the settings, counts and a few decoded instances of a data directory"),
 }
 
 
