@@ -35,6 +35,7 @@ import numpy as np
 
 from bertkit.data import masking as M
 from bertkit.fileio import atomic_write_bytes, atomic_write_text
+from bertkit.tokenization.tokenizer import load_vocab
 
 logger = logging.getLogger(__name__)
 
@@ -335,7 +336,8 @@ def inspect_data(data_dir: str | os.PathLike[str], num_examples: int = 3) -> str
     d = Path(data_dir)
     ds = PretrainingDataset(d, verify=True)
     idx = ds.index
-    tokens = [line.strip() for line in (d / "vocab.txt").read_text(encoding="utf-8").splitlines()]
+    vocab = load_vocab(d / "vocab.txt")  # not str.splitlines: a vocab line may hold U+2028
+    tokens = sorted(vocab, key=vocab.__getitem__)
     lines = [f"data directory: {d}", f"format: {idx['format']}",
              "settings: " + ", ".join(f"{k}={v}" for k, v in idx["settings"].items()),
              f"vocab: {idx['vocab']['size']} entries, sha256 {idx['vocab']['sha256']}",
