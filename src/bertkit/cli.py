@@ -38,6 +38,12 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
         "make MLM + NSP/SOP pre-training shards from text, Google's algorithm, in parallel"),
     "inspect-data": ("bertkit.data.shards", "InspectDataArgs", "run_inspect_data",
                      "show the settings, counts and a few decoded instances of a data directory"),
+    "pretrain": ("bertkit.train.pretrain", "PretrainArgs", "run_pretrain",
+                 "pre-train BERT (MLM + NSP/SOP) on shards; --resume RUN continues exactly"),
+    "export": ("bertkit.train.pretrain", "ExportArgs", "run_export",
+               "write a training checkpoint as a Hugging Face model directory"),
+    "plot": ("bertkit.train.pretrain", "PlotArgs", "run_plot",
+             "plot a run's loss and accuracy curves to PNG (needs matplotlib)"),
 }
 
 
