@@ -72,10 +72,17 @@ def test_errors_name_the_problem(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.real
-def test_quickstart_runs_end_to_end(minilm_dir):
+def test_quickstart_runs_end_to_end(minilm_dir, tmp_path):
     from bertkit.quickstart import QuickstartArgs, run_quickstart
 
     out = io.StringIO()
-    assert run_quickstart(QuickstartArgs(), out=out) == 0
+    args = QuickstartArgs(work_dir=tmp_path, addresses=3, pretrain_steps=4, threads=2)
+    assert run_quickstart(args, out=out) == 0
     text = out.getvalue()
     assert "22.7 M parameters" in text and "paraphrase: yes" in text
+    assert "held-out masked_lm_accuracy" in text and text.count("top-3:") == 4
+    # the exported model is a Hugging Face directory that transformers loads completely
+    transformers = pytest.importorskip("transformers")
+    _, info = transformers.BertForPreTraining.from_pretrained(tmp_path / "mini-hf",
+                                                              output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
