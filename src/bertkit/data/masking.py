@@ -180,11 +180,17 @@ def choose_positions(gids: np.ndarray, k: np.ndarray, group_keys: np.ndarray) ->
 def replace_80_10_10(input_ids: np.ndarray, chosen: np.ndarray, noise: MaskNoise,
                      mask_id: int) -> np.ndarray:
     """[N, L]: ids after replacement at ``chosen`` positions (80% mask, 10% keep, 10% random)."""
-    r, c = np.nonzero(chosen)
+    return _replace(input_ids, np.flatnonzero(chosen), noise, mask_id)
+
+
+def _replace(input_ids: np.ndarray, flat: np.ndarray, noise: MaskNoise, mask_id: int
+             ) -> np.ndarray:
+    """:func:`replace_80_10_10` at the flat (row-major) indexes ``flat`` of the chosen positions."""
     out = input_ids.copy()
-    out[r, c] = np.where(noise.u_mask[r, c] < 0.8, mask_id,
-                         np.where(noise.u_keep[r, c] < 0.5, input_ids[r, c],
-                                  noise.random_ids[r, c]))
+    orig = input_ids.ravel()[flat]
+    out.ravel()[flat] = np.where(noise.u_mask.ravel()[flat] < 0.8, mask_id,
+                                 np.where(noise.u_keep.ravel()[flat] < 0.5, orig,
+                                          noise.random_ids.ravel()[flat]))
     return out
 
 
@@ -192,17 +198,23 @@ def gather_predictions(original_ids: np.ndarray, chosen: np.ndarray,
                        max_predictions_per_seq: int
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Sorted positions [N, P], labels [N, P], weights [N, P] float32 and counts [N] of ``chosen``."""
-    N, L = chosen.shape
-    P = max_predictions_per_seq
     counts = chosen.sum(axis=1)
-    if (counts > P).any():
+    if (counts > max_predictions_per_seq).any():
         raise ValueError("more chosen positions than max_predictions_per_seq")
-    rows, cols = np.nonzero(chosen)  # row-major: ascending positions within each row
-    slot = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+    return _gather(original_ids, np.flatnonzero(chosen), counts, max_predictions_per_seq)
+
+
+def _gather(original_ids: np.ndarray, flat: np.ndarray, counts: np.ndarray, P: int
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`gather_predictions` from the flat (row-major, so sorted) chosen indexes."""
+    N, L = original_ids.shape
+    rows, cols = np.divmod(flat, L)
+    slot = np.arange(len(flat)) - np.repeat(np.cumsum(counts) - counts, counts)
+    dest = rows * P + slot
     positions = np.zeros((N, P), dtype=np.int64)
-    positions[rows, slot] = cols
+    positions.ravel()[dest] = cols
     labels = np.zeros((N, P), dtype=original_ids.dtype)
-    labels[rows, slot] = original_ids[rows, cols]
+    labels.ravel()[dest] = original_ids.ravel()[flat]
     real = np.arange(P)[None, :] < counts[:, None]
     return positions, labels, real.astype(np.float32), counts
 
@@ -223,10 +235,14 @@ def mask_batch(input_ids: np.ndarray, lengths: np.ndarray, noise: MaskNoise, *, 
         chosen = (keys <= kth) & cands
     else:
         chosen = choose_positions(group_ids(cands, continuation), k, noise.group_keys)
-    positions, labels, weights, counts = gather_predictions(input_ids, chosen,
-                                                            max_predictions_per_seq)
-    masked = replace_80_10_10(input_ids, chosen, noise, mask_id)
-    return MaskedBatch(masked, positions, labels, weights, counts)
+    counts = chosen.sum(axis=1)
+    if (counts > max_predictions_per_seq).any():
+        raise ValueError("more chosen positions than max_predictions_per_seq")
+    flat = np.flatnonzero(chosen)
+    positions, labels, weights, counts = _gather(input_ids, flat, counts,
+                                                 max_predictions_per_seq)
+    return MaskedBatch(_replace(input_ids, flat, noise, mask_id), positions, labels, weights,
+                       counts)
 
 
 def generator_noise(rng: np.random.Generator, shape: tuple[int, int],
