@@ -59,6 +59,7 @@ from bertkit.data import masking as M
 from bertkit.data import shards as S
 from bertkit.data.bulk_tokenize import (
     WordPieceEncoder,
+    _ragged_arange,
     encode_chunk,
     encoder_key,
     get_encoder,
@@ -265,52 +266,64 @@ def _pair_spans(tb: _Tokenized, doc_lo: int, doc_hi: int, rng: random.Random,
     sent_off, doc_off = tb.sent_off.tolist(), tb.doc_off.tolist()
     n_docs = len(doc_off) - 1
     max_num_tokens = settings.max_seq_length - 3
+    short_seq_prob = settings.short_seq_prob
     sop = settings.objective == "sop"
-    out: list[tuple[int, int, int, int, int]] = []
+    out: list[int] = []  # flat: A start, A end, B start, B end, label, ...
+    add = out.extend
+    n_short = n_chunks = n_single = n_random = n_random_multi = 0
     rnd = rng.random  # randint(a, b) is written a + int(rnd() * (b - a + 1)): cheaper
     # Sentences are addressed globally: sentence g spans tokens sent_off[g]:sent_off[g + 1]. A
     # chunk from sentence f ends at the first sentence where the running length reaches the
     # target, or at the document's end: found by bisection on the offsets (same as Google's
-    # sentence-by-sentence loop, without a Python step per sentence).
+    # sentence-by-sentence loop, without a Python step per sentence; bisecting in [f + 1, end)
+    # returns the end when no sentence before it reaches the target).
     for d in range(doc_lo, doc_hi):
         s0, s_end = doc_off[d], doc_off[d + 1]
-        stats.document_copies += 1
         target = max_num_tokens
-        if rnd() < settings.short_seq_prob:
+        if rnd() < short_seq_prob:
             target = 2 + int(rnd() * (max_num_tokens - 1))
-            stats.short_target_documents += 1
+            n_short += 1
         f = s0
         while f < s_end:
             a_s = sent_off[f]
-            e = min(bisect_left(sent_off, a_s + target, f + 1, s_end + 1), s_end)
+            e = bisect_left(sent_off, a_s + target, f + 1, s_end)
             k = e - f
-            a_end = 1 + int(rnd() * (k - 1)) if k >= 2 else 1
-            a_e, c_e = sent_off[f + a_end], sent_off[e]
-            stats.chunks += 1
-            if k == 1 or (not sop and rnd() < 0.5):
-                target_b = target - (a_e - a_s)
-                for _ in range(10):
-                    r = int(rnd() * n_docs)
-                    if r != d:
-                        break
-                r0, r1 = doc_off[r], doc_off[r + 1]
-                j = r0 + int(rnd() * (r1 - r0))
-                b_s = sent_off[j]
-                b_e = sent_off[min(bisect_left(sent_off, b_s + target_b, j + 1, r1 + 1), r1)]
-                out.append((a_s, a_e, b_s, b_e, 1))
-                stats.random_next += 1
-                if k == 1:
-                    stats.single_sentence_chunks += 1
-                else:
-                    stats.random_next_multi += 1
-                f += a_end  # put the unused sentences back
-                continue
-            if sop and rnd() < 0.5:
-                out.append((a_e, c_e, a_s, a_e, 1))  # swapped order
-                stats.random_next_multi += 1
+            n_chunks += 1
+            if k == 1:
+                a_end = 1
             else:
-                out.append((a_s, a_e, a_e, c_e, 0))
-            f = e
+                a_end = 1 + int(rnd() * (k - 1))
+                if sop or rnd() >= 0.5:
+                    a_e, c_e = sent_off[f + a_end], sent_off[e]
+                    if sop and rnd() < 0.5:
+                        add((a_e, c_e, a_s, a_e, 1))  # swapped order
+                        n_random_multi += 1
+                    else:
+                        add((a_s, a_e, a_e, c_e, 0))
+                    f = e
+                    continue
+            a_e = sent_off[f + a_end]
+            target_b = target - (a_e - a_s)
+            for _ in range(10):
+                r = int(rnd() * n_docs)
+                if r != d:
+                    break
+            r0, r1 = doc_off[r], doc_off[r + 1]
+            j = r0 + int(rnd() * (r1 - r0))
+            b_s = sent_off[j]
+            add((a_s, a_e, b_s, sent_off[bisect_left(sent_off, b_s + target_b, j + 1, r1)], 1))
+            n_random += 1
+            if k == 1:
+                n_single += 1
+            else:
+                n_random_multi += 1
+            f += a_end  # put the unused sentences back
+    stats.document_copies += doc_hi - doc_lo
+    stats.short_target_documents += n_short
+    stats.chunks += n_chunks
+    stats.single_sentence_chunks += n_single
+    stats.random_next += n_random
+    stats.random_next_multi += n_random_multi
     return np.array(out, dtype=np.int64).reshape(-1, 5)
 
 
@@ -334,21 +347,23 @@ def _truncate(spans: np.ndarray, max_num_tokens: int, rng: np.random.Generator) 
 def _assemble_pairs(tb: _Tokenized, spans: np.ndarray, L: int, cls_id: int, sep_id: int
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """[CLS] A [SEP] B [SEP] rows: ids [n, L] int64, lengths [n], a_lengths [n], cont [n, L]."""
-    a_s, a_e, b_s, b_e = (spans[:, c][:, None] for c in range(4))
+    a_s, a_e, b_s, b_e = (spans[:, c] for c in range(4))
     la, lb = a_e - a_s, b_e - b_s
-    pos = np.arange(L)[None, :]
-    in_a = (pos >= 1) & (pos <= la)
-    in_b = (pos >= la + 2) & (pos < la + 2 + lb)
-    src = np.where(in_a, a_s + pos - 1, np.where(in_b, b_s + pos - la - 2, 0))
-    src = np.clip(src, 0, max(len(tb.ids) - 1, 0))
-    ids = np.where(in_a | in_b, tb.ids[src], 0).astype(np.int64)
-    length = (la + lb + 3)[:, 0]
-    rows = np.arange(len(spans))
-    ids[:, 0] = cls_id
-    ids[rows, la[:, 0] + 1] = sep_id
-    ids[rows, length - 1] = sep_id
-    cont = None if tb.cont is None else (tb.cont[src] & (in_a | in_b))
-    return ids, length, (la[:, 0] + 2), cont
+    base = np.arange(len(spans), dtype=np.int64) * L  # flat index of each row's [CLS]
+    dest = np.concatenate([_ragged_arange(base + 1, la), _ragged_arange(base + la + 2, lb)])
+    src = np.concatenate([_ragged_arange(a_s, la), _ragged_arange(b_s, lb)])
+    ids = np.zeros((len(spans), L), dtype=np.int64)
+    flat = ids.ravel()
+    flat[dest] = tb.ids[src]
+    length = la + lb + 3
+    flat[base] = cls_id
+    flat[base + la + 1] = sep_id
+    flat[base + length - 1] = sep_id
+    cont = None
+    if tb.cont is not None:
+        cont = np.zeros((len(spans), L), dtype=bool)
+        cont.ravel()[dest] = tb.cont[src]
+    return ids, length, la + 2, cont
 
 
 def _packed_rows(tb: _Tokenized, doc_lo: int, doc_hi: int, rng: random.Random, L: int,
