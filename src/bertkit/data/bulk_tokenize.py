@@ -65,8 +65,11 @@ class WordPieceEncoder:
         if len(self._word_index) > 2_000_000:  # bound the cache
             self._word_index.clear()
             self._piece_ids, self._piece_off = [], [0]
-        fast = np.fromiter((_SPLIT_MISMATCH.search(line) is None for line in lines), dtype=bool,
-                           count=len(lines))
+        if _SPLIT_MISMATCH.search("\n".join(lines)) is None:  # the usual case: one search
+            fast = np.ones(len(lines), dtype=bool)
+        else:
+            fast = np.fromiter((_SPLIT_MISMATCH.search(line) is None for line in lines),
+                               dtype=bool, count=len(lines))
         fast_lines = [line for line, f in zip(lines, fast, strict=True) if f]
         split = [line.split() for line in fast_lines]
         words_per_line = np.fromiter(map(len, split), dtype=np.int64, count=len(split))
