@@ -59,7 +59,6 @@ from bertkit.data import masking as M
 from bertkit.data import shards as S
 from bertkit.data.bulk_tokenize import (
     WordPieceEncoder,
-    _ragged_arange,
     encode_chunk,
     encoder_key,
     get_encoder,
@@ -225,10 +224,10 @@ def _tokenize_block(block: _Block, encoder: WordPieceEncoder, settings: Instance
     by_space = settings.do_whole_word_mask and settings.word_boundaries == "whitespace"
     n_chunks = getattr(pool, "_max_workers", 1) if pool is not None else 1
     if n_chunks > 1 and len(lines) >= _PARALLEL_TOKENIZE_LINES * n_chunks:
-        step = -(-len(lines) // n_chunks)
+        step = -(-len(lines) // n_chunks)  # the first chunk here, meanwhile the rest in the pool
         futs = [pool.submit(encode_chunk, vocab_file, settings.do_lower_case,
-                            lines[i:i + step], by_space) for i in range(0, len(lines), step)]
-        parts = [f.result() for f in futs]
+                            lines[i:i + step], by_space) for i in range(step, len(lines), step)]
+        parts = [encoder.encode(lines[:step], with_words=by_space)] + [f.result() for f in futs]
         ids = np.concatenate([p[0] for p in parts])
         lens = np.concatenate([p[1] for p in parts])
         cont = np.concatenate([p[2] for p in parts]) if by_space else None  # type: ignore[misc]
@@ -349,20 +348,30 @@ def _assemble_pairs(tb: _Tokenized, spans: np.ndarray, L: int, cls_id: int, sep_
     """[CLS] A [SEP] B [SEP] rows: ids [n, L] int64, lengths [n], a_lengths [n], cont [n, L]."""
     a_s, a_e, b_s, b_e = (spans[:, c] for c in range(4))
     la, lb = a_e - a_s, b_e - b_s
-    base = np.arange(len(spans), dtype=np.int64) * L  # flat index of each row's [CLS]
-    dest = np.concatenate([_ragged_arange(base + 1, la), _ragged_arange(base + la + 2, lb)])
-    src = np.concatenate([_ragged_arange(a_s, la), _ragged_arange(b_s, lb)])
-    ids = np.zeros((len(spans), L), dtype=np.int64)
-    flat = ids.ravel()
-    flat[dest] = tb.ids[src]
     length = la + lb + 3
-    flat[base] = cls_id
-    flat[base + la + 1] = sep_id
-    flat[base + length - 1] = sep_id
+    pos = np.arange(L)
+    in_a = pos <= la[:, None]  # and [CLS]
+    tail = pos >= (length - 1)[:, None]  # last [SEP] and padding
+    # Row r is the window of L tokens placing A at 1..la, then (where not in_a) the window
+    # placing B at la+2..: windows of the token stream padded with L zeros on both sides.
+    starts_a, starts_b = a_s - 1 + L, b_s - la - 2 + L
+
+    def windows(x: np.ndarray) -> np.ndarray:
+        pad = np.zeros(L, dtype=x.dtype)
+        w = np.lib.stride_tricks.sliding_window_view(np.concatenate([pad, x, pad]), L)
+        out = np.where(in_a, w[starts_a], w[starts_b])
+        out[tail] = 0
+        return out
+
+    ids = windows(tb.ids).astype(np.int64)
+    rows = np.arange(len(spans))
+    ids[:, 0] = cls_id
+    ids[rows, la + 1] = sep_id
+    ids[rows, length - 1] = sep_id
     cont = None
     if tb.cont is not None:
-        cont = np.zeros((len(spans), L), dtype=bool)
-        cont.ravel()[dest] = tb.cont[src]
+        cont = windows(tb.cont)
+        cont[:, 0] = cont[rows, la + 1] = False
     return ids, length, la + 2, cont
 
 
