@@ -210,3 +210,17 @@ def test_dynamic_whole_word_masking_keeps_the_words(words_slice: Path, chinese_v
     masked, in_row, skipped = _word_stats(rows, oracle)
     assert skipped < 20 and (masked == in_row).all()
     assert float((in_row >= 2).mean()) > 0.4
+
+
+def test_supplied_words_are_whitespace_chunks(chinese_vocab: Path) -> None:
+    """A word is a chunk between BERT's whitespace (also on lines that take the slow path)."""
+    from bertkit.data.bulk_tokenize import WordPieceEncoder
+
+    enc = WordPieceEncoder(chinese_vocab, do_lower_case=True)
+    cases = {"中国 人民\x0b银行 ＡＢＣ": [0, 1, 0, 1, 1, 1],  # \x0b is dropped, not a space
+             "x\u3000y\u00a0z": [0, 0, 0], "日本\u2028东京 大阪": [0, 1, 0, 1, 0, 1],
+             "\x0c开头 结尾\x85": [0, 1, 0, 1], "\x00\x01 空": [0]}
+    for line, want in cases.items():
+        ids, lens, cont = enc.encode([line], with_words=True)
+        assert cont is not None and cont.astype(int).tolist()[: len(want)] == want, line
+        assert ids.tolist() == enc.encode([line])[0].tolist() == enc.encode_reference([line])[0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +52,9 @@ class WordPieceEncoder:
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """ids [T] int32, lengths [S] int64 and (``with_words``) continuation flags [T] bool.
 
-        With ``with_words`` a token continues a word when it starts inside the same
-        whitespace-delimited word of the line as the token before it (supplied word boundaries).
+        With ``with_words`` a token continues a word when it comes from the same
+        whitespace-delimited chunk of the line as the token before it (supplied word boundaries;
+        whitespace as BERT sees it: space, tab, newline, CR and Unicode space separators).
 
         BERT's tokenization of a line is the concatenation of that of its whitespace-separated
         chunks, so lines whose whitespace Python's ``str.split`` sees exactly as BERT does (no
@@ -60,8 +62,6 @@ class WordPieceEncoder:
         once through the Rust tokenizer and then by table lookup; the other lines go whole to the
         Rust tokenizer. Tested equal to whole-line encoding on real text and tricky strings.
         """
-        if with_words:
-            return self._encode_with_words(lines)
         if len(self._word_index) > 2_000_000:  # bound the cache
             self._word_index.clear()
             self._piece_ids, self._piece_off = [], [0]
@@ -88,18 +88,29 @@ class WordPieceEncoder:
         fast_ids = piece_ids[_ragged_arange(piece_off[widx], wlen)]
         line_of_word = np.repeat(np.arange(len(split)), words_per_line)
         fast_lens = np.bincount(line_of_word, weights=wlen, minlength=len(split)).astype(np.int64)
+        fast_cont = None
+        if with_words:  # every piece but a chunk's first continues the word
+            fast_cont = np.ones(len(fast_ids), dtype=bool)
+            fast_cont[(np.cumsum(wlen) - wlen)[wlen > 0]] = False
         if fast.all():
-            return fast_ids, fast_lens, None
-        slow = self.bert.encode_batch([line for line, f in zip(lines, fast, strict=True) if not f])
+            return fast_ids, fast_lens, fast_cont
+        slow_lines = [line for line, f in zip(lines, fast, strict=True) if not f]
+        slow = self.bert.encode_batch_with_offsets(slow_lines)
         lens = np.zeros(len(lines), dtype=np.int64)
         lens[fast] = fast_lens
-        lens[~fast] = [len(x) for x in slow]
+        lens[~fast] = [len(x) for x, _ in slow]
         starts = np.cumsum(lens) - lens
         ids = np.zeros(int(lens.sum()), dtype=np.int32)
-        ids[_ragged_arange(starts[fast], fast_lens)] = fast_ids
-        for st, x in zip(starts[~fast].tolist(), slow, strict=True):
+        fast_pos = _ragged_arange(starts[fast], fast_lens)
+        ids[fast_pos] = fast_ids
+        cont = None if fast_cont is None else np.zeros(len(ids), dtype=bool)
+        for st, line, (x, offsets) in zip(starts[~fast].tolist(), slow_lines, slow, strict=True):
             ids[st:st + len(x)] = x
-        return ids, lens, None
+            if cont is not None:
+                cont[st:st + len(x)] = _whitespace_continuation(line, offsets)
+        if cont is not None:
+            cont[fast_pos] = fast_cont
+        return ids, lens, cont
 
     def _encode_words(self, words: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Ids of whitespace-free ``words`` (concatenated, int32) and the count per word.
@@ -119,22 +130,6 @@ class WordPieceEncoder:
             ids_parts.append(np.array(e_ids, dtype=np.int32))
             counts_parts.append(np.bincount(word_of_tok, minlength=len(b)))
         return np.concatenate(ids_parts), np.concatenate(counts_parts)
-
-    def _encode_with_words(self, lines: list[str]
-                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        ids_lists: list[list[int]] = []
-        cont_parts: list[np.ndarray] = []
-        for lo in range(0, len(lines), 4096):
-            batch = lines[lo:lo + 4096]
-            encs = self.bert.encode_batch_with_offsets(batch)
-            for line, (e_ids, e_offsets) in zip(batch, encs, strict=True):
-                ids_lists.append(e_ids)
-                cont_parts.append(_whitespace_continuation(line, e_offsets))
-        lens = np.fromiter(map(len, ids_lists), dtype=np.int64, count=len(ids_lists))
-        ids = np.fromiter(itertools.chain.from_iterable(ids_lists), dtype=np.int32,
-                          count=int(lens.sum()))
-        cont = np.concatenate(cont_parts) if cont_parts else np.zeros(0, bool)
-        return ids, lens, cont
 
     def encode_reference(self, lines: list[str]) -> list[list[int]]:
         """Ids per line, each line tokenized whole (the test oracle)."""
@@ -156,14 +151,15 @@ def _ragged_arange(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
 
 def _whitespace_continuation(line: str, offsets: list[tuple[int, int]]) -> np.ndarray:
-    """bool [T]: token t starts in the same whitespace word as token t-1."""
-    chars = np.frombuffer(line.encode("utf-32-le"), dtype=np.uint32)
-    space = np.isin(chars, np.array([32, 9, 10, 13, 0x3000], dtype=np.uint32))
-    word_of_char = np.cumsum(np.concatenate([[True], space[1:] & ~space[:-1]])[: len(chars)])
-    starts = np.array([s for s, _ in offsets], dtype=np.int64)
-    if len(starts) == 0:
+    """bool [T]: token t starts in the same whitespace-delimited chunk as token t-1 (BERT's
+    whitespace: tab, newline, CR, Zs, Zl, Zp; other controls are dropped, not separators)."""
+    if not offsets:
         return np.zeros(0, dtype=bool)
-    w = word_of_char[np.minimum(starts, max(len(chars) - 1, 0))] if len(chars) else starts
+    space = np.fromiter((c in "\t\n\r" or unicodedata.category(c) in ("Zs", "Zl", "Zp")
+                         for c in line), dtype=bool, count=len(line))
+    word_of_char = np.cumsum(np.concatenate([[True], space[1:] & ~space[:-1]]))
+    starts = np.array([s for s, _ in offsets], dtype=np.int64)
+    w = word_of_char[np.minimum(starts, len(line) - 1)]
     out = np.zeros(len(starts), dtype=bool)
     out[1:] = w[1:] == w[:-1]
     return out
