@@ -48,6 +48,7 @@ import random
 import sys
 import time
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -222,7 +223,7 @@ def _tokenize_block(block: _Block, encoder: WordPieceEncoder, settings: Instance
     """Tokenize a block, split over ``pool``'s workers when given (same ids either way)."""
     lines = [s for d in block.docs for s in d]
     by_space = settings.do_whole_word_mask and settings.word_boundaries == "whitespace"
-    n_chunks = getattr(pool, "_max_workers", 1) if pool is not None else 1
+    n_chunks = 1 + (getattr(pool, "_max_workers", 1) if pool is not None else 0)
     if n_chunks > 1 and len(lines) >= _PARALLEL_TOKENIZE_LINES * n_chunks:
         step = -(-len(lines) // n_chunks)  # the first chunk here, meanwhile the rest in the pool
         futs = [pool.submit(encode_chunk, vocab_file, settings.do_lower_case,
@@ -553,32 +554,47 @@ def create_pretraining_data(inputs: list[str], vocab_file: str | os.PathLike[str
     from tqdm import tqdm
     bar = tqdm(total=total / 1e6, unit="MB", disable=not progress, bar_format=(
         "{l_bar}{bar}| {n:.1f}/{total:.1f} MB [{elapsed}<{remaining}, {rate_fmt}{postfix}]"))
+    # This process is one of the ``workers``: it reads, tokenizes its share of each block and
+    # runs tasks like the ``workers - 1`` pool processes (one process less to start and feed).
     pool = None
     if workers > 1:
         import pickle
 
         encoder.bert.engine  # noqa: B018 -- build the Rust engine once, here, then ship it
-        pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
+        pool = ProcessPoolExecutor(workers - 1, mp_context=get_context("spawn"),
                                    initializer=install_encoder,
                                    initargs=(encoder_key(vocab_file, settings.do_lower_case),
                                              pickle.dumps(encoder)))
     metas: list[dict[str, Any]] = []
+    queue: deque[tuple[_Task, str]] = deque()  # tasks not started yet, with their block's dir
     pending: dict[Future[dict[str, Any]], str] = {}
     left: dict[str, int] = {}
     t0, n_rows, n_docs, seen = time.perf_counter(), 0, 0, 0
 
-    def collect(block_until: int) -> None:
+    def finished(meta: dict[str, Any], wd: str) -> None:
         nonlocal n_rows
-        while len(pending) > block_until:
-            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-            for fut in done:
-                meta = fut.result()
-                metas.append(meta)
-                n_rows += meta["rows"]
-                wd = pending.pop(fut)
-                left[wd] -= 1
-                if left[wd] == 0:
-                    shutil.rmtree(wd, ignore_errors=True)
+        metas.append(meta)
+        n_rows += meta["rows"]
+        left[wd] -= 1
+        if left[wd] == 0:
+            shutil.rmtree(wd, ignore_errors=True)
+
+    window = 2 * (workers - 1)  # tasks in the pool at a time: the rest stay here to share
+
+    def run_tasks(until: int) -> None:
+        """Run the queued tasks (pool and here) until none is queued and <= ``until`` run."""
+        while queue or len(pending) > until:
+            while pool is not None and queue and len(pending) < window:
+                task, wd = queue.popleft()
+                pending[pool.submit(_run_task, task)] = wd
+            if queue:
+                task, wd = queue.pop()
+                finished(_run_task(task), wd)
+            if pending:
+                done, _ = wait(list(pending), timeout=0 if queue else None,
+                               return_when=FIRST_COMPLETED)
+                for fut in done:
+                    finished(fut.result(), pending.pop(fut))
         bar.set_postfix_str(f"{n_rows / max(time.perf_counter() - t0, 1e-9):,.0f} inst/s")
 
     try:
@@ -595,18 +611,11 @@ def create_pretraining_data(inputs: list[str], vocab_file: str | os.PathLike[str
                 wd = out / ".work" / f"block-{block.index:05d}"
                 _save_block(tb, wd, id_dtype)
                 left[str(wd)] = len(todo)
-                for p, d in todo:
-                    task = _Task(str(wd), str(out), block.index, p, d, settings, vocab)
-                    if pool is None:
-                        metas.append(_run_task(task))
-                        n_rows += metas[-1]["rows"]
-                    else:
-                        pending[pool.submit(_run_task, task)] = str(wd)
-                if pool is None:
-                    shutil.rmtree(wd, ignore_errors=True)
-                collect(block_until=2 * workers * max(1, settings.dupe_factor))
+                queue.extend((_Task(str(wd), str(out), block.index, p, d, settings, vocab),
+                              str(wd)) for p, d in todo)
+                run_tasks(until=window)  # the pool's last tasks overlap the next block
             bar.update(block.nbytes / 1e6)
-        collect(block_until=0)
+        run_tasks(until=0)
     finally:
         bar.close()
         if pool is not None:
