@@ -5,6 +5,7 @@ Every fixture is written by hand in tmp_path in the exact column layout of BERT_
 
 from __future__ import annotations
 
+import bz2
 import doctest
 import json
 import logging
@@ -240,6 +241,11 @@ def test_read_table_csv_tsv_jsonl(tmp_path: Path) -> None:
     assert [(e.text_a, e.label) for e in reg] == [("naïve 🎉", 3.5), ("zero", 0.0)]
     (unl,) = read_table(_write(tmp_path / "u.jsonl", ['{"s": "hi"}']), "s", label_column=None)
     assert unl.label is None
+    # Compressed, like the Rotten Tomatoes corpus (rotten_tomatoes_corpus_full.csv.bz2).
+    bz = tmp_path / "rt.csv.bz2"
+    bz.write_bytes(bz2.compress(b'category,text\nfresh,"Good, really."\n'))
+    (rt,) = read_table(bz, "text", label_column="category")
+    assert (rt.text_a, rt.label, rt.guid) == ("Good, really.", "fresh", "rt.csv-2")
 
 
 def test_read_table_errors(tmp_path: Path) -> None:

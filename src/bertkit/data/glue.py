@@ -27,7 +27,9 @@ Example(text_a="it 's a charming ... journey . ", text_b=None, label='1', guid='
 
 from __future__ import annotations
 
+import bz2
 import csv
+import gzip
 import json
 import logging
 import math
@@ -35,7 +37,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
 from bertkit.data.errors import BadRows, DataError
 
@@ -215,10 +217,20 @@ def _infer_format(path: Path) -> TableFormat:
                      "'jsonl'")
 
 
+def _open_text(path: Path) -> IO[str]:
+    """Open UTF-8 text, decompressing ``.gz``/``.bz2`` on the fly."""
+    suffix = path.suffix.lower()
+    if suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8", newline="")
+    if suffix == ".bz2":
+        return bz2.open(path, "rt", encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
 def _table_records(path: Path, fmt: TableFormat,
                    columns: Sequence[str]) -> Iterator[tuple[int, dict[str, object] | str]]:
     """(line, record) pairs; a string record is the reason the row is malformed."""
-    with open(path, encoding="utf-8", newline="") as f:
+    with _open_text(path) as f:
         if fmt == "jsonl":
             for line, text in enumerate(f, 1):
                 if not text.strip():
@@ -261,6 +273,9 @@ def read_table(path: str | os.PathLike[str], text_column: str,
                labels: Sequence[str] | None = None, regression: bool = False,
                skip_bad_rows: bool = False) -> list[Example]:
     """Read a CSV (with quoting), TSV (``QUOTE_NONE``) or JSON-lines file with named columns.
+
+    The format comes from the name (``.csv``, ``.tsv``, ``.jsonl``; ``.gz``/``.bz2`` are
+    decompressed on the fly) unless ``format`` is given.
 
     CSV/TSV files need a header line. ``label_column=None`` reads unlabelled data. Labels are kept
     as strings (JSON numbers/booleans via ``str``), or floats with ``regression=True``; when
