@@ -522,7 +522,7 @@ def create_pretraining_data(inputs: list[str], vocab_file: str | os.PathLike[str
                             progress: bool | None = None) -> dict[str, Any]:
     """Write shards + ``index.json`` for ``inputs`` into ``out_dir``; returns the index.
 
-    ``workers`` processes create instances (0 = all cores; 1 = in this process). A rerun with the
+    ``workers`` processes, this one included, create instances (0 = all cores). A rerun with the
     same settings skips shards already written (resume); other settings in a used directory raise.
 
     Raises:
