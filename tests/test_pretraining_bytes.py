@@ -66,3 +66,23 @@ def shards_digest(case: str, tmp: Path) -> str:
 @pytest.mark.parametrize("case", list(CASES))
 def test_shard_bytes_are_unchanged(case: str, tmp_path: Path) -> None:
     assert shards_digest(case, tmp_path) == CASES[case][4]
+
+
+def test_built_encoder_is_cached_on_disk(chinese_vocab: Path, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The built encoder is stored in the cache, reloaded from it, and rebuilt if damaged."""
+    from bertkit.data import bulk_tokenize as B
+
+    monkeypatch.setenv("BERTKIT_CACHE", str(tmp_path))
+    monkeypatch.setattr(B, "_ENCODERS", {})
+    lines = ["中华人民共和国 成立 了", "Ünïcödé text, 1998年"]
+    want = B.get_encoder(chinese_vocab, True).encode(lines)[0].tolist()
+    (cached,) = (tmp_path / "encoders").glob("*.pkl")
+    for damage in (False, True):
+        if damage:
+            cached.write_bytes(b"not a pickle")
+        monkeypatch.setattr(B, "_ENCODERS", {})
+        enc = B.get_encoder(chinese_vocab, True)
+        assert enc.bert._engine is not None and enc.encode(lines)[0].tolist() == want
+        assert enc.encode_reference(lines) == [enc.encode([x])[0].tolist() for x in lines]
+    assert cached.read_bytes().startswith(b"\x80")  # rewritten as a pickle
