@@ -68,21 +68,24 @@ def test_shard_bytes_are_unchanged(case: str, tmp_path: Path) -> None:
     assert shards_digest(case, tmp_path) == CASES[case][4]
 
 
-def test_built_encoder_is_cached_on_disk(chinese_vocab: Path, tmp_path: Path,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """The built encoder is stored in the cache, reloaded from it, and rebuilt if damaged."""
+def test_tokenizer_tables_are_cached_as_json(chinese_vocab: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Unicode tables behind the fast engine are cached as JSON, reloaded, and rebuilt if
+    damaged; the encoder gives the same ids whichever way the tables came."""
     from bertkit.data import bulk_tokenize as B
 
     monkeypatch.setenv("BERTKIT_CACHE", str(tmp_path))
     monkeypatch.setattr(B, "_ENCODERS", {})
     lines = ["中华人民共和国 成立 了", "Ünïcödé text, 1998年"]
     want = B.get_encoder(chinese_vocab, True).encode(lines)[0].tolist()
-    (cached,) = (tmp_path / "encoders").glob("*.pkl")
+    cached = sorted((tmp_path / "tokenizer").glob("*.json"))
+    assert [p.name.split("-")[0] for p in cached] == ["ranges", "unsafe"]
     for damage in (False, True):
         if damage:
-            cached.write_bytes(b"not a pickle")
+            for p in cached:
+                p.write_text("{not json")
         monkeypatch.setattr(B, "_ENCODERS", {})
         enc = B.get_encoder(chinese_vocab, True)
         assert enc.bert._engine is not None and enc.encode(lines)[0].tolist() == want
         assert enc.encode_reference(lines) == [enc.encode([x])[0].tolist() for x in lines]
-    assert cached.read_bytes().startswith(b"\x80")  # rewritten as a pickle
+    assert all(p.read_text().startswith(("{", "[")) for p in cached)  # rewritten as JSON

@@ -177,57 +177,16 @@ def encoder_key(vocab_file: str | os.PathLike[str], do_lower_case: bool) -> tupl
 def get_encoder(vocab_file: str | os.PathLike[str], do_lower_case: bool) -> WordPieceEncoder:
     """One encoder per vocabulary (by content) and casing per process.
 
-    Building one costs ~1 s (the Rust engine's exactness check over all of Unicode), so the built
-    encoder is also kept on disk (see :func:`_disk_path`) and loaded from there in ~0.1 s; the
-    pool's workers get the main process's one, pickled (see :func:`install_encoder`).
+    Building one costs ~0.1 s once the tokenizer's Unicode tables are in the JSON cache (see
+    ``bertkit.tokenization.tokenizer._cached_tables``); the pool's workers get the main process's
+    encoder through the pool initializer (see :func:`install_encoder`).
     """
     key = encoder_key(vocab_file, do_lower_case)
     if key not in _ENCODERS:
-        _ENCODERS[key] = _load_or_build(vocab_file, key)
+        enc = WordPieceEncoder(vocab_file, do_lower_case)
+        enc.bert.engine  # noqa: B018 -- build it now, so that workers receive it built
+        _ENCODERS[key] = enc
     return _ENCODERS[key]
-
-
-def _disk_path(key: tuple[str, bool]) -> Path:
-    """Cache file of a built encoder, named by everything its content depends on: the vocab and
-    casing, the tokenizer's and this module's source, Python, its Unicode tables, ``tokenizers``."""
-    import hashlib
-    import sys
-    import unicodedata
-
-    import tokenizers
-
-    import bertkit.tokenization as tk
-    from bertkit.artifacts import cache_dir
-
-    h = hashlib.sha256(f"{key}|{sys.version}|{unicodedata.unidata_version}|"
-                       f"{tokenizers.__version__}|{np.__version__}".encode())
-    for src in [*sorted(Path(tk.__file__).parent.glob("*.py")), Path(__file__)]:
-        h.update(src.name.encode() + b"\0" + src.read_bytes())
-    return cache_dir() / "encoders" / f"{h.hexdigest()[:32]}.pkl"
-
-
-def _load_or_build(vocab_file: str | os.PathLike[str], key: tuple[str, bool]
-                   ) -> WordPieceEncoder:
-    import logging
-    import pickle
-
-    from bertkit.fileio import atomic_write_bytes
-
-    path = _disk_path(key)
-    try:
-        enc = pickle.loads(path.read_bytes())
-        if isinstance(enc, WordPieceEncoder) and enc.bert._engine is not None:
-            return enc
-    except Exception:  # absent, damaged or stale: rebuild  # noqa: BLE001
-        pass
-    enc = WordPieceEncoder(vocab_file, key[1])
-    enc.bert.engine  # noqa: B018 -- build it now, so that the cached copy holds it
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, pickle.dumps(enc))
-    except OSError as e:  # a read-only cache only costs speed
-        logging.getLogger(__name__).debug("encoder cache %s not written: %s", path, e)
-    return enc
 
 
 def install_encoder(key: tuple[str, bool], blob: bytes) -> None:

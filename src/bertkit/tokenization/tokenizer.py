@@ -148,6 +148,47 @@ def _to_ranges(cps: Sequence[int]) -> Ranges:
     return out
 
 
+def _cached_tables(name: str, build: Any) -> Any:
+    """``build()`` (JSON-able), cached as JSON under ``$BERTKIT_CACHE/tokenizer``.
+
+    The key covers everything the tables depend on: Python's Unicode version, the ``tokenizers``
+    version and the source of this package's tokenization modules. A missing, damaged or stale
+    file is rebuilt; a read-only cache costs only speed. Saves ~1 s per process start.
+    """
+    import hashlib
+    import sys
+
+    import tokenizers
+
+    from bertkit.artifacts import cache_dir
+    from bertkit.fileio import atomic_write_text
+
+    h = hashlib.sha256(f"{name}|{sys.version}|{unicodedata.unidata_version}|"
+                       f"{tokenizers.__version__}".encode())
+    for src in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(src.name.encode() + b"\0" + src.read_bytes())
+    try:
+        path = cache_dir() / "tokenizer" / f"{name}-{h.hexdigest()[:24]}.json"
+    except OSError:
+        return build()
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass
+    value = build()
+    try:
+        atomic_write_text(path, json.dumps(value))
+    except OSError as e:
+        logger.debug("tokenizer table cache %s not written: %s", path, e)
+    return value
+
+
+def _class_ranges() -> dict[str, Ranges]:
+    """:func:`_unicode_tables`'s ranges, through the JSON cache."""
+    raw = _cached_tables("ranges", lambda: _unicode_tables()[1])
+    return {k: [(lo, hi) for lo, hi in v] for k, v in raw.items()}
+
+
 def _python_char(ch: str, labels: bytes, do_lower_case: bool) -> str:
     """What Google's pipeline makes of one character before splitting (cleaned, normalised)."""
     label = _LABELS[labels[ord(ch)]]
@@ -181,7 +222,7 @@ class FastEngine:
         from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
 
         self.do_lower_case = do_lower_case
-        labels, ranges = _unicode_tables()
+        ranges = _class_ranges()
         steps = [normalizers.Replace(Regex(_rust_class(ranges["drop"])), ""),
                  normalizers.Replace(Regex(_rust_class(ranges["space"])), " ")]
         if do_lower_case:
@@ -199,8 +240,12 @@ class FastEngine:
         self.tokenizer = tok
         unsafe = list(ranges["cs"])
         if do_lower_case:
-            bad = self._disagreements(labels, ranges) + self._unassigned_disagreements(ranges)
-            unsafe += _to_ranges(bad)
+            def probe() -> Ranges:
+                labels = _unicode_tables()[0]
+                return _to_ranges(self._disagreements(labels, ranges)
+                                  + self._unassigned_disagreements(ranges))
+
+            unsafe += [(lo, hi) for lo, hi in _cached_tables("unsafe-lower", probe)]
         self.unsafe_ranges: Ranges = sorted(unsafe)
         self._unsafe = re.compile(_python_class(self.unsafe_ranges)) if unsafe else None
 
