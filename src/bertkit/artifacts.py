@@ -27,7 +27,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bertkit.fileio import atomic_write_bytes
+from bertkit.fileio import atomic_write_bytes, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -91,15 +91,6 @@ def cache_dir() -> Path:
     root = Path(os.environ.get("BERTKIT_CACHE", Path.home() / ".cache" / "bertkit"))
     root.mkdir(parents=True, exist_ok=True)
     return root
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _download_cmd(pkg: Package, dest: Path) -> list[str]:

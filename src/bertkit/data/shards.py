@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from bertkit.data import masking as M
-from bertkit.fileio import atomic_write_bytes, atomic_write_text
+from bertkit.fileio import atomic_write_bytes, atomic_write_text, sha256_file
 from bertkit.tokenization.tokenizer import load_vocab
 
 logger = logging.getLogger(__name__)
@@ -69,14 +69,6 @@ def shard_name(block: int, part: int, dupe: int) -> str:
     return f"shard-{block:05d}-{part:03d}-{dupe:03d}"
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def write_shard(out: Path, name: str, rows: np.ndarray, stats: dict[str, int]) -> dict[str, Any]:
     """Write ``rows`` as ``name.npy`` then its ``name.json`` meta, both atomically."""
     buf = io.BytesIO()
@@ -105,7 +97,7 @@ def begin_run(out: Path, settings_dict: dict[str, Any], vocab_file: Path,
     """Claim ``out`` for a run: fresh, resumable (same ``run.json``), or already complete."""
     if not vocab_file.is_file():
         raise FileNotFoundError(f"vocab {vocab_file} not found")
-    run = {"format": FORMAT, "settings": settings_dict, "vocab_sha256": _sha256_file(vocab_file),
+    run = {"format": FORMAT, "settings": settings_dict, "vocab_sha256": sha256_file(vocab_file),
            "inputs": inputs}
     out.mkdir(parents=True, exist_ok=True)
     index_path, run_path = out / "index.json", out / "run.json"
@@ -197,7 +189,7 @@ class PretrainingDataset:
         if not 0 <= self.rank < self.world_size:
             raise ValueError(f"rank {self.rank} not in [0, world_size={self.world_size})")
         want = self.index["vocab"]["sha256"]
-        if self.vocab_file is not None and _sha256_file(Path(self.vocab_file)) != want:
+        if self.vocab_file is not None and sha256_file(Path(self.vocab_file)) != want:
             raise ShardError(f"vocab {self.vocab_file} does not match the vocabulary {d} was "
                              f"made with (sha256 {want[:12]}...); use that vocab or remake the data")
         settings = self.index["settings"]
@@ -210,7 +202,7 @@ class PretrainingDataset:
             if not path.is_file():
                 raise ShardError(f"{path} is missing")
             if self.verify:
-                if _sha256_file(path) != s["sha256"]:
+                if sha256_file(path) != s["sha256"]:
                     raise ShardError(f"{path} is damaged (sha256 differs from index.json)")
             rows.append(s["rows"])
         self._starts = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)

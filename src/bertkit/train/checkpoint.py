@@ -15,7 +15,6 @@ previous good checkpoint to resume from instead.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -28,6 +27,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from bertkit.fileio import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -90,14 +91,6 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def save_checkpoint(run: str | os.PathLike[str], step: int, state: dict[str, Any],
                     config: Any = None, keep_last: int = 3) -> Path:
     """Write ``state`` as ``RUN/checkpoint-STEP`` atomically; then keep only the last ``keep_last``.
@@ -114,7 +107,7 @@ def save_checkpoint(run: str | os.PathLike[str], step: int, state: dict[str, Any
         if config is not None:
             config.to_json_file(tmp / "config.json", architectures=["BertForPreTraining"])
         meta = {"step": step, "state_bytes": (tmp / "state.pt").stat().st_size,
-                "state_sha256": _sha256(tmp / "state.pt")}
+                "state_sha256": sha256_file(tmp / "state.pt")}
         (tmp / "meta.json").write_text(json.dumps(meta) + "\n", encoding="utf-8")
         for f in tmp.iterdir():  # data on disk before the rename makes it visible
             with open(f, "rb") as fh:
@@ -151,7 +144,7 @@ def verify_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     if size != meta.get("state_bytes"):
         raise CheckpointError(f"{state_path} is truncated or damaged: {size} bytes, "
                               f"expected {meta.get('state_bytes')}")
-    if _sha256(state_path) != meta.get("state_sha256"):
+    if sha256_file(state_path) != meta.get("state_sha256"):
         raise CheckpointError(f"{state_path} is damaged: sha256 differs from meta.json")
     return meta
 

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bertkit.fileio import sha256_file
 from bertkit.train import checkpoint as C
 from bertkit.train.distributed import (
     SINGLE,
@@ -224,10 +225,6 @@ def data_fingerprint(index: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------- model setup
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def build_model(args: PretrainArgs, index: dict[str, Any], resume_dir: Path | None) -> Any:
     """BertForPreTraining from the checkpoint, ``--init`` or ``--config``, checked against the data."""
     from bertkit.config import BertConfig
@@ -241,7 +238,7 @@ def build_model(args: PretrainArgs, index: dict[str, Any], resume_dir: Path | No
         init = Path(args.init)
         model = BertForPreTraining.from_pretrained(init)
         source = str(init)
-        if (init / "vocab.txt").is_file() and _sha256(init / "vocab.txt") != vocab["sha256"]:
+        if (init / "vocab.txt").is_file() and sha256_file(init / "vocab.txt") != vocab["sha256"]:
             raise ValueError(f"{args.data} was made with another vocabulary than {init}/vocab.txt "
                              "(sha256 differs); remake the data with the model's vocab.txt")
     else:
