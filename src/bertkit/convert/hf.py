@@ -46,11 +46,15 @@ _RULES: list[tuple[str, tuple[str, ...]]] = [
     ("mlm.norm.{p}", ("cls.predictions.transform.LayerNorm.{p}",)),
     ("mlm.bias", ("cls.predictions.bias",)),
     ("nsp.{p}", ("cls.seq_relationship.{p}",)),
+    ("classifier.{p}", ("classifier.{p}",)),
+    ("qa_outputs.{p}", ("qa_outputs.{p}",)),
 ]
 # Keys a checkpoint may carry that no bertkit weight needs (tied copies, legacy buffers).
 _IGNORABLE = re.compile(r"(^|\.)position_ids$|^cls\.predictions\.decoder\.(weight|bias)$")
 # Our keys that are task heads: initialised (and reported) when the checkpoint lacks them.
-_HEAD_PREFIXES = ("pooler.", "bert.pooler.", "mlm.", "nsp.")
+_HEAD_PREFIXES = ("pooler.", "bert.pooler.", "mlm.", "nsp.", "classifier.", "qa_outputs.")
+# Our keys of heads that sit beside the encoder (no ``bert.`` prefix in HF names).
+_TOP_LEVEL = ("mlm.", "nsp.", "classifier.", "qa_outputs.")
 
 
 class CheckpointError(RuntimeError):
@@ -142,7 +146,7 @@ def ours_to_hf(model: nn.Module) -> dict[str, Tensor]:
     out: dict[str, Tensor] = {}
     for key, tensor in model.state_dict().items():
         names = hf_names(key)
-        is_encoder = not key.startswith(("mlm.", "nsp."))
+        is_encoder = not key.startswith(_TOP_LEVEL)
         pieces = tensor.chunk(len(names), dim=0) if len(names) > 1 else (tensor,)
         for name, piece in zip(names, pieces, strict=True):
             out[(prefix if is_encoder else "") + name] = piece.detach().contiguous().clone()
@@ -155,8 +159,12 @@ def load_pretrained_into(cls: Callable[..., M], path: str | Path, **overrides: A
     if not directory.is_dir():
         raise FileNotFoundError(f"model directory not found: {directory}")
     config = BertConfig.from_json_file(directory / "config.json")
-    for k, v in overrides.items():
-        setattr(config, k, v)
+    known = {f for f in vars(config) if f != "extra"}
+    for k, v in overrides.items():  # unknown keys (id2label, problem_type, ...) go to ``extra``
+        if k in known:
+            setattr(config, k, v)
+        else:
+            config.extra[k] = v
     config.validate(str(directory / "config.json"))
     weights = find_weights(directory)
     model = cls(config)

@@ -1,0 +1,216 @@
+"""Fine-tuning heads on the BERT encoder, with Hugging Face's names and checkpoint layout.
+
+Each head is a small module on :class:`~bertkit.models.bert.BertModel`, named and shaped as in
+``transformers`` so that a directory saved here loads there and back:
+
+========================================  ==============  =================  ==================
+class (config ``architectures``)          encoder output  head               logits
+========================================  ==============  =================  ==================
+BertForSequenceClassification             pooled (B, H)   ``classifier``     (B, num_labels)
+BertForTokenClassification                tokens          ``classifier``     (B, T, num_labels)
+BertForQuestionAnswering                  tokens          ``qa_outputs``     2 x (B, T)
+BertForMultipleChoice                     pooled per      ``classifier``     (B, K)
+                                          choice
+========================================  ==============  =================  ==================
+
+The label set lives in the config as HF writes it (``id2label``, ``label2id``, ``problem_type``
+``"regression"`` for a single float output), kept in :attr:`BertConfig.extra`; use
+:func:`with_labels` to put it there. The heads return logits; the losses are functions below so
+the training loop can normalise them over a whole (accumulated, distributed) batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bertkit.config import BertConfig
+from bertkit.models.bert import BertModel, PreTrainedMixin, init_weights
+
+__all__ = ["ARCHITECTURES", "BertForMultipleChoice", "BertForQuestionAnswering",
+           "BertForSequenceClassification", "BertForTokenClassification", "IGNORE_INDEX",
+           "classification_loss", "label_names", "is_regression", "load_task_model", "num_labels",
+           "qa_loss", "token_classification_loss", "with_labels"]
+
+IGNORE_INDEX = -100  # label of word pieces and special tokens that carry no loss
+
+
+# -- labels in the config ---------------------------------------------------------------------
+
+def with_labels(config: BertConfig, labels: Sequence[str] | None) -> BertConfig:
+    """Store a label list (or ``None`` for regression) in ``config.extra``, HF style; returns config."""
+    if labels is None:
+        config.extra.update(problem_type="regression", id2label={"0": "LABEL_0"},
+                            label2id={"LABEL_0": 0})
+    else:
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"duplicate labels in {list(labels)}")
+        config.extra.pop("problem_type", None)
+        config.extra.update(id2label={str(i): str(lab) for i, lab in enumerate(labels)},
+                            label2id={str(lab): i for i, lab in enumerate(labels)})
+    return config
+
+
+def label_names(config: BertConfig) -> list[str]:
+    """The labels in id order (``LABEL_i`` names when the config has none: 2 labels, HF's default)."""
+    id2label = config.extra.get("id2label")
+    if not id2label:
+        n = int(config.extra.get("num_labels", 2))
+        return [f"LABEL_{i}" for i in range(n)]
+    return [str(id2label[k]) for k in sorted(id2label, key=int)]
+
+
+def num_labels(config: BertConfig) -> int:
+    return len(label_names(config))
+
+
+def is_regression(config: BertConfig) -> bool:
+    return config.extra.get("problem_type") == "regression"
+
+
+def _linear(config: BertConfig, n_out: int) -> nn.Linear:
+    layer = nn.Linear(config.hidden_size, n_out)
+    init_weights(layer, config.initializer_range)
+    return layer
+
+
+def _dropout(config: BertConfig) -> nn.Dropout:
+    p = config.extra.get("classifier_dropout")
+    return nn.Dropout(config.hidden_dropout_prob if p is None else float(p))
+
+
+# -- heads ------------------------------------------------------------------------------------
+
+class BertForSequenceClassification(PreTrainedMixin, nn.Module):
+    """Dropout + linear on the pooled [CLS] vector: class logits, or one value for regression."""
+
+    hf_architecture = "BertForSequenceClassification"
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config, add_pooler=True)
+        self.dropout = _dropout(config)
+        self.classifier = _linear(config, num_labels(config))
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                token_type_ids: Tensor | None = None) -> Tensor:
+        """(B, T) inputs -> (B, num_labels) logits."""
+        pooled = self.bert(input_ids, attention_mask, token_type_ids).pooler_output
+        assert pooled is not None
+        return self.classifier(self.dropout(pooled))
+
+
+class BertForTokenClassification(PreTrainedMixin, nn.Module):
+    """Dropout + linear on every token: tag logits."""
+
+    hf_architecture = "BertForTokenClassification"
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config, add_pooler=False)
+        self.dropout = _dropout(config)
+        self.classifier = _linear(config, num_labels(config))
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                token_type_ids: Tensor | None = None) -> Tensor:
+        """(B, T) inputs -> (B, T, num_labels) logits."""
+        hidden = self.bert(input_ids, attention_mask, token_type_ids).last_hidden_state
+        return self.classifier(self.dropout(hidden))
+
+
+class BertForQuestionAnswering(PreTrainedMixin, nn.Module):
+    """Linear(H, 2) on every token: answer start and end logits (Google's ``run_squad`` head)."""
+
+    hf_architecture = "BertForQuestionAnswering"
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config, add_pooler=False)
+        self.qa_outputs = _linear(config, 2)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                token_type_ids: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(B, T) inputs -> start logits (B, T), end logits (B, T)."""
+        hidden = self.bert(input_ids, attention_mask, token_type_ids).last_hidden_state
+        start, end = self.qa_outputs(hidden).unbind(-1)
+        return start, end
+
+
+class BertForMultipleChoice(PreTrainedMixin, nn.Module):
+    """Each choice is encoded as its own [CLS] context [SEP] choice [SEP]; one score per choice."""
+
+    hf_architecture = "BertForMultipleChoice"
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config, add_pooler=True)
+        self.dropout = _dropout(config)
+        self.classifier = _linear(config, 1)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                token_type_ids: Tensor | None = None) -> Tensor:
+        """(B, K, T) inputs -> (B, K) choice logits."""
+        b, k, t = input_ids.shape
+
+        def flat(x: Tensor | None) -> Tensor | None:
+            return None if x is None else x.reshape(b * k, t)
+
+        pooled = self.bert(flat(input_ids), flat(attention_mask), flat(token_type_ids)).pooler_output
+        assert pooled is not None
+        return self.classifier(self.dropout(pooled)).reshape(b, k)
+
+
+ARCHITECTURES: dict[str, type[nn.Module]] = {
+    cls.hf_architecture: cls for cls in (BertForSequenceClassification, BertForTokenClassification,
+                                         BertForQuestionAnswering, BertForMultipleChoice)}
+
+
+def load_task_model(path: Any) -> nn.Module:
+    """Load a fine-tuned HF directory with the head its config's ``architectures`` names."""
+    from pathlib import Path
+
+    config = BertConfig.from_json_file(Path(path) / "config.json")
+    names = config.extra.get("architectures") or []
+    found = [ARCHITECTURES[n] for n in names if n in ARCHITECTURES]
+    if not found:
+        raise ValueError(f"{path}/config.json: architectures {names} name no fine-tuned head; "
+                         f"expected one of {sorted(ARCHITECTURES)}")
+    return found[0].from_pretrained(path)  # type: ignore[attr-defined]
+
+
+# -- losses -----------------------------------------------------------------------------------
+
+def classification_loss(logits: Tensor, labels: Tensor, regression: bool,
+                        reduction: str = "mean") -> Tensor:
+    """Cross-entropy on (B, C) logits and (B,) ids, or MSE on (B, 1) values and (B,) floats."""
+    if regression:
+        return F.mse_loss(logits.float().reshape(-1), labels.float().reshape(-1), reduction=reduction)
+    return F.cross_entropy(logits.float(), labels.long(), reduction=reduction)
+
+
+def token_classification_loss(logits: Tensor, labels: Tensor, reduction: str = "mean") -> Tensor:
+    """Cross-entropy over tokens whose label is not ``IGNORE_INDEX``. (B, T, C), (B, T)."""
+    return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten().long(),
+                           ignore_index=IGNORE_INDEX, reduction=reduction)
+
+
+def qa_loss(start_logits: Tensor, end_logits: Tensor, start_positions: Tensor,
+            end_positions: Tensor, reduction: str = "mean") -> Tensor:
+    """Mean of the start and end cross-entropies (Google's ``run_squad`` loss). (B, T), (B,).
+
+    A position outside the sequence (>= T) carries no loss, as in ``transformers``.
+    """
+    t = start_logits.shape[1]
+    starts = start_positions.long().clamp(0, t)
+    ends = end_positions.long().clamp(0, t)
+    loss = (F.cross_entropy(start_logits.float(), starts, ignore_index=t, reduction=reduction)
+            + F.cross_entropy(end_logits.float(), ends, ignore_index=t, reduction=reduction))
+    return loss / 2
+
