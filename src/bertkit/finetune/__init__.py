@@ -1,0 +1,1 @@
+"""Fine-tuning: task features, heads wiring and the task runner."""
