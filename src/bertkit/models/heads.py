@@ -32,7 +32,7 @@ from bertkit.models.bert import BertModel, PreTrainedMixin, init_weights
 
 __all__ = ["ARCHITECTURES", "BertForMultipleChoice", "BertForQuestionAnswering",
            "BertForSequenceClassification", "BertForTokenClassification", "IGNORE_INDEX",
-           "classification_loss", "label_names", "is_regression", "load_task_model", "num_labels",
+           "classification_loss", "label_names", "is_regression", "label_entries", "load_task_model", "num_labels",
            "qa_loss", "token_classification_loss", "with_labels"]
 
 IGNORE_INDEX = -100  # label of word pieces and special tokens that carry no loss
@@ -40,17 +40,21 @@ IGNORE_INDEX = -100  # label of word pieces and special tokens that carry no los
 
 # -- labels in the config ---------------------------------------------------------------------
 
+def label_entries(labels: Sequence[str] | None) -> dict[str, Any]:
+    """HF config entries for a label list, or for one regression output when ``labels`` is None."""
+    if labels is None:
+        return {"problem_type": "regression", "id2label": {"0": "LABEL_0"},
+                "label2id": {"LABEL_0": 0}}
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"duplicate labels in {list(labels)}")
+    return {"problem_type": "single_label_classification",
+            "id2label": {str(i): str(lab) for i, lab in enumerate(labels)},
+            "label2id": {str(lab): i for i, lab in enumerate(labels)}}
+
+
 def with_labels(config: BertConfig, labels: Sequence[str] | None) -> BertConfig:
     """Store a label list (or ``None`` for regression) in ``config.extra``, HF style; returns config."""
-    if labels is None:
-        config.extra.update(problem_type="regression", id2label={"0": "LABEL_0"},
-                            label2id={"LABEL_0": 0})
-    else:
-        if len(set(labels)) != len(labels):
-            raise ValueError(f"duplicate labels in {list(labels)}")
-        config.extra.pop("problem_type", None)
-        config.extra.update(id2label={str(i): str(lab) for i, lab in enumerate(labels)},
-                            label2id={str(lab): i for i, lab in enumerate(labels)})
+    config.extra.update(label_entries(labels))
     return config
 
 
