@@ -439,3 +439,25 @@ def test_swag_errors(tmp_path: Path) -> None:
     assert read_swag(path, skip_bad_rows=True) == []
     with pytest.raises(DataError, match=r"val\.csv:1: no column"):
         read_swag(_write(tmp_path / "val.csv", ["a,b", "1,2"]))
+
+
+def test_swag_any_number_of_endings(tmp_path: Path) -> None:
+    """N = the number of ending<i> columns (Social IQa has 3); labels must be 0..N-1."""
+    three = "video-id,fold-ind,startphrase,sent1,sent2,gold-source,ending0,ending1,ending2,label"
+    path = _write(tmp_path / "siqa.csv",
+                  [three, 's,5,Q,"Jan sat. Why?",,gold,Tired,Bored,"Late, ok",2'])
+    (ex,) = read_swag(path)
+    assert (ex.endings, ex.label, ex.num_choices, ex.guid) == (("Tired", "Bored", "Late, ok"), 2,
+                                                               3, "siqa-5")
+    assert ex.choices == ["Tired", "Bored", "Late, ok"]  # empty sent2: the ending alone
+    bad = _write(tmp_path / "bad.csv", [three, "s,6,Q,Ctx.,,gold,a,b,c,3"])
+    with pytest.raises(DataError, match=r"bad\.csv:2: label '3' is not 0-2"):
+        read_swag(bad)
+    two = _write(tmp_path / "two.csv", ["sent1,sent2,ending0,ending1,label", "C.,S,a,b,1"])
+    assert read_swag(two)[0].choices == ["S a", "S b"]
+    one = _write(tmp_path / "one.csv", ["sent1,sent2,ending0,label", "C.,S,a,0"])
+    with pytest.raises(DataError, match=r"one\.csv:1: no column\(s\) \['ending1'\]"):
+        read_swag(one)
+    gap = _write(tmp_path / "gap.csv", ["sent1,sent2,ending0,ending1,ending3", "C.,S,a,b,c"])
+    with pytest.raises(DataError, match=r"gap\.csv:1: ending columns must be ending0\.\.ending2"):
+        read_swag(gap)
