@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import signal
@@ -19,39 +20,7 @@ from bertkit.train import checkpoint as C
 from bertkit.train import pretrain as P
 from bertkit.train.optim import AdamW, Lamb, WarmupDecay, build_scheduler, param_groups
 
-# ----------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="session")
-def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A 600-piece vocab and seq-32 shards from 1,800 lines of the real SOTU corpus."""
-    from bertkit.data.corpora import fetch_corpus
-    from bertkit.data.pretraining import InstanceSettings, create_pretraining_data
-    from bertkit.tokenization.vocab_training import train_vocab
-
-    root = tmp_path_factory.mktemp("pretrain-data")
-    try:
-        lines = fetch_corpus("sotu").read_text(encoding="utf-8").splitlines()
-    except Exception as e:  # noqa: BLE001 - no network and no cached corpus
-        pytest.skip(f"SOTU corpus not available: {e}")
-    (root / "train.txt").write_text("\n".join(lines[:1500]) + "\n", encoding="utf-8")
-    (root / "eval.txt").write_text("\n".join(lines[1500:1800]) + "\n", encoding="utf-8")
-    train_vocab([root / "train.txt"], 600, out=root / "vocab.txt")
-    s = InstanceSettings(max_seq_length=32, max_predictions_per_seq=5, dupe_factor=1)
-    out = {"root": root, "vocab": root / "vocab.txt"}
-    for name in ("train", "eval"):
-        create_pretraining_data([str(root / f"{name}.txt")], root / "vocab.txt", root / name, s,
-                                workers=1, progress=False)
-        out[name] = root / name
-    return out
-
-
-def _args(data: dict[str, Path], out: Path, **kw) -> P.PretrainArgs:
-    base = dict(data=str(data["train"]), out=str(out), config="tiny", batch_size=8,
-                max_steps=6, lr=1e-3, warmup_steps=2, log_every=1, eval_every=0, save_every=3,
-                threads=1, progress=False, device="cpu")
-    base.update(kw)
-    return P.PretrainArgs(**base)
+# ----------------------------------------------------------------------------- helpers
 
 
 def _losses(run: Path) -> list[tuple[int, float]]:
@@ -165,29 +134,22 @@ sys.exit(P.main(sys.argv[1:]))
 """
 
 
-def _flags(args: P.PretrainArgs) -> list[str]:
-    out = []
-    for k, v in vars(args).items():
-        if v is None:
-            continue
-        flag = "--" + k.replace("_", "-")
-        out += [flag if v is True else f"--no-{k.replace('_', '-')}"] if isinstance(v, bool) \
-            else [flag, str(v)]
-    return out
+def test_exact_resume_after_sigkill(pretrain_args, pretrain_flags, tmp_path: Path) -> None:
+    """2N steps straight == SIGKILL after the checkpoint at N, then resumed (dropout on).
 
-
-def test_exact_resume_after_sigkill(tiny_data, tmp_path: Path) -> None:
-    """2N steps straight == SIGKILL after the checkpoint at N, then --resume (dropout on)."""
+    The killed run is started and restarted by the same ``--resume auto`` command, as
+    ``torchrun --max-restarts`` or a job scheduler relaunches it.
+    """
     n = 4
-    straight = _args(tiny_data, tmp_path / "straight", max_steps=2 * n, save_every=n)
+    straight = pretrain_args(tmp_path / "straight", max_steps=2 * n, save_every=n)
     assert P.run_pretrain(straight) == 0
-    killed = replace(straight, out=str(tmp_path / "killed"))
+    killed = replace(straight, out=str(tmp_path / "killed"), resume="auto")
     script = textwrap.dedent(_KILL_AFTER_SAVE.format(step=n))
-    proc = subprocess.run([sys.executable, "-c", script, *_flags(killed)], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", script, *pretrain_flags(killed)],
+                          capture_output=True, text=True, timeout=120)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert [s for s, _ in C.list_checkpoints(killed.out)] == [n]
-    assert P.run_pretrain(replace(killed, resume=killed.out)) == 0
+    assert P.run_pretrain(killed) == 0
     assert _losses(Path(killed.out)) == _losses(Path(straight.out))
     assert len(_losses(Path(straight.out))) == 2 * n
     a = C.load_checkpoint(C.checkpoint_dir(straight.out, 2 * n))
@@ -198,7 +160,7 @@ def test_exact_resume_after_sigkill(tiny_data, tmp_path: Path) -> None:
         assert torch.equal(v["exp_avg_sq"], b["optimizer"]["state"][k]["exp_avg_sq"])
 
 
-def test_sigterm_checkpoints_and_exits(tiny_data, tmp_path: Path, monkeypatch) -> None:
+def test_sigterm_checkpoints_and_exits(pretrain_args, tmp_path: Path, monkeypatch) -> None:
     calls = {"n": 0}
     orig = P.pretraining_loss
 
@@ -209,12 +171,13 @@ def test_sigterm_checkpoints_and_exits(tiny_data, tmp_path: Path, monkeypatch) -
         return orig(*a, **k)
 
     monkeypatch.setattr(P, "pretraining_loss", loss_then_term)
-    args = _args(tiny_data, tmp_path / "run", max_steps=50, save_every=100)
+    args = pretrain_args(tmp_path / "run", max_steps=50, save_every=100)
     assert P.run_pretrain(args) == 128 + signal.SIGTERM
     assert [s for s, _ in C.list_checkpoints(args.out)] == [3]
 
 
-def test_nan_loss_is_skipped_counted_then_stops(tiny_data, tmp_path: Path, monkeypatch) -> None:
+def test_nan_loss_is_skipped_counted_then_stops(pretrain_args, tmp_path: Path,
+                                                monkeypatch) -> None:
     calls = {"n": 0}
     orig = P.pretraining_loss
 
@@ -226,7 +189,7 @@ def test_nan_loss_is_skipped_counted_then_stops(tiny_data, tmp_path: Path, monke
         return out
 
     monkeypatch.setattr(P, "pretraining_loss", nan_on_second)
-    args = _args(tiny_data, tmp_path / "run", max_steps=4)
+    args = pretrain_args(tmp_path / "run", max_steps=4)
     assert P.run_pretrain(args) == 0
     recs = [r for r in P.read_metrics(args.out) if r["split"] == "train"]
     assert [r["step"] for r in recs] == [1, 2, 3, 4] and recs[-1]["nonfinite_total"] == 1
@@ -238,13 +201,13 @@ def test_nan_loss_is_skipped_counted_then_stops(tiny_data, tmp_path: Path, monke
         return out
 
     monkeypatch.setattr(P, "pretraining_loss", always_nan)
-    bad = _args(tiny_data, tmp_path / "bad", max_steps=10, max_nonfinite=3)
+    bad = pretrain_args(tmp_path / "bad", max_steps=10, max_nonfinite=3)
     assert P.run_pretrain(bad) == 1
     assert C.list_checkpoints(bad.out) == []
 
 
-def test_damaged_checkpoint_at_resume(tiny_data, tmp_path: Path) -> None:
-    args = _args(tiny_data, tmp_path / "run", max_steps=4, save_every=2)
+def test_damaged_checkpoint_at_resume(pretrain_args, tmp_path: Path) -> None:
+    args = pretrain_args(tmp_path / "run", max_steps=4, save_every=2)
     assert P.run_pretrain(args) == 0
     newest = C.checkpoint_dir(args.out, 4)
     data = (newest / "state.pt").read_bytes()
@@ -259,8 +222,8 @@ def test_damaged_checkpoint_at_resume(tiny_data, tmp_path: Path) -> None:
                                   max_steps=6)) == 0
 
 
-def test_full_disk_keeps_previous_checkpoint(tiny_data, tmp_path: Path, monkeypatch) -> None:
-    args = _args(tiny_data, tmp_path / "run", max_steps=2, save_every=2)
+def test_full_disk_keeps_previous_checkpoint(pretrain_args, tmp_path: Path, monkeypatch) -> None:
+    args = pretrain_args(tmp_path / "run", max_steps=2, save_every=2)
     assert P.run_pretrain(args) == 0
     good = C.checkpoint_dir(args.out, 2)
     before = (good / "state.pt").read_bytes()
@@ -278,7 +241,8 @@ def test_full_disk_keeps_previous_checkpoint(tiny_data, tmp_path: Path, monkeypa
     C.load_checkpoint(good)
 
 
-def test_data_from_another_vocab_or_length_than_init(tiny_data, tmp_path: Path) -> None:
+def test_data_from_another_vocab_or_length_than_init(tiny_data, pretrain_args,
+                                                     tmp_path: Path) -> None:
     from bertkit.config import BertConfig
     from bertkit.models.bert import BertForPreTraining
 
@@ -286,20 +250,21 @@ def test_data_from_another_vocab_or_length_than_init(tiny_data, tmp_path: Path) 
     BertForPreTraining(BertConfig.from_preset("tiny", vocab_size=600)).save_pretrained(init)
     (init / "vocab.txt").write_text(tiny_data["vocab"].read_text().replace("the", "teh"))
     with pytest.raises(ValueError, match="another vocabulary"):
-        P.run_pretrain(_args(tiny_data, tmp_path / "a", config=None, init=str(init)))
+        P.run_pretrain(pretrain_args(tmp_path / "a", config=None, init=str(init)))
     short = tmp_path / "short"
     BertForPreTraining(BertConfig.from_preset("tiny", vocab_size=600,
                                               max_position_embeddings=16)).save_pretrained(short)
     with pytest.raises(ValueError, match="max_seq_length 32 .*max_position_embeddings 16"):
-        P.run_pretrain(_args(tiny_data, tmp_path / "b", config=None, init=str(short)))
+        P.run_pretrain(pretrain_args(tmp_path / "b", config=None, init=str(short)))
     big = tmp_path / "big"
     BertForPreTraining(BertConfig.from_preset("tiny", vocab_size=700)).save_pretrained(big)
     with pytest.raises(ValueError, match="vocabulary of 600 entries .*vocab_size 700"):
-        P.run_pretrain(_args(tiny_data, tmp_path / "c", config=None, init=str(big)))
+        P.run_pretrain(pretrain_args(tmp_path / "c", config=None, init=str(big)))
 
 
-def test_eval_metrics_and_export_loads_in_transformers(tiny_data, tmp_path: Path) -> None:
-    args = _args(tiny_data, tmp_path / "run", max_steps=3, eval_data=str(tiny_data["eval"]),
+def test_eval_metrics_and_export_loads_in_transformers(tiny_data, pretrain_args,
+                                                       tmp_path: Path) -> None:
+    args = pretrain_args(tmp_path / "run", max_steps=3, eval_data=str(tiny_data["eval"]),
                  eval_every=2, eval_batches=4)
     assert P.run_pretrain(args) == 0
     evals = [r for r in P.read_metrics(args.out) if r["split"] == "eval"]
@@ -324,7 +289,8 @@ def test_eval_metrics_and_export_loads_in_transformers(tiny_data, tmp_path: Path
 
 
 @pytest.mark.real
-def test_continue_from_minilm_and_export(tiny_data, minilm_dir: Path, tmp_path: Path) -> None:
+def test_continue_from_minilm_and_export(tiny_data, pretrain_args, minilm_dir: Path,
+                                         tmp_path: Path) -> None:
     """Continued pre-training of the real all-MiniLM-L6-v2 (MLM/NSP heads fresh), then export."""
     from bertkit.data.pretraining import InstanceSettings, create_pretraining_data
 
@@ -332,7 +298,7 @@ def test_continue_from_minilm_and_export(tiny_data, minilm_dir: Path, tmp_path: 
     create_pretraining_data([str(tiny_data["root"] / "eval.txt")], minilm_dir / "vocab.txt", data,
                             InstanceSettings(max_seq_length=32, max_predictions_per_seq=5,
                                              dupe_factor=1), workers=1, progress=False)
-    args = _args({"train": data}, tmp_path / "run", config=None, init=str(minilm_dir),
+    args = pretrain_args(tmp_path / "run", data=str(data), config=None, init=str(minilm_dir),
                  max_steps=2, save_every=2)
     assert P.run_pretrain(args) == 0
     out = tmp_path / "export"
@@ -343,11 +309,11 @@ def test_continue_from_minilm_and_export(tiny_data, minilm_dir: Path, tmp_path: 
     assert (out / "vocab.txt").read_bytes() == (minilm_dir / "vocab.txt").read_bytes()
 
 
-def test_phase_two_continues_on_longer_sequences(tiny_data, tmp_path: Path) -> None:
+def test_phase_two_continues_on_longer_sequences(tiny_data, pretrain_args, tmp_path: Path) -> None:
     """``--resume RUN --data DIR64``: weights, optimizer and schedule continue on new data."""
     from bertkit.data.pretraining import InstanceSettings, create_pretraining_data
 
-    args = _args(tiny_data, tmp_path / "run", max_steps=2, save_every=2)
+    args = pretrain_args(tmp_path / "run", max_steps=2, save_every=2)
     assert P.run_pretrain(args) == 0
     long = tmp_path / "data64"
     create_pretraining_data([str(tiny_data["root"] / "eval.txt")], tiny_data["vocab"], long,
@@ -360,16 +326,34 @@ def test_phase_two_continues_on_longer_sequences(tiny_data, tmp_path: Path) -> N
     assert ck["cursor"]["batch"] == 2 and ck["scheduler"]["last_epoch"] == 4
 
 
-def test_plot(tiny_data, tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "metrics.jsonl").write_text(
-        '{"step": 1, "split": "train", "loss": 7.0}\n'
-        '{"step": 1, "split": "eval", "masked_lm_loss": 6.5, "masked_lm_accuracy": 0.1}\n')
-    code = P.run_plot(P.PlotArgs(run=str(run)))
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        assert code == 2
+def _png_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk, after checking the signature (PNG spec 5.2)."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG signature"
+    assert data[12:16] == b"IHDR", "the first PNG chunk must be IHDR"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_plot_of_a_real_run_writes_png(tiny_data, pretrain_args, tmp_path: Path, capsys) -> None:
+    """``bertkit plot RUN`` on a real 4-step run with evaluations; a clear error without metrics."""
+    from bertkit.cli import main as cli
+
+    args = pretrain_args(tmp_path / "run", max_steps=4, save_every=4,
+                         eval_data=str(tiny_data["eval"]), eval_every=2, eval_batches=2)
+    assert P.run_pretrain(args) == 0
+    if importlib.util.find_spec("matplotlib") is None:
+        assert cli(["plot", args.out]) == 2
         return
-    assert code == 0 and (run / "curves.png").stat().st_size > 0
+    assert cli(["plot", args.out]) == 0
+    png = (Path(args.out) / "curves.png").read_bytes()
+    assert len(png) > 0 and _png_size(png) == (1100, 400)  # figsize (11, 4) at 100 dpi
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(Path(args.out) / "curves.png")  # decodes the whole image
+    assert pixels.shape[:2] == (400, 1100) and pixels.std() > 0  # curves drawn, not blank
+    empty = tmp_path / "empty-run"
+    empty.mkdir()
+    capsys.readouterr()
+    assert cli(["plot", str(empty)]) == 1
+    err = capsys.readouterr().err
+    assert f"{empty / 'metrics.jsonl'} not found: not a pretrain run directory" in err
+    assert not (empty / "curves.png").exists()

@@ -10,6 +10,11 @@ the beginning of the new data.
 The MLM loss is Google's: cross-entropy at the masked positions, weighted by
 ``masked_lm_weights``, divided by the number of real predictions in the whole global batch (so
 accumulation and DDP give the loss of one big batch); NSP/SOP: mean cross-entropy over sequences.
+
+``--resume auto --out RUN`` continues RUN when it has a checkpoint and starts it otherwise, so one
+command serves the first launch and every restart. Under ``torchrun`` the model is replicated with
+DDP, or sharded with FSDP2 (``--fsdp``); checkpoints are the same full state dicts either way
+(``docs/distributed.md``).
 """
 
 from __future__ import annotations
@@ -39,7 +44,10 @@ from bertkit.train.distributed import (
     DistEnv,
     all_reduce_max,
     all_reduce_sum,
+    full_state_dicts,
     init_distributed,
+    load_optimizer_state,
+    shard_model,
     shutdown,
     wrap_model,
 )
@@ -73,7 +81,9 @@ class PretrainArgs:
     init: str | None = field(default=None, metadata={
         "help": "start from this HF-layout model directory (heads missing there start fresh)"})
     resume: str | None = field(default=None, metadata={
-        "help": "continue a run: RUN (its newest checkpoint) or RUN/checkpoint-STEP"})
+        "help": "continue a run: RUN (its newest checkpoint) or RUN/checkpoint-STEP; auto: the "
+                "newest checkpoint of --out if it has one, else start (the same command then "
+                "serves a first launch and every restart)"})
     batch_size: int = field(default=32, metadata={"help": "global batch (sequences per update)"})
     grad_accum: int = field(default=1, metadata={"help": "micro-batches per update"})
     max_steps: int = field(default=1000, metadata={"help": "optimizer updates in all"})
@@ -97,6 +107,10 @@ class PretrainArgs:
     precision: Literal["fp32", "bf16", "fp16"] = field(default="fp32", metadata={
         "help": "fp32; bf16 autocast (CPU or CUDA); fp16 autocast + gradient scaler (CUDA)"})
     compile: bool = field(default=False, metadata={"help": "torch.compile the model"})
+    fsdp: bool = field(default=False, metadata={
+        "help": "under torchrun: shard parameters, gradients and optimizer state over the ranks "
+                "(FSDP2, one unit per encoder layer) instead of DDP, for a model that does not "
+                "fit one device; checkpoints stay full state dicts"})
     device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata={
         "help": "auto = CUDA when available (under torchrun: cuda:LOCAL_RANK)"})
     dropout: float | None = field(default=None, metadata={
@@ -343,6 +357,17 @@ class _Signals:
             signal.signal(s, h)
 
 
+def _grad_scaler(precision: str, fsdp: bool) -> torch.amp.GradScaler | None:
+    """fp16's gradient scaler; under FSDP the sharded one (inf/NaN found on any rank skips all)."""
+    if precision != "fp16":
+        return None
+    if fsdp:
+        from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
+
+        return ShardedGradScaler("cuda")
+    return torch.amp.GradScaler("cuda")
+
+
 def _prepare_run(args: PretrainArgs, index: dict[str, Any], run: Path, resuming: bool) -> None:
     """Create RUN (rank 0): args.json, vocab.txt, tokenizer_config.json."""
     if not resuming and C.list_checkpoints(run):
@@ -368,15 +393,29 @@ def run_pretrain(args: PretrainArgs) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.out is None and args.resume is None:
+    if args.out is None and args.resume in (None, "auto"):
         raise ValueError("--out RUN is required (or --resume RUN)")
-    resume_dir = C.resolve_resume(args.resume) if args.resume else None
+    resume_dir = _resume_dir(args)
     run = Path(args.out) if args.out else (resume_dir.parent if resume_dir else Path("."))
     env = init_distributed(args.device)
     try:
         return _train(args, env, run, resume_dir, PretrainingDataset, load_index)
     finally:
         shutdown(env)
+
+
+def _resume_dir(args: PretrainArgs) -> Path | None:
+    """The checkpoint to continue from, if any (``auto``: the newest of ``--out``, if it has one)."""
+    if args.resume is None:
+        return None
+    if args.resume == "auto":
+        if args.out is None:
+            raise ValueError("--resume auto continues --out RUN: give --out")
+        if not C.list_checkpoints(args.out):
+            logger.info("--resume auto: no checkpoint in %s yet, starting", args.out)
+            return None
+        return C.resolve_resume(args.out)
+    return C.resolve_resume(args.resume)
 
 
 def _train(args: PretrainArgs, env: DistEnv, run: Path, resume_dir: Path | None,
@@ -388,8 +427,15 @@ def _train(args: PretrainArgs, env: DistEnv, run: Path, resume_dir: Path | None,
     if rem or micro == 0:
         raise ValueError(f"--batch-size {args.batch_size} is not divisible by world size "
                          f"{env.world_size} x --grad-accum {args.grad_accum}")
+    fsdp = args.fsdp and env.distributed
+    if args.fsdp and not fsdp:
+        logger.warning("--fsdp with a single process: nothing to shard, training unsharded")
     _seed_all(args.seed)
-    model = build_model(args, index, resume_dir).to(env.device)
+    model = build_model(args, index, resume_dir)
+    ck = C.load_checkpoint(resume_dir) if resume_dir is not None else None  # on the CPU
+    if ck is not None:
+        model.load_state_dict(ck["model"])  # the full weights, before sharding
+    model = shard_model(model, env, model.bert.layers) if fsdp else model.to(env.device)
     if env.is_main:
         _prepare_run(args, index, run, resume_dir is not None)
     ds = dataset_cls(args.data, rank=env.rank, world_size=env.world_size, seed=args.seed)
@@ -402,14 +448,12 @@ def _train(args: PretrainArgs, env: DistEnv, run: Path, resume_dir: Path | None,
                           (args.beta1, args.beta2), args.adam_eps, args.bias_correction)
     warmup = args.warmup_steps if args.warmup_steps is not None else args.max_steps // 10
     sched = build_scheduler(opt, warmup, args.max_steps, args.schedule, args.power)
-    scaler = torch.amp.GradScaler("cuda") if args.precision == "fp16" else None
+    scaler = _grad_scaler(args.precision, fsdp)
     dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.precision]
     state, cursor = LoopState(), Cursor()
     fingerprint = data_fingerprint(index)
-    if resume_dir is not None:
-        ck = C.load_checkpoint(resume_dir, map_location=env.device)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
+    if ck is not None:
+        load_optimizer_state(model, opt, ck["optimizer"])
         # lr_lambdas=[None]: the schedule comes from these flags (phase 2 may extend it)
         sched.load_state_dict({**ck["scheduler"], "lr_lambdas": [None]})
         sched.base_lrs = [args.lr for _ in opt.param_groups]  # the schedule of these flags
@@ -430,14 +474,17 @@ def _train(args: PretrainArgs, env: DistEnv, run: Path, resume_dir: Path | None,
         else:
             C.restore_rng(rngs[env.rank])
         logger.info("resumed from %s at step %d", resume_dir, state.step)
+        ck = None  # free the full copy (every rank holds one; large under FSDP)
     else:
         _seed_all(args.seed + env.rank)  # per-rank dropout streams
-    train_model: nn.Module = wrap_model(model, env)
+    train_model: nn.Module = model if fsdp else wrap_model(model, env)
     if args.compile:
         train_model = torch.compile(train_model)  # type: ignore[assignment]
     settings = LoopSettings(max_grad_norm=args.max_grad_norm or None, autocast_dtype=dtype,
                             max_nonfinite_in_row=args.max_nonfinite)
-    log = MetricsLog(run, env.is_main, truncate_after=state.step if resume_dir else None)
+    # a restart (--resume auto) drops the lines logged after its checkpoint (or all, before one)
+    restart = resume_dir is not None or args.resume == "auto"
+    log = MetricsLog(run, env.is_main, truncate_after=state.step if restart else None)
 
     def save() -> None:
         rngs = [C.capture_rng()]
@@ -446,8 +493,9 @@ def _train(args: PretrainArgs, env: DistEnv, run: Path, resume_dir: Path | None,
 
             rngs = [None] * env.world_size  # type: ignore[list-item]
             dist.all_gather_object(rngs, C.capture_rng())
+        model_sd, opt_sd = full_state_dicts(model, opt)  # under FSDP: gathered on rank 0
         if env.is_main:
-            ck_state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
+            ck_state = {"model": model_sd, "optimizer": opt_sd,
                         "scheduler": {k: v for k, v in sched.state_dict().items()
                                       if k != "lr_lambdas"},
                         "scaler": scaler.state_dict() if scaler is not None else {},
