@@ -44,6 +44,14 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
                "write a training checkpoint as a Hugging Face model directory"),
     "plot": ("bertkit.train.pretrain", "PlotArgs", "run_plot",
              "plot a run's loss and accuracy curves to PNG (needs matplotlib)"),
+    "finetune": ("bertkit.finetune.run", "FinetuneArgs", "run_finetune",
+                 "fine-tune on classification, regression, GLUE, NER, QA or multiple choice"),
+    "predict": ("bertkit.finetune.predict", "PredictArgs", "run_predict",
+                "predict with a fine-tuned model: JSON or plain lines in, JSON lines out"),
+    "dataset list": ("bertkit.data.labelled", "DatasetListArgs", "run_dataset_list",
+                     "list the real labelled datasets bertkit can fetch for fine-tuning"),
+    "dataset fetch": ("bertkit.data.labelled", "DatasetFetchArgs", "run_dataset_fetch",
+                      "fetch a labelled dataset and write seeded train/dev/test splits"),
 }
 
 

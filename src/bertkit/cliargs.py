@@ -49,12 +49,27 @@ def _flag_kwargs(f: dataclasses.Field, tp: Any) -> dict[str, Any]:
     elif get_origin(tp) in (list, tuple):
         (inner, *_) = get_args(tp) or (str,)
         kw["nargs"] = "+"
-        kw["type"] = inner
+        kw["action"] = _list_action(inner)
     elif tp in (int, float, str):
         kw["type"] = tp
     elif tp is Path:
         kw["type"] = Path
     return kw
+
+
+def _list_action(inner: Any) -> type[argparse.Action]:
+    """Values given with spaces or commas (``--seeds 1 2 3`` or ``--seeds 1,2,3``)."""
+
+    class ListAction(argparse.Action):
+        def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                     values: Any, option_string: str | None = None) -> None:
+            items = [p for v in values for p in str(v).split(",") if p != ""]
+            try:
+                setattr(namespace, self.dest, [inner(p) for p in items])
+            except ValueError as e:
+                parser.error(f"{option_string}: {e}")
+
+    return ListAction
 
 
 def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:

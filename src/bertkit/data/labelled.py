@@ -52,11 +52,11 @@ from typing import Any, Literal
 import numpy as np
 
 from bertkit.artifacts import ArtifactError, FileSpec, Package, cache_dir, fetch_file
-from bertkit.fileio import sha256_file
+from bertkit.fileio import atomic_write_text, sha256_file
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LABELLED", "LabelledDataset", "SPLITS", "fetch_labelled", "grouped_split",
+__all__ = ["LABELLED", "LabelledDataset", "SPLITS", "fetch_labelled", "grouped_split", "sample_split",
            "list_labelled", "find_answer", "DatasetListArgs", "DatasetFetchArgs",
            "run_dataset_list", "run_dataset_fetch"]
 
@@ -583,6 +583,51 @@ def fetch_labelled(name: str, out: str | os.PathLike[str] | None = None,
 
 
 # ----------------------------------------------------------------------------- CLI
+
+
+def sample_split(src: str | os.PathLike[str], dst: str | os.PathLike[str], n: int,
+                 seed: int = 0) -> Path:
+    """Write a seeded random sample of ``n`` examples of a split file (any format written here).
+
+    Files keep the source's order within each split, which is often grouped (by movie, by
+    article), so "the first n" is a biased sample; this draws ``n`` uniformly, keeps their order,
+    and writes ``dst`` atomically. ``n >= size`` copies everything.
+    """
+    src, dst = Path(src), Path(dst)
+    text = src.read_text(encoding="utf-8")
+
+    def pick(size: int) -> list[int]:
+        rng = np.random.default_rng(seed)
+        return sorted(rng.permutation(size)[:n].tolist())
+
+    if src.suffix == ".json":  # SQuAD: sample questions, keep their paragraphs
+        data = json.loads(text)
+        where = [(a, p, q) for a, art in enumerate(data["data"])
+                 for p, par in enumerate(art["paragraphs"]) for q in range(len(par["qas"]))]
+        keep = {where[i] for i in pick(len(where))}
+        articles = []
+        for a, art in enumerate(data["data"]):
+            paras = [{**par, "qas": [qa for q, qa in enumerate(par["qas"]) if (a, p, q) in keep]}
+                     for p, par in enumerate(art["paragraphs"])]
+            paras = [par for par in paras if par["qas"]]
+            if paras:
+                articles.append({**art, "paragraphs": paras})
+        out = json.dumps({**data, "data": articles}, ensure_ascii=False)
+    elif src.suffix == ".txt":  # CoNLL: sentences are blank-line separated blocks
+        blocks = [b for b in text.strip("\n").split("\n\n") if b.strip()]
+        out = "\n\n".join(blocks[i] for i in pick(len(blocks))) + "\n"
+    elif src.suffix == ".csv":  # SWAG: a header line, then rows (quoted fields may hold newlines)
+        import io
+
+        header, *rows = list(csv.reader(io.StringIO(text, newline="")))
+        buf = io.StringIO(newline="")
+        csv.writer(buf, lineterminator="\n").writerows([header, *(rows[i] for i in pick(len(rows)))])
+        out = buf.getvalue()
+    else:
+        rows = text.splitlines()
+        out = "".join(rows[i] + "\n" for i in pick(len(rows)))
+    atomic_write_text(dst, out)
+    return dst
 
 
 @dataclass

@@ -1,0 +1,162 @@
+"""``bertkit predict``: run a fine-tuned model on inputs from a file or stdin, JSON lines out.
+
+The task comes from the model's config (``architectures``). Inputs are JSON lines, or plain lines:
+
+- classification / regression: ``{"text": ..., "text_b": ...}`` or a line ``text`` or
+  ``text<TAB>text_b``; out: ``{"label", "probabilities"}`` (regression: ``{"value"}``).
+- ner: ``{"tokens": [...]}`` or a line of whitespace-separated tokens; out: ``{"tokens", "tags"}``.
+- qa: ``{"question": ..., "context": ...}``; out: ``{"answer", "nbest"}`` (best few).
+- multiple-choice: ``{"context": ..., "choices": [...]}``; out: ``{"choice", "scores"}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["PredictArgs", "predict_records", "run_predict"]
+
+
+@dataclass
+class PredictArgs:
+    """Predict with a fine-tuned model (from ``bertkit finetune``'s RUN/best or any HF BERT head)."""
+
+    model: str = field(metadata={"help": "fine-tuned model directory"})
+    input: str = field(default="-", metadata={"help": "input file of JSON or plain lines (- = stdin)"})
+    output: str = field(default="-", metadata={"help": "output JSON-lines file (- = stdout)"})
+    max_seq_length: int | None = field(default=None, metadata={
+        "help": "tokens per input (default 128; qa 384)"})
+    long_inputs: Literal["truncate", "window"] = field(default="window", metadata={
+        "help": "inputs longer than max-seq-length: truncate, or windows (see finetune --help)"})
+    batch_size: int = field(default=32, metadata={"help": "inputs per batch"})
+    threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
+
+
+def _records(stream: IO[str], source: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    for n, line in enumerate(stream, 1):
+        line = line.rstrip("\n")
+        if not line.strip():
+            continue
+        if line.lstrip().startswith("{"):
+            try:
+                yield n, json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{source}:{n}: not valid JSON ({e})") from e
+        else:
+            yield n, line
+
+
+def _field(rec: dict[str, Any], name: str, source: str, n: int) -> Any:
+    if name not in rec:
+        raise ValueError(f"{source}:{n}: missing field {name!r} (have {sorted(rec)})")
+    return rec[name]
+
+
+def _examples(kind: str, records: list[tuple[int, dict[str, Any] | str]], source: str) -> list[Any]:
+    """Records -> the task's example objects (labels unknown)."""
+    from bertkit.data.glue import Example
+    from bertkit.data.multiple_choice import MultipleChoiceExample
+    from bertkit.data.ner import NerSentence
+    from bertkit.data.squad import make_example
+
+    out: list[Any] = []
+    for n, rec in records:
+        guid = f"{Path(source).stem}-{n}"
+        if kind in ("classification", "regression"):
+            if isinstance(rec, str):
+                a, _, b = rec.partition("\t")
+                out.append(Example(a, b or None, None, guid))
+            else:
+                out.append(Example(str(_field(rec, "text", source, n)), rec.get("text_b"), None, guid))
+        elif kind == "ner":
+            tokens = rec.split() if isinstance(rec, str) else list(_field(rec, "tokens", source, n))
+            out.append(NerSentence(tuple(tokens), ("O",) * len(tokens), guid))
+        elif kind == "qa":
+            if isinstance(rec, str):
+                raise ValueError(f"{source}:{n}: qa needs JSON lines with question and context")
+            out.append(make_example(guid, str(_field(rec, "question", source, n)),
+                                    str(_field(rec, "context", source, n)), []))
+        else:
+            if isinstance(rec, str):
+                raise ValueError(f"{source}:{n}: multiple-choice needs JSON with context and choices")
+            choices = tuple(str(c) for c in _field(rec, "choices", source, n))
+            out.append(MultipleChoiceExample(guid, str(_field(rec, "context", source, n)), "",
+                                             choices, None))
+    return out
+
+
+def predict_records(model_dir: str | Path, records: list[tuple[int, dict[str, Any] | str]],
+                    source: str = "<input>", max_seq_length: int | None = None,
+                    long_inputs: str = "window", batch_size: int = 32) -> list[dict[str, Any]]:
+    """Predictions (one dict per record) of the fine-tuned model in ``model_dir``."""
+    from bertkit.finetune.run import predict_split
+    from bertkit.finetune.tasks import Settings, Split, make_task, task_for_model
+    from bertkit.models.heads import label_names, load_task_model
+    from bertkit.tokenization import BertTokenizer
+
+    model = load_task_model(model_dir)
+    config = model.config  # type: ignore[attr-defined]
+    kind = task_for_model(config)
+    tokenizer = BertTokenizer.from_pretrained(model_dir)
+    names = label_names(config)
+    settings = Settings(max_seq_length=max_seq_length or (384 if kind == "qa" else 128),
+                        long_inputs=long_inputs, labels=names)
+    task = make_task(kind, settings, tokenizer)
+    examples = _examples(kind, records, source)
+    split = Split("predict", None, examples, task.encode(examples, training=False))
+    outputs = predict_split(task, model, split, batch_size, torch.device("cpu"))
+    return _format(kind, task, split, outputs, names)
+
+
+def _format(kind: str, task: Any, split: Any, outputs: list[Any], names: list[str]
+            ) -> list[dict[str, Any]]:
+    if kind in ("classification", "regression"):
+        logits = task.example_logits(split, outputs)
+        if kind == "regression":
+            return [{"value": float(v)} for v in logits[:, 0]]
+        probs = torch.softmax(torch.from_numpy(logits).double(), -1).numpy()
+        return [{"label": names[int(p.argmax())],
+                 "probabilities": {n: round(float(x), 6) for n, x in zip(names, p, strict=True)}}
+                for p in probs]
+    if kind == "ner":
+        return [{"tokens": list(e.tokens), "tags": tags}
+                for e, tags in zip(split.examples, task.tags(split, outputs), strict=True)]
+    if kind == "qa":
+        preds = task.predictions(split, outputs)
+        return [{"answer": preds.predictions[e.qid], "nbest": preds.nbest[e.qid][:5]}
+                for e in split.examples]
+    import numpy as np
+
+    scores = np.stack(outputs)
+    return [{"choice": int(s.argmax()), "scores": [round(float(x), 6) for x in s]} for s in scores]
+
+
+def run_predict(args: PredictArgs) -> int:
+    """CLI entry point."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    source = "<stdin>" if args.input == "-" else args.input
+    if args.input == "-":
+        records = list(_records(sys.stdin, source))
+    else:
+        with open(args.input, encoding="utf-8") as f:
+            records = list(_records(f, source))
+    results = predict_records(args.model, records, source, args.max_seq_length, args.long_inputs,
+                              args.batch_size)
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results)
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        from bertkit.fileio import atomic_write_text
+
+        atomic_write_text(args.output, text)
+    return 0

