@@ -191,9 +191,9 @@ def finetune(args: FinetuneArgs, run: Path, seed: int) -> dict[str, Any]:
     tokenizer = BertTokenizer.from_pretrained(args.model)
     task = make_task(args.task, settings_from(args), tokenizer)
     t0 = time.perf_counter()
-    train = task.load("train", Path(args.train), training=True)
-    dev = task.load("dev", Path(args.dev))
-    test = task.load("test", Path(args.test) if args.test else None)
+    splits = task.load_all({"train": Path(args.train), "dev": Path(args.dev),
+                            "test": Path(args.test) if args.test else None})
+    train, dev, test = splits["train"], splits["dev"], splits["test"]
     logger.info("features: train %d (from %d examples), dev %d, test %d; encoding took %.1f s",
                 len(train.features), len(train.examples), len(dev.features), len(test.features),
                 time.perf_counter() - t0)

@@ -89,19 +89,19 @@ class Task:
     def read(self, path: Path) -> list[Any]:
         raise NotImplementedError
 
-    def fit_labels(self, train_examples: Sequence[Any]) -> None:
-        """Fix the label list from the training data when none was given."""
+    def fit_labels(self, train_examples: Sequence[Any], other_examples: Sequence[Any] = ()) -> None:
+        """Fix the label list from the data when none was given (training data first)."""
 
     def encode(self, examples: Sequence[Any], training: bool) -> list[Any]:
         raise NotImplementedError
 
-    def load(self, name: str, path: Path | None, training: bool = False) -> Split:
-        if path is None:
-            return Split(name, None, [], [])
-        examples = self.read(path)
-        if training:
-            self.fit_labels(examples)
-        return Split(name, path, examples, self.encode(examples, training))
+    def load_all(self, paths: dict[str, Path | None]) -> dict[str, Split]:
+        """Read every split, fix the labels (from ``train``, plus any only in the others), encode."""
+        examples = {name: self.read(p) if p is not None else [] for name, p in paths.items()}
+        others = [e for name, ex in examples.items() if name != "train" for e in ex]
+        self.fit_labels(examples.get("train", []), others)
+        return {name: Split(name, paths[name], ex, self.encode(ex, training=name == "train"))
+                for name, ex in examples.items()}
 
     def collate(self, features: Sequence[Any]) -> dict[str, Tensor]:
         from bertkit.finetune.features import collate
@@ -140,6 +140,16 @@ class Task:
         raise NotImplementedError
 
 
+def _with_unseen(from_train: list[str], from_all: list[str], what: str) -> list[str]:
+    """The label list of all splits (in ``from_all``'s order); warn about those not in train."""
+    unseen = [x for x in from_all if x not in from_train]
+    if unseen:
+        logger.warning("%s only in the dev/test data (never trained on): %s", what,
+                       ", ".join(unseen))
+    logger.info("%s: %s", what, ", ".join(from_all))
+    return from_all
+
+
 # ----------------------------------------------------------------------------- sequence tasks
 
 
@@ -168,13 +178,13 @@ class ClassificationTask(Task):
                           labels=self.labels, regression=self.regression,
                           skip_bad_rows=self.s.skip_bad_rows)
 
-    def fit_labels(self, train_examples: Sequence[Any]) -> None:
+    def fit_labels(self, train_examples: Sequence[Any], other_examples: Sequence[Any] = ()) -> None:
         if self.regression or self.labels is not None:
             return
         from bertkit.data.glue import label_list
 
-        self.labels = label_list(train_examples)
-        logger.info("labels from the training data: %s", ", ".join(self.labels))
+        self.labels = _with_unseen(label_list(train_examples),
+                                   label_list([*train_examples, *other_examples]), "labels")
 
     def label_to_id(self) -> dict[str, int] | None:
         return None if self.regression else {x: i for i, x in enumerate(self.labels or [])}
@@ -255,12 +265,12 @@ class NerTask(Task):
 
         return read_conll(path, skip_bad_rows=self.s.skip_bad_rows)
 
-    def fit_labels(self, train_examples: Sequence[Any]) -> None:
+    def fit_labels(self, train_examples: Sequence[Any], other_examples: Sequence[Any] = ()) -> None:
         if self.labels is None:
             from bertkit.data.ner import ner_label_list
 
-            self.labels = ner_label_list(train_examples)
-            logger.info("tags from the training data: %s", ", ".join(self.labels))
+            self.labels = _with_unseen(ner_label_list(train_examples),
+                                       ner_label_list([*train_examples, *other_examples]), "tags")
 
     def encode(self, examples: Sequence[Any], training: bool) -> list[Any]:
         from bertkit.finetune.features import encode_ner
@@ -268,7 +278,7 @@ class NerTask(Task):
         l2i = {x: i for i, x in enumerate(self.labels or [])}
         unknown = sorted({t for e in examples for t in e.tags if t not in l2i})
         if unknown:
-            raise ValueError(f"tags not seen in the training data: {unknown[:10]}; "
+            raise ValueError(f"tags not in the label list {self.labels}: {unknown[:10]}; "
                              "pass the full tag list with --labels")
         return encode_ner(examples, self.tokenizer, l2i, self.s.max_seq_length,
                           self.s.long_inputs, self.s.stride)
