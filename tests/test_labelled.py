@@ -305,3 +305,26 @@ def test_cli(built: dict[str, dict[int, dict[str, Path]]], capsys: pytest.Captur
     with open(out / "test.csv", newline="", encoding="utf-8") as f:
         header = next(csv.reader(f))
     assert header[-4:] == ["ending0", "ending1", "ending2", "label"]
+
+
+@pytest.mark.parametrize("name", list(LABELLED))
+def test_sample_split_draws_whole_examples(name: str, built: dict[str, dict[int, dict[str, Path]]],
+                                           items: dict[str, dict[str, list[Item]]],
+                                           tmp_path: Path) -> None:
+    """A seeded sample reads back with the same reader: n of the split's examples;
+    asking for more than there are copies them all (JSON lines holding U+2028 included)."""
+    from bertkit.data.labelled import sample_split
+
+    src = built[name][0]["train"]
+    every = items[name]["train"]
+    dst = tmp_path / f"sample{src.suffix}"
+    got = READERS[name](sample_split(src, dst, 50, seed=3))
+    def key(d: Any) -> Any:  # ignore the guid: it names the file and line the example came from
+        has_guid = dataclasses.is_dataclass(d) and hasattr(d, "guid")
+        return dataclasses.replace(d, guid="") if has_guid else d
+
+    pool = [key(it.data) for it in every]
+    assert len(got) == 50 and all(key(it.data) in pool for it in got)
+    assert READERS[name](sample_split(src, dst, 50, seed=3)) == got
+    assert READERS[name](sample_split(src, dst, 50, seed=4)) != got
+    assert len(READERS[name](sample_split(src, dst, 10**6))) == len(every)

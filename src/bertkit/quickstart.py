@@ -122,7 +122,8 @@ def _finetune(args: QuickstartArgs, model_dir: Path, work: Path, out: TextIO
     train, dev = work / "rt-train.jsonl", work / "rt-dev.jsonl"
     sample_split(splits["train"], train, args.finetune_examples, seed=0)
     sample_split(splits["dev"], dev, 1000, seed=0)
-    dev_labels = [json.loads(line)["label"] for line in dev.read_text(encoding="utf-8").splitlines()]
+    dev_labels = [json.loads(line)["label"]
+                  for line in dev.read_text(encoding="utf-8").split("\n") if line]
     majority = Counter(dev_labels).most_common(1)[0][1] / len(dev_labels)
     t0 = time.perf_counter()
     run = work / "finetune-run"

@@ -623,8 +623,8 @@ def sample_split(src: str | os.PathLike[str], dst: str | os.PathLike[str], n: in
         buf = io.StringIO(newline="")
         csv.writer(buf, lineterminator="\n").writerows([header, *(rows[i] for i in pick(len(rows)))])
         out = buf.getvalue()
-    else:
-        rows = text.splitlines()
+    else:  # one record per line; str.splitlines would also split at U+2028 inside JSON strings
+        rows = [r for r in text.split("\n") if r.strip()]
         out = "".join(rows[i] + "\n" for i in pick(len(rows)))
     atomic_write_text(dst, out)
     return dst
