@@ -23,6 +23,7 @@ It prints one JSON object per task (a line each).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import statistics
@@ -102,7 +103,8 @@ def _peer(task: Task, kind: str, model_dir: Path, train, dev, args: FinetuneArgs
             disable_tqdm=True)
         trainer = transformers.Trainer(model=model, args=targs, train_dataset=train.features,
                                        data_collator=task.collate, callbacks=[EpochEval()])
-        trainer.train()
+        with contextlib.redirect_stdout(sys.stderr):  # Trainer prints its summary dict
+            trainer.train()
     best = max(history, key=lambda h: h[task.main_metric])
     return {"dev": {k: v for k, v in best.items() if k != "train_seconds"},
             "best_epoch": history.index(best) + 1,
@@ -118,8 +120,8 @@ def _summary(runs: list[dict[str, Any]], metric: str) -> dict[str, float]:
             "seconds_per_epoch_median": statistics.median(secs)}
 
 
-def bench_task(name: str, seeds: list[int], limit: int, dev_limit: int, epochs: float, work: Path
-               ) -> dict[str, Any]:
+def bench_task(name: str, seeds: list[int], limit: int, dev_limit: int, epochs: float, work: Path,
+               lr: float = 5e-5) -> dict[str, Any]:
     spec = TASKS[name]
     kind = spec["task"]
     splits = fetch_labelled(name)
@@ -132,7 +134,7 @@ def bench_task(name: str, seeds: list[int], limit: int, dev_limit: int, epochs: 
         dev = sample_split(dev, work / f"{name}-dev{ext}", dev_limit, seed=0)
     model_dir = artifacts.minilm_dir()
     base = FinetuneArgs(task=kind, model=str(model_dir), train=str(train), dev=str(dev),
-                        out=str(work / name), epochs=epochs, bias_correction=True,
+                        out=str(work / name), epochs=epochs, lr=lr, bias_correction=True,
                         text_column="text_a" if spec.get("pair") else "text",
                         text_pair_column="text_b" if spec.get("pair") else None,
                         max_seq_length=spec.get("max_seq_length"), save_best=False, progress=False)
@@ -142,7 +144,7 @@ def bench_task(name: str, seeds: list[int], limit: int, dev_limit: int, epochs: 
     task = make_task(kind, settings_from(base), tok)
     loaded = task.load_all({"train": train, "dev": dev})
     train_split, dev_split = loaded["train"], loaded["dev"]
-    out: dict[str, Any] = {"task": kind, "n_train": len(train_split.examples),
+    out: dict[str, Any] = {"task": kind, "lr": lr, "n_train": len(train_split.examples),
                            "n_train_features": len(train_split.features),
                            "n_dev": len(dev_split.examples), "bertkit": [], "transformers": []}
     for seed in seeds:  # interleaved, so machine noise hits both sides alike
@@ -171,6 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--limits", default="", help="per-task limits, e.g. vitaminc=4000,disfl-qa=1500")
     p.add_argument("--dev-limits", default="", help="per-task dev sample sizes (default: all)")
     p.add_argument("--epochs", type=float, default=3.0)
+    p.add_argument("--lrs", default="", help="per-task peak learning rates (default 5e-5)")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
@@ -178,6 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(a.threads)
     limits = dict(x.split("=") for x in a.limits.split(",") if x)
     dev_limits = dict(x.split("=") for x in a.dev_limits.split(",") if x)
+    lrs = dict(x.split("=") for x in a.lrs.split(",") if x)
     seeds = [int(s) for s in a.seeds.split(",")]
     report: dict[str, Any] = {"torch": torch.__version__, "threads": a.threads, "seeds": seeds,
                               "epochs": a.epochs}
@@ -185,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
         for name in a.tasks.split(","):
             limit = int(limits.get(name, a.train_limit))
             result = bench_task(name, seeds, limit, int(dev_limits.get(name, 0)), a.epochs,
-                                Path(tmp))
+                                Path(tmp), float(lrs.get(name, 5e-5)))
             # one JSON line per task, so finished tasks survive an interruption of later ones
             sys.stdout.write(json.dumps({**report, "name": name, **result}) + "\n")
             sys.stdout.flush()

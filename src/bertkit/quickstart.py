@@ -193,7 +193,7 @@ def _pretrain(args: QuickstartArgs, data_dir: Path, eval_dir: Path, held_out: li
         raise RuntimeError(f"pre-training failed (exit {code}); see {run}")
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     final = [r for r in records if r.get("split") == "eval"][-1]
-    baseline = _unigram_baseline(data_dir, eval_dir)
+    baseline = unigram_baseline(data_dir, eval_dir)
     out.write(f"   {time.perf_counter() - t0:.0f} s; held-out masked_lm_accuracy "
               f"{final['masked_lm_accuracy']:.1%} (always predicting the most frequent training "
               f"token: {baseline:.1%}), next_sentence_accuracy "
@@ -207,7 +207,7 @@ def _pretrain(args: QuickstartArgs, data_dir: Path, eval_dir: Path, held_out: li
     return float(final["masked_lm_accuracy"]), baseline
 
 
-def _unigram_baseline(data_dir: Path, eval_dir: Path) -> float:
+def unigram_baseline(data_dir: Path, eval_dir: Path) -> float:
     """Accuracy of always predicting the training set's most frequent masked label."""
     import numpy as np
 

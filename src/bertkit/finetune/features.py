@@ -524,12 +524,12 @@ def feature_lengths(features: Sequence[Feature]) -> list[int]:
             else len(f.input_ids) for f in features]
 
 
-def length_grouped_order(lengths: Sequence[int], batch_size: int, seed: int, epoch: int
-                         ) -> list[list[int]]:
+def length_grouped_order(lengths: Sequence[int], batch_size: int, seed: int, epoch: int,
+                         group: int = MEGA_BATCH_FACTOR) -> list[list[int]]:
     """Training batches grouped by length: less padding, still random.
 
     A random permutation (seeded by ``(seed, epoch)``) is cut into mega-batches of
-    ``50 * batch_size`` indices; each is sorted by length (longest first) and cut into batches;
+    ``group * batch_size`` indices (``group=1``: plain random batches); each is sorted by length (longest first) and cut into batches;
     the order of all batches is then shuffled. Every index appears exactly once; only the last
     batch of each mega-batch may be short.
     """
@@ -540,7 +540,9 @@ def length_grouped_order(lengths: Sequence[int], batch_size: int, seed: int, epo
     rng = np.random.default_rng([seed, epoch])
     lens = np.asarray(lengths, dtype=np.int64)
     perm = rng.permutation(len(lens))
-    mega = MEGA_BATCH_FACTOR * batch_size
+    if group < 1:
+        raise ValueError(f"group must be >= 1, got {group}")
+    mega = group * batch_size
     batches: list[list[int]] = []
     for m in range(0, len(perm), mega):
         chunk = perm[m:m + mega]

@@ -77,6 +77,9 @@ class FinetuneArgs:
     epochs: float = field(default=3.0, metadata={"help": "passes over the training data"})
     batch_size: int = field(default=32, metadata={"help": "examples per update"})
     grad_accum: int = field(default=1, metadata={"help": "micro-batches per update"})
+    length_groups: int = field(default=50, metadata={
+        "help": "training batches are drawn from random groups of this many batches sorted by "
+                "length (less padding); 1 = plain random batches"})
     eval_batch_size: int = field(default=64, metadata={"help": "examples per inference batch"})
     lr: float = field(default=5e-5, metadata={"help": "peak learning rate"})
     warmup: float = field(default=0.1, metadata={"help": "fraction of steps of linear warmup"})
@@ -125,13 +128,13 @@ def _device(name: str) -> torch.device:
 
 
 def micro_batches(task: Task, split: Split, batch_size: int, grad_accum: int, seed: int,
-                  epoch: int) -> list[list[dict[str, Tensor]]]:
+                  epoch: int, group: int = 50) -> list[list[dict[str, Tensor]]]:
     """One epoch of updates, each a list of ``grad_accum`` collated micro-batches."""
     from bertkit.finetune.features import length_grouped_order
 
     if batch_size % grad_accum:
         raise ValueError(f"--batch-size {batch_size} is not divisible by --grad-accum {grad_accum}")
-    order = length_grouped_order(split.lengths(), batch_size, seed, epoch)
+    order = length_grouped_order(split.lengths(), batch_size, seed, epoch, group)
     micro = batch_size // grad_accum
     out = []
     for idx in order:
@@ -233,7 +236,8 @@ def finetune(args: FinetuneArgs, run: Path, seed: int) -> dict[str, Any]:
             t_epoch = time.perf_counter()
             losses = []
             model.train()
-            for mbs in micro_batches(task, train, args.batch_size, args.grad_accum, seed, epoch):
+            for mbs in micro_batches(task, train, args.batch_size, args.grad_accum, seed, epoch,
+                                     args.length_groups):
                 if state.step >= total:
                     break
                 res = train_step(model, mbs, optimizer, scheduler, loss_fn, count_fn, state,
