@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from bertkit import artifacts
 from bertkit.data.labelled import fetch_labelled, sample_split
-from bertkit.finetune.run import FinetuneArgs, finetune, predict_split
+from bertkit.finetune.run import FinetuneArgs, describe, finetune, predict_split
 from bertkit.finetune.tasks import Task, make_task
 from bertkit.tokenization import BertTokenizer
 
@@ -113,11 +113,10 @@ def _peer(task: Task, kind: str, model_dir: Path, train, dev, args: FinetuneArgs
 
 
 def _summary(runs: list[dict[str, Any]], metric: str) -> dict[str, float]:
-    vals = [r["dev"][metric] for r in runs]
-    secs = [r["train_seconds_per_epoch"] for r in runs]
-    return {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
-            "min": min(vals), "max": max(vals),
-            "seconds_per_epoch_median": statistics.median(secs)}
+    summary = describe([r["dev"][metric] for r in runs])
+    summary["seconds_per_epoch_median"] = statistics.median(r["train_seconds_per_epoch"]
+                                                            for r in runs)
+    return summary
 
 
 def bench_task(name: str, seeds: list[int], limit: int, dev_limit: int, epochs: float, work: Path,

@@ -228,3 +228,8 @@ def test_bad_rows_are_reported_or_skipped(rt: dict[str, Path], minilm_dir: Path,
     args.skip_bad_rows = True
     res = finetune(args, tmp_path / "run", seed=1)
     assert res["n_train"] == 40
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    args.dev = str(empty)
+    with pytest.raises(ValueError, match=r"empty\.jsonl: no dev examples"):
+        finetune(args, tmp_path / "run", seed=1)

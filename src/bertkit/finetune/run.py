@@ -37,7 +37,7 @@ from bertkit.train.optim import build_optimizer, build_scheduler
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FinetuneArgs", "finetune", "predict_split", "run_finetune", "summarise"]
+__all__ = ["FinetuneArgs", "describe", "finetune", "predict_split", "run_finetune", "summarise"]
 
 
 @dataclass
@@ -128,7 +128,7 @@ def _device(name: str) -> torch.device:
 
 
 def micro_batches(task: Task, split: Split, batch_size: int, grad_accum: int, seed: int,
-                  epoch: int, group: int = 50) -> list[list[dict[str, Tensor]]]:
+                  epoch: int, group: int) -> list[list[dict[str, Tensor]]]:
     """One epoch of updates, each a list of ``grad_accum`` collated micro-batches."""
     from bertkit.finetune.features import length_grouped_order
 
@@ -200,8 +200,9 @@ def finetune(args: FinetuneArgs, run: Path, seed: int) -> dict[str, Any]:
     logger.info("features: train %d (from %d examples), dev %d, test %d; encoding took %.1f s",
                 len(train.features), len(train.examples), len(dev.features), len(test.features),
                 time.perf_counter() - t0)
-    if not train.features:
-        raise ValueError(f"{args.train}: no training examples")
+    for split, path in ((train, args.train), (dev, args.dev)):
+        if not split.features:
+            raise ValueError(f"{path}: no {split.name} examples")
     _seed_all(seed)
     model = task.build_model(Path(args.model)).to(device)
     updates_per_epoch = math.ceil(len(train.features) / args.batch_size)
@@ -309,20 +310,21 @@ def _fmt(record: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------- seeds
 
 
+def describe(values: list[float]) -> dict[str, float]:
+    """Mean, sample std (0 for one value), min, max and count of ``values``."""
+    return {"mean": statistics.fmean(values),
+            "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "min": min(values), "max": max(values), "n": len(values)}
+
+
 def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean, std (sample; 0 for one seed), min and max of every dev/test metric over seeds."""
+    """:func:`describe` of every dev/test metric, and of the seconds per epoch, over seeds."""
     table: dict[str, dict[str, float]] = {}
     for split in ("dev", "test"):
-        keys = sorted({k for r in results for k in r.get(split, {})})
-        for k in keys:
-            vals = [float(r[split][k]) for r in results if k in r.get(split, {})]
-            table[f"{split}_{k}"] = {
-                "mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
-                "min": min(vals), "max": max(vals), "n": len(vals)}
-    secs = [r["train_seconds_per_epoch"] for r in results]
-    table["train_seconds_per_epoch"] = {"mean": statistics.fmean(secs),
-                                        "std": statistics.stdev(secs) if len(secs) > 1 else 0.0,
-                                        "min": min(secs), "max": max(secs), "n": len(secs)}
+        for k in sorted({k for r in results for k in r.get(split, {})}):
+            table[f"{split}_{k}"] = describe([float(r[split][k]) for r in results
+                                              if k in r.get(split, {})])
+    table["train_seconds_per_epoch"] = describe([r["train_seconds_per_epoch"] for r in results])
     return {"seeds": [r["seed"] for r in results], "metrics": table}
 
 
