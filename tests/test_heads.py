@@ -116,3 +116,33 @@ def test_losses_match_torch_reference() -> None:
     want = (torch.nn.functional.cross_entropy(s[:3], sp[:3])
             + torch.nn.functional.cross_entropy(e[:3], ep[:3])) / 2
     torch.testing.assert_close(heads.qa_loss(s, e, sp, ep), want)
+
+
+def _fresh_head(method: str, minilm_dir: Path, n_labels: int) -> torch.Tensor:
+    labels = [f"L{i}" for i in range(n_labels)]
+    with heads.head_init(method):
+        model = heads.BertForTokenClassification.from_pretrained(
+            minilm_dir, **heads.label_entries(labels))
+    return model.classifier.weight.detach().flatten()
+
+
+def test_new_head_init_is_transformers_normal_by_default_or_googles_truncated(
+        minilm_dir: Path) -> None:
+    """A new head's weights follow transformers' N(0, 0.02) by default (two-sample KS test against
+    transformers' own freshly initialised classifier), or Google's 2-std truncation on request."""
+    from scipy import stats
+
+    torch.manual_seed(0)
+    n = 64  # 384 x 64 = 24,576 weights per head
+    hf = transformers.BertForTokenClassification.from_pretrained(minilm_dir, num_labels=n)
+    theirs = hf.classifier.weight.detach().flatten()
+    ours = _fresh_head("normal", minilm_dir, n)
+    truncated = _fresh_head("truncated", minilm_dir, n)
+    assert stats.ks_2samp(ours.numpy(), theirs.numpy()).pvalue > 1e-3
+    assert stats.ks_2samp(truncated.numpy(), theirs.numpy()).pvalue < 1e-6
+    # normal: about 4.6% beyond 2 std (binomial sd 0.13%); truncated: none, std 0.88 x 0.02
+    assert 0.04 < (ours.abs() > 0.04).float().mean().item() < 0.051
+    assert truncated.abs().max().item() <= 0.04
+    assert truncated.std().item() == pytest.approx(0.02 * 0.8796, rel=0.03)
+    with pytest.raises(ValueError, match="head init 'uniform'"), heads.head_init("uniform"):
+        pass

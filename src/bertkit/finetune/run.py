@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from bertkit.fileio import atomic_write_text
 from bertkit.finetune.tasks import Settings, Split, Task, make_task
+from bertkit.train.distributed import DistEnv
 from bertkit.train.loop import LoopSettings, LoopState, autocast, to_device, train_step
 from bertkit.train.optim import build_optimizer, build_scheduler
 
@@ -90,6 +91,9 @@ class FinetuneArgs:
         "help": "Adam bias correction (off = Google's AdamWeightDecay)"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "clip at this global norm"})
     seed: int = field(default=42, metadata={"help": "seed of the head's init, dropout and order"})
+    head_init: Literal["normal", "truncated"] = field(default="normal", metadata={
+        "help": "a new head's weights: N(0, 0.02) as transformers, or Google's normal truncated at "
+                "2 std; on small data 'normal' trained more reliably (README, WNUT-16)"})
     seeds: list[int] | None = field(default=None, metadata={
         "help": "run once per seed (RUN/seed-N) and write RUN/summary.json"})
     skip_bad_rows: bool = field(default=False, metadata={
@@ -113,7 +117,7 @@ def settings_from(args: FinetuneArgs) -> Settings:
         labels=list(args.labels) if args.labels else None, skip_bad_rows=args.skip_bad_rows,
         doc_stride=args.doc_stride, max_query_length=args.max_query_length,
         n_best_size=args.n_best_size, max_answer_length=args.max_answer_length,
-        null_score_diff_threshold=args.null_score_diff_threshold)
+        null_score_diff_threshold=args.null_score_diff_threshold, head_init=args.head_init)
 
 
 def _device(name: str) -> torch.device:
@@ -242,7 +246,7 @@ def finetune(args: FinetuneArgs, run: Path, seed: int) -> dict[str, Any]:
                 if state.step >= total:
                     break
                 res = train_step(model, mbs, optimizer, scheduler, loss_fn, count_fn, state,
-                                 settings)
+                                 settings, DistEnv(device=device))
                 losses.append(res.metrics["loss"])
                 bar.update(1)
                 bar.set_postfix(loss=f"{res.metrics['loss']:.4f}", lr=f"{res.lr:.2e}")

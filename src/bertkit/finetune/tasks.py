@@ -51,6 +51,7 @@ class Settings:
     n_best_size: int = 20
     max_answer_length: int = 30
     null_score_diff_threshold: float = 0.0
+    head_init: str = "normal"
 
 
 @dataclass
@@ -114,7 +115,9 @@ class Task:
         return {}
 
     def build_model(self, model_dir: Path) -> nn.Module:
-        return self.architecture.from_pretrained(model_dir, **self.config_overrides())  # type: ignore[attr-defined]
+        """The encoder of ``model_dir`` with this task's head (new heads per ``head_init``)."""
+        with heads.head_init(self.s.head_init):
+            return self.architecture.from_pretrained(model_dir, **self.config_overrides())  # type: ignore[attr-defined]
 
     def forward(self, model: nn.Module, batch: dict[str, Tensor]) -> Any:
         return model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
