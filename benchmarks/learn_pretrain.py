@@ -84,7 +84,7 @@ class Side:
         self.sched.step()
         self.step += 1
         self.seconds += time.perf_counter() - t0
-        self.losses.append(float(loss))
+        self.losses.append(loss.item())
 
     @torch.no_grad()
     def evaluate(self, ds: Any, batches: int, bs: int = 64) -> dict[str, float]:
