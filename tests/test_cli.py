@@ -76,9 +76,12 @@ def test_quickstart_runs_end_to_end(minilm_dir, tmp_path):
     from bertkit.quickstart import QuickstartArgs, run_quickstart
 
     out = io.StringIO()
-    args = QuickstartArgs(work_dir=tmp_path, addresses=3, pretrain_steps=4, threads=2)
+    args = QuickstartArgs(work_dir=tmp_path, addresses=3, pretrain_steps=4, threads=2,
+                          finetune_examples=96, finetune_epochs=1, finetune_dev=64)
     assert run_quickstart(args, out=out) == 0
     text = out.getvalue()
+    assert "96 training / 64 dev snippets" in text and "Rotten Tomatoes dev accuracy" in text
+    assert text.count("%)  ") == 3  # the fine-tuned model's label for each new sentence
     assert "22.7 M parameters" in text and "paraphrase: yes" in text
     assert "held-out masked_lm_accuracy" in text and text.count("top-3:") == 4
     # the exported model is a Hugging Face directory that transformers loads completely

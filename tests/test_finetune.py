@@ -175,8 +175,8 @@ def test_qa_end_to_end_v2(minilm_dir: Path, tmp_path: Path) -> None:
     from bertkit.metrics import squad_v2_scores
 
     src = _labelled("disfl-qa")
-    train = sample_split(src["train"], tmp_path / "train.json", 64, seed=1)
-    dev = sample_split(src["dev"], tmp_path / "dev.json", 40, seed=1)
+    train = sample_split(src["train"], tmp_path / "train.json", 32, seed=1)
+    dev = sample_split(src["dev"], tmp_path / "dev.json", 24, seed=1)
     run = tmp_path / "run"
     res = finetune(FinetuneArgs(task="qa", model=str(minilm_dir), train=str(train), dev=str(dev),
                                 out=str(run), epochs=1, max_seq_length=256, progress=False),
@@ -192,7 +192,7 @@ def test_qa_end_to_end_v2(minilm_dir: Path, tmp_path: Path) -> None:
     assert {"HasAns_f1", "NoAns_f1", "best_f1"} <= set(res["dev"])
     hf = transformers.BertForQuestionAnswering.from_pretrained(run / "best")
     assert hf.qa_outputs.out_features == 2
-    context = " ".join(e.context for e in examples)  # a multi-window context still answers
+    context = " ".join(e.context for e in examples[:8])  # a multi-window context still answers
     out = predict_records(run / "best", [(1, {"question": examples[0].question,
                                               "context": context})], max_seq_length=256)
     assert out[0]["answer"] == "" or out[0]["answer"] in context

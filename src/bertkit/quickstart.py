@@ -50,6 +50,8 @@ class QuickstartArgs:
     finetune_examples: int = field(default=2000, metadata={
         "help": "Rotten Tomatoes training examples for the fine-tuning step (0: skip the step)"})
     finetune_epochs: float = field(default=2.0, metadata={"help": "epochs of the fine-tuning step"})
+    finetune_dev: int = field(default=1000, metadata={
+        "help": "Rotten Tomatoes dev examples the fine-tuned model is scored on"})
 
 
 def _similarity_table(sentences: list[str], sims: list[list[float]]) -> str:
@@ -122,7 +124,7 @@ def _finetune(args: QuickstartArgs, model_dir: Path, work: Path, out: TextIO
     splits = fetch_labelled("rotten-tomatoes")
     train, dev = work / "rt-train.jsonl", work / "rt-dev.jsonl"
     sample_split(splits["train"], train, args.finetune_examples, seed=0)
-    sample_split(splits["dev"], dev, 1000, seed=0)
+    sample_split(splits["dev"], dev, args.finetune_dev, seed=0)
     dev_labels = [json.loads(line)["label"]
                   for line in dev.read_text(encoding="utf-8").split("\n") if line]
     majority = Counter(dev_labels).most_common(1)[0][1] / len(dev_labels)
