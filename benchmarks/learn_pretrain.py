@@ -37,7 +37,8 @@ from torch import Tensor, nn
 logger = logging.getLogger("learn_pretrain")
 
 
-def make_data(work: Path, held_out_addresses: int, dupe_factor: int) -> tuple[Path, Path]:
+def make_data(work: Path, held_out_addresses: int, dupe_factor: int, max_seq_length: int = 128,
+              max_predictions: int = 20) -> tuple[Path, Path]:
     from bertkit import artifacts
     from bertkit.data.corpora import fetch_corpus, read_documents, write_documents
     from bertkit.data.pretraining import InstanceSettings, create_pretraining_data
@@ -48,10 +49,11 @@ def make_data(work: Path, held_out_addresses: int, dupe_factor: int) -> tuple[Pa
     write_documents(docs[-held_out_addresses:], held_txt)
     vocab = artifacts.uncased_vocab()
     train_dir, held_dir = work / "train", work / "held"
+    shape = {"max_seq_length": max_seq_length, "max_predictions_per_seq": max_predictions}
     create_pretraining_data([str(train_txt)], vocab, train_dir,
-                            InstanceSettings(dupe_factor=dupe_factor), progress=False)
+                            InstanceSettings(dupe_factor=dupe_factor, **shape), progress=False)
     create_pretraining_data([str(held_txt)], vocab, held_dir,
-                            InstanceSettings(dupe_factor=1, random_seed=7), progress=False)
+                            InstanceSettings(dupe_factor=1, random_seed=7, **shape), progress=False)
     return train_dir, held_dir
 
 
@@ -144,7 +146,8 @@ def run(a: argparse.Namespace, work: Path) -> dict[str, Any]:
     from bertkit.quickstart import unigram_baseline
 
     t0 = time.perf_counter()
-    train_dir, held_dir = make_data(work, a.held_out, a.dupe_factor)
+    train_dir, held_dir = make_data(work, a.held_out, a.dupe_factor, a.max_seq_length,
+                                   a.max_predictions)
     logger.info("data made in %.0f s", time.perf_counter() - t0)
     torch.manual_seed(0)
     ours = BertForPreTraining(BertConfig.from_preset(a.config))
@@ -179,9 +182,10 @@ def run(a: argparse.Namespace, work: Path) -> dict[str, Any]:
                     record(s)
     return {"config": a.config, "minutes": a.minutes, "batch_size": rows, "lr": a.lr,
             "warmup": a.warmup, "threads": torch.get_num_threads(),
+            "max_seq_length": a.max_seq_length, "max_predictions": a.max_predictions,
             "train_rows": train.total_rows, "held_out_rows": held.total_rows,
             "unigram_baseline": unigram_baseline(train_dir, held_dir),
-            "sides": {s.name: {"steps": s.step, "tokens_per_s": s.step * rows * 128 / s.seconds,
+            "sides": {s.name: {"steps": s.step, "tokens_per_s": s.step * rows * a.max_seq_length / s.seconds,
                                "final": s.curve[-1], "curve": s.curve} for s in sides}}
 
 
@@ -219,6 +223,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--eval-batches", type=int, default=30, help="batches of 64 held-out rows")
     p.add_argument("--held-out", type=int, default=6, help="most recent addresses held out")
     p.add_argument("--dupe-factor", type=int, default=5)
+    p.add_argument("--max-seq-length", type=int, default=128)
+    p.add_argument("--max-predictions", type=int, default=20, help="masked positions per sequence")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--plot", type=Path, default=None)
     a = p.parse_args(argv)
