@@ -84,6 +84,10 @@ class FinetuneArgs:
     eval_batch_size: int = field(default=64, metadata={"help": "examples per inference batch"})
     lr: float = field(default=5e-5, metadata={"help": "peak learning rate"})
     warmup: float = field(default=0.1, metadata={"help": "fraction of steps of linear warmup"})
+    decay_after_warmup: bool = field(default=False, metadata={
+        "help": "start the linear decay when warmup ends, as transformers' Trainer (Google's "
+                "decays over all steps, so the lr drops to (1 - warmup) x --lr when warmup "
+                "ends)"})
     weight_decay: float = field(default=0.01, metadata={
         "help": "decoupled weight decay (not on LayerNorm and biases)"})
     adam_eps: float = field(default=1e-6, metadata={"help": "Adam epsilon"})
@@ -213,9 +217,11 @@ def finetune(args: FinetuneArgs, run: Path, seed: int) -> dict[str, Any]:
     total = max(1, round(updates_per_epoch * args.epochs))
     optimizer = build_optimizer(model, "adamw", args.lr, args.weight_decay,
                                 eps=args.adam_eps, bias_correction=args.bias_correction)
-    scheduler = build_scheduler(optimizer, round(args.warmup * total), total)
+    scheduler = build_scheduler(optimizer, round(args.warmup * total), total,
+                                after_warmup=args.decay_after_warmup)
     settings = LoopSettings(max_grad_norm=args.max_grad_norm or None, autocast_dtype=dtype)
     state = LoopState()
+    env = DistEnv(device=device)  # one process; the step moves its batches to this device
     atomic_write_text(run / "args.json", json.dumps({**dataclasses.asdict(args), "seed": seed},
                                                     indent=2) + "\n")
 
@@ -246,7 +252,7 @@ def finetune(args: FinetuneArgs, run: Path, seed: int) -> dict[str, Any]:
                 if state.step >= total:
                     break
                 res = train_step(model, mbs, optimizer, scheduler, loss_fn, count_fn, state,
-                                 settings, DistEnv(device=device))
+                                 settings, env)
                 losses.append(res.metrics["loss"])
                 bar.update(1)
                 bar.set_postfix(loss=f"{res.metrics['loss']:.4f}", lr=f"{res.lr:.2e}")

@@ -7,6 +7,8 @@
 * :func:`param_groups`: weight decay on every weight except LayerNorm parameters and biases.
 * :class:`WarmupDecay`: Google's schedule, a multiplier for ``LambdaLR``: linear warmup from 0 over
   ``warmup_steps``, otherwise ``(1 - step / total_steps) ** power`` (power 1: linear to 0).
+* :func:`uncorrected_peak`: how much larger than ``lr`` the early steps of Google's variant are
+  under a given warmup (its raw moments make ``m / sqrt(v)`` up to 6.5x the corrected ratio).
 
 Both optimizers update all parameters of a group with ``torch._foreach`` ops (one kernel per op
 for the whole group), which matters on CPU, where per-tensor Python overhead adds up.
@@ -22,7 +24,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-__all__ = ["AdamW", "Lamb", "WarmupDecay", "build_optimizer", "build_scheduler", "param_groups"]
+__all__ = ["AdamW", "Lamb", "WarmupDecay", "build_optimizer", "build_scheduler", "param_groups",
+           "uncorrected_peak"]
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -158,17 +161,24 @@ class WarmupDecay:
 
     ``step / warmup_steps`` while ``step < warmup_steps``, else
     ``max(0, 1 - step / total_steps) ** power`` (``decay="linear"`` is power 1, ``"constant"``
-    keeps 1). As in Google's code the decay runs over all ``total_steps``, not after warmup.
+    keeps 1). As in Google's code the decay runs over all ``total_steps``, so the multiplier drops
+    from 1 to ``1 - warmup/total`` when warmup ends; ``after_warmup=True`` starts the decay there
+    instead, ``(total - step) / (total - warmup)`` as transformers'
+    ``get_linear_schedule_with_warmup``.
 
     >>> f = WarmupDecay(warmup_steps=10, total_steps=100)
     >>> [round(f(s), 3) for s in (0, 5, 10, 50, 100)]
     [0.0, 0.5, 0.9, 0.5, 0.0]
+    >>> g = WarmupDecay(warmup_steps=10, total_steps=100, after_warmup=True)
+    >>> [round(g(s), 3) for s in (0, 5, 10, 55, 100)]
+    [0.0, 0.5, 1.0, 0.5, 0.0]
     """
 
     warmup_steps: int
     total_steps: int
     decay: Literal["linear", "polynomial", "constant"] = "linear"
     power: float = 1.0
+    after_warmup: bool = False
 
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
@@ -176,7 +186,29 @@ class WarmupDecay:
         if self.decay == "constant":
             return 1.0
         power = 1.0 if self.decay == "linear" else self.power
-        return max(0.0, 1.0 - step / max(1, self.total_steps)) ** power
+        start = self.warmup_steps if self.after_warmup else 0
+        return max(0.0, 1.0 - (step - start) / max(1, self.total_steps - start)) ** power
+
+
+def uncorrected_peak(warmup_steps: int, betas: tuple[float, float] = (0.9, 0.999)) -> float:
+    """Largest ``warmup(t - 1) * (1 - b1^t) / sqrt(1 - b2^t)`` over the updates ``t`` of a run.
+
+    Without bias correction, a steady gradient ``g`` gives the update ``lr * m / sqrt(v)`` with
+    ``m = (1 - b1^t) g`` and ``v = (1 - b2^t) g^2``: 3.2x ``lr`` at step 1, 6.5x at step 10, still
+    1.26x at step 1000 (with Google's betas). Google's recipe hides this under 10,000 warmup steps;
+    a short warmup does not, and a step of several times ``lr`` can stall a small model at the
+    unigram solution (``benchmarks/learn_pretrain.py``). Returns the peak multiplier of ``lr``.
+
+    >>> round(uncorrected_peak(10_000), 2), round(uncorrected_peak(100), 2)
+    (1.0, 3.23)
+    """
+    b1, b2 = betas
+    horizon = max(warmup_steps, 1) + min(10**6, int(10 / max(1e-12, 1 - b2)))
+    peak = 0.0
+    for t in range(1, horizon + 1):  # update t runs at WarmupDecay(t - 1), as the scheduler does
+        ramp = min(1.0, (t - 1) / warmup_steps) if warmup_steps > 0 else 1.0
+        peak = max(peak, ramp * (1 - b1 ** t) / math.sqrt(1 - b2 ** t))
+    return peak
 
 
 def build_optimizer(model: nn.Module, name: Literal["adamw", "lamb"], lr: float,
@@ -193,7 +225,8 @@ def build_optimizer(model: nn.Module, name: Literal["adamw", "lamb"], lr: float,
 
 def build_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int,
                     decay: Literal["linear", "polynomial", "constant"] = "linear",
-                    power: float = 1.0) -> torch.optim.lr_scheduler.LambdaLR:
+                    power: float = 1.0, after_warmup: bool = False
+                    ) -> torch.optim.lr_scheduler.LambdaLR:
     """``LambdaLR`` with :class:`WarmupDecay` (its state round-trips through ``state_dict``)."""
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, WarmupDecay(warmup_steps, total_steps, decay, power))
+        optimizer, WarmupDecay(warmup_steps, total_steps, decay, power, after_warmup))

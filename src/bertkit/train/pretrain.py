@@ -59,7 +59,7 @@ from bertkit.train.loop import (
     to_device,
     train_steps,
 )
-from bertkit.train.optim import build_optimizer, build_scheduler
+from bertkit.train.optim import build_optimizer, build_scheduler, uncorrected_peak
 
 logger = logging.getLogger(__name__)
 
@@ -93,10 +93,17 @@ class PretrainArgs:
     schedule: Literal["linear", "polynomial", "constant"] = field(default="linear", metadata={
         "help": "decay after warmup (Google's: 1 - step/max_steps, to a power)"})
     power: float = field(default=1.0, metadata={"help": "power of the polynomial decay"})
+    decay_after_warmup: bool = field(default=False, metadata={
+        "help": "start the decay when warmup ends, as transformers' linear schedule (Google's "
+                "decays over all steps, so the lr drops to (1 - warmup/max-steps) x --lr "
+                "when warmup ends)"})
     optimizer: Literal["adamw", "lamb"] = field(default="adamw", metadata={
         "help": "AdamW (decoupled decay) or LAMB"})
-    bias_correction: bool = field(default=False, metadata={
-        "help": "Adam bias correction (off = Google's AdamWeightDecay)"})
+    bias_correction: bool = field(default=True, metadata={
+        "help": "Adam bias correction, as torch.optim.AdamW; --no-bias-correction is Google's "
+                "AdamWeightDecay, whose first ~1000 updates are up to 6.5x lr: harmless under "
+                "Google's 10,000 warmup steps, but with a short warmup and a high lr it can stall "
+                "training at the unigram solution"})
     weight_decay: float = field(default=0.01, metadata={
         "help": "decoupled weight decay (not on LayerNorm and biases)"})
     beta1: float = field(default=0.9, metadata={"help": "Adam beta1"})
@@ -357,6 +364,18 @@ class _Signals:
             signal.signal(s, h)
 
 
+def _warn_uncorrected(args: PretrainArgs, warmup: int) -> None:
+    """Warn when Google's uncorrected Adam makes early updates much larger than ``--lr``."""
+    if args.bias_correction:
+        return
+    peak = uncorrected_peak(warmup, (args.beta1, args.beta2))
+    if peak > 2.0:
+        logger.warning("--no-bias-correction with %d warmup steps: early updates reach %.1fx "
+                       "--lr (%.2g); a run can stall at the unigram solution. Use bias "
+                       "correction, or a warmup of several thousand steps as Google's recipe",
+                       warmup, peak, args.lr * peak)
+
+
 def _grad_scaler(precision: str, fsdp: bool) -> torch.amp.GradScaler | None:
     """fp16's gradient scaler; under FSDP the sharded one (inf/NaN found on any rank skips all)."""
     if precision != "fp16":
@@ -447,7 +466,9 @@ def _train(args: PretrainArgs, env: DistEnv, run: Path, resume_dir: Path | None,
     opt = build_optimizer(model, args.optimizer, args.lr, args.weight_decay,
                           (args.beta1, args.beta2), args.adam_eps, args.bias_correction)
     warmup = args.warmup_steps if args.warmup_steps is not None else args.max_steps // 10
-    sched = build_scheduler(opt, warmup, args.max_steps, args.schedule, args.power)
+    _warn_uncorrected(args, warmup)
+    sched = build_scheduler(opt, warmup, args.max_steps, args.schedule, args.power,
+                            args.decay_after_warmup)
     scaler = _grad_scaler(args.precision, fsdp)
     dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.precision]
     state, cursor = LoopState(), Cursor()
