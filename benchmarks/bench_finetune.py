@@ -4,8 +4,9 @@ Both start from the real all-MiniLM-L6-v2 and see the same examples, the same fe
 encoders give Google's ids, identical to transformers' tokenizer on this text) and the same
 hyperparameters: AdamW with bias correction (what ``transformers`` uses; bertkit's default is
 Google's variant without it, so the bench passes ``--bias-correction``), lr 5e-5, eps 1e-6,
-weight decay 0.01 (not on LayerNorm/bias), 10% linear warmup then linear decay, clipping at 1.0,
-batch 32. Each side keeps its best epoch on dev (bertkit's rule), and that epoch's dev metric is
+weight decay 0.01 (not on LayerNorm/bias), 10% linear warmup then linear decay from the end of
+warmup (Trainer's schedule: the bench passes ``--decay-after-warmup``, where Google's default
+would run bertkit at 0.9x the peer's lr after warmup), clipping at 1.0, batch 32. Each side keeps its best epoch on dev (bertkit's rule), and that epoch's dev metric is
 reported. The peer for classification and NER is ``transformers.Trainer`` (random batches, padded
 to the longest in the batch); for QA it is ``transformers.BertForQuestionAnswering`` trained by the
 same ``Trainer`` on bertkit's QA features, with bertkit's post-processing, so the comparison isolates
@@ -122,7 +123,8 @@ def _summary(runs: list[dict[str, Any]], metric: str) -> dict[str, float]:
 
 
 def bench_task(name: str, seeds: list[int], limit: int, dev_limit: int, epochs: float, work: Path,
-               lr: float = 5e-5, device: str = "cpu", length_groups: int = 50) -> dict[str, Any]:
+               lr: float = 5e-5, device: str = "cpu", length_groups: int = 50,
+               decay_after_warmup: bool = True) -> dict[str, Any]:
     spec = TASKS[name]
     kind = spec["task"]
     splits = fetch_labelled(name)
@@ -136,6 +138,7 @@ def bench_task(name: str, seeds: list[int], limit: int, dev_limit: int, epochs: 
     model_dir = artifacts.minilm_dir()
     base = FinetuneArgs(task=kind, model=str(model_dir), train=str(train), dev=str(dev),
                         out=str(work / name), epochs=epochs, lr=lr, bias_correction=True,
+                        decay_after_warmup=decay_after_warmup,
                         text_column="text_a" if spec.get("pair") else "text",
                         text_pair_column="text_b" if spec.get("pair") else None,
                         max_seq_length=spec.get("max_seq_length"), save_best=False, progress=False,
@@ -147,6 +150,7 @@ def bench_task(name: str, seeds: list[int], limit: int, dev_limit: int, epochs: 
     loaded = task.load_all({"train": train, "dev": dev})
     train_split, dev_split = loaded["train"], loaded["dev"]
     out: dict[str, Any] = {"task": kind, "lr": lr, "length_groups": length_groups,
+                           "decay_after_warmup": decay_after_warmup,
                            "n_train": len(train_split.examples),
                            "n_train_features": len(train_split.features),
                            "n_dev": len(dev_split.examples), "bertkit": [], "transformers": []}
@@ -182,6 +186,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--length-groups", type=int, default=50,
                    help="bertkit's length-grouped batches (1 = random, as Trainer)")
+    p.add_argument("--decay-after-warmup", action=argparse.BooleanOptionalAction, default=True,
+                   help="bertkit decays the lr from the end of warmup as Trainer does (--no-: "
+                        "Google's schedule, 0.9x Trainer's lr after a 10%% warmup)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     logging.getLogger("bertkit").setLevel(logging.WARNING)
@@ -198,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
             limit = int(limits.get(name, a.train_limit))
             result = bench_task(name, seeds, limit, int(dev_limits.get(name, 0)), a.epochs,
                                 Path(tmp), float(lrs.get(name, 5e-5)), a.device,
-                                a.length_groups)
+                                a.length_groups, a.decay_after_warmup)
             # one JSON line per task, so finished tasks survive an interruption of later ones
             sys.stdout.write(json.dumps({**report, "name": name, **result}) + "\n")
             sys.stdout.flush()

@@ -3,8 +3,9 @@
 Both models start from the same random weights (bertkit's init, saved and loaded into
 ``transformers.BertForPreTraining`` with sdpa attention), read the same batches in the same order
 from the same shards (State of the Union, Google's MLM + NSP data made by bertkit), and use the same
-optimizer (bertkit's AdamW: Google's variant, decay 0.01 off LayerNorm/bias, eps 1e-6, clipping at
-1.0, linear warmup then constant lr). The difference is the model code: bertkit computes vocabulary
+optimizer (bertkit's AdamW with bias correction, as ``bertkit pretrain``; ``--no-bias-correction``
+gives Google's variant; decay 0.01 off LayerNorm/bias, eps 1e-6, clipping at 1.0, linear warmup
+then constant lr). The difference is the model code: bertkit computes vocabulary
 logits only at the masked positions, transformers at every position with labels -100 elsewhere.
 
 Training alternates between the two in chunks of ``--chunk-seconds`` so machine noise hits both
@@ -60,11 +61,13 @@ def make_data(work: Path, held_out_addresses: int, dupe_factor: int, max_seq_len
 class Side:
     """One model with its optimizer, schedule, data position, clock and curve."""
 
-    def __init__(self, name: str, model: nn.Module, lr: float, warmup: int) -> None:
+    def __init__(self, name: str, model: nn.Module, lr: float, warmup: int,
+                 bias_correction: bool = True) -> None:
         from bertkit.train.optim import build_optimizer, build_scheduler
 
         self.name, self.model = name, model.train()
-        self.opt = build_optimizer(model, "adamw", lr, 0.01, eps=1e-6, bias_correction=False)
+        self.opt = build_optimizer(model, "adamw", lr, 0.01, eps=1e-6,
+                                   bias_correction=bias_correction)
         self.sched = build_scheduler(self.opt, warmup, 10**9, decay="constant")
         self.step, self.seconds, self.curve = 0, 0.0, []
         self.losses: list[float] = []
@@ -153,7 +156,9 @@ def run(a: argparse.Namespace, work: Path) -> dict[str, Any]:
     ours = BertForPreTraining(BertConfig.from_preset(a.config))
     ours.save_pretrained(work / "init")
     ref = transformers.BertForPreTraining.from_pretrained(work / "init", attn_implementation="sdpa")
-    sides = [Ours("bertkit", ours, a.lr, a.warmup), Theirs("transformers", ref, a.lr, a.warmup)]
+    sides = [Ours("bertkit", ours, a.lr, a.warmup, a.bias_correction),
+             Theirs("transformers", ref, a.lr, a.warmup, a.bias_correction)]
+    sides = [s for s in sides if s.name in a.sides.split(",")]
     train, held = PretrainingDataset(train_dir, seed=1), PretrainingDataset(held_dir)
     budget = a.minutes * 60
     rows = a.batch_size
@@ -181,7 +186,8 @@ def run(a: argparse.Namespace, work: Path) -> dict[str, Any]:
                 if s.seconds >= (len(s.curve)) * a.eval_seconds or s.seconds >= budget:
                     record(s)
     return {"config": a.config, "minutes": a.minutes, "batch_size": rows, "lr": a.lr,
-            "warmup": a.warmup, "threads": torch.get_num_threads(),
+            "warmup": a.warmup, "bias_correction": a.bias_correction,
+            "threads": torch.get_num_threads(),
             "max_seq_length": a.max_seq_length, "max_predictions": a.max_predictions,
             "train_rows": train.total_rows, "held_out_rows": held.total_rows,
             "unigram_baseline": unigram_baseline(train_dir, held_dir),
@@ -218,6 +224,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--bias-correction", action=argparse.BooleanOptionalAction, default=True,
+                   help="Adam bias correction on both sides (off: Google's AdamWeightDecay)")
     p.add_argument("--chunk-seconds", type=float, default=60.0)
     p.add_argument("--eval-seconds", type=float, default=120.0)
     p.add_argument("--eval-batches", type=int, default=30, help="batches of 64 held-out rows")
@@ -226,6 +234,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-seq-length", type=int, default=128)
     p.add_argument("--max-predictions", type=int, default=20, help="masked positions per sequence")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--sides", default="bertkit,transformers",
+                   help="which sides to train (one alone: a quick look at a setting's curve)")
     p.add_argument("--plot", type=Path, default=None)
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
