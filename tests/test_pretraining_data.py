@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -325,6 +327,26 @@ def test_bad_input(tmp_path: Path, uncased_vocab: Path) -> None:
         _make(tmp_path / "o6", [one], uncased_vocab)
     with pytest.raises(ShardError, match="not found"):
         PretrainingDataset(tmp_path / "o6")
+
+
+def test_unguarded_script_gets_an_error_not_a_hang(text1: Path, uncased_vocab: Path,
+                                                   tmp_path: Path) -> None:
+    """A script that calls create_pretraining_data with workers but no ``__main__`` guard: its
+    spawned worker dies re-importing it. That used to hang the parent for ever (writing the
+    pickled encoder into the dead child's pipe); now it ends with an error saying what to do."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from bertkit.data.pretraining import InstanceSettings, create_pretraining_data\n"
+        f"create_pretraining_data([{str(text1)!r}], {str(uncased_vocab)!r}, "
+        f"{str(tmp_path / 'out')!r}, InstanceSettings(dupe_factor=1), workers=2, "
+        "progress=False)\n", encoding="utf-8")
+    try:
+        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                              timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("create_pretraining_data hung after its worker died")
+    assert proc.returncode != 0
+    assert 'if __name__ == "__main__":' in proc.stderr and "workers=1" in proc.stderr
 
 
 def test_a_10_mb_line(tmp_path: Path, uncased_vocab: Path) -> None:

@@ -189,11 +189,16 @@ def get_encoder(vocab_file: str | os.PathLike[str], do_lower_case: bool) -> Word
     return _ENCODERS[key]
 
 
-def install_encoder(key: tuple[str, bool], blob: bytes) -> None:
-    """Pool initializer: unpickle the main process's encoder (~50 ms instead of ~1 s)."""
+def install_encoder(key: tuple[str, bool], path: str) -> None:
+    """Pool initializer: unpickle the main process's encoder from ``path`` (~50 ms, not ~1 s).
+
+    A path, not the bytes: spawn writes a new process's arguments through a pipe before the child
+    runs, and a child that dies on start (an unguarded script re-imported) would leave the parent
+    blocked writing megabytes into it instead of seeing a broken pool.
+    """
     import pickle
 
-    _ENCODERS[key] = pickle.loads(blob)
+    _ENCODERS[key] = pickle.loads(Path(path).read_bytes())
 
 
 def encode_chunk(vocab_file: str, do_lower_case: bool, lines: list[str], with_words: bool

@@ -531,6 +531,7 @@ def create_pretraining_data(inputs: list[str], vocab_file: str | os.PathLike[str
     """
     import shutil
     from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
     from multiprocessing import get_context
 
     settings.validate()
@@ -561,10 +562,13 @@ def create_pretraining_data(inputs: list[str], vocab_file: str | os.PathLike[str
         import pickle
 
         encoder.bert.engine  # noqa: B018 -- build the Rust engine once, here, then ship it
+        blob = out / ".work" / "encoder.pickle"
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(pickle.dumps(encoder))
         pool = ProcessPoolExecutor(workers - 1, mp_context=get_context("spawn"),
                                    initializer=install_encoder,
                                    initargs=(encoder_key(vocab_file, settings.do_lower_case),
-                                             pickle.dumps(encoder)))
+                                             str(blob)))
     metas: list[dict[str, Any]] = []
     queue: deque[tuple[_Task, str]] = deque()  # tasks not started yet, with their block's dir
     pending: dict[Future[dict[str, Any]], str] = {}
@@ -616,6 +620,11 @@ def create_pretraining_data(inputs: list[str], vocab_file: str | os.PathLike[str
                 run_tasks(until=window)  # the pool's last tasks overlap the next block
             bar.update(block.nbytes / 1e6)
         run_tasks(until=0)
+    except BrokenProcessPool as e:
+        raise RuntimeError(
+            "a worker process died. Workers are started with 'spawn', which re-imports the "
+            "calling script: call create_pretraining_data under `if __name__ == \"__main__\":`, "
+            "or pass workers=1 (also check that the OS did not kill one for memory)") from e
     finally:
         bar.close()
         if pool is not None:
