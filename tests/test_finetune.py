@@ -127,6 +127,32 @@ def test_long_input_windows_and_predict_cli(rt_run: tuple[Path, dict], tmp_path:
     torch.testing.assert_close(got, want.float(), atol=1e-5, rtol=0)
 
 
+def test_predict_streams_in_chunks(rt_run: tuple[Path, dict], tmp_path: Path) -> None:
+    """Chunked reading gives the same lines as one chunk, line numbers in errors stay the
+    file's, and a failure leaves no output file."""
+    run, _ = rt_run
+    lines = ["A warm, funny film.", "", '{"text": "Dull and far too long."}', "Great cast.",
+             '{"text": "Not my thing", "text_b": null}', "Loved it", "Meh."]
+    inp = tmp_path / "in.txt"
+    inp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    outs = {}
+    for chunk in (2, 1024):
+        out = tmp_path / f"out-{chunk}.jsonl"
+        assert run_predict(PredictArgs(model=str(run / "best"), input=str(inp), output=str(out),
+                                       chunk=chunk)) == 0
+        outs[chunk] = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(outs[2]) == 6
+    for a, b in zip(outs[2], outs[1024], strict=True):
+        assert a["label"] == b["label"]
+        assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-6)
+    inp.write_text("\n".join(lines[:5] + ['{"text": broken'] + lines[5:]) + "\n", encoding="utf-8")
+    bad_out = tmp_path / "bad.jsonl"
+    with pytest.raises(ValueError, match=r"in.txt:6: not valid JSON"):
+        run_predict(PredictArgs(model=str(run / "best"), input=str(inp), output=str(bad_out),
+                                chunk=2))
+    assert not bad_out.exists() and not list(tmp_path.glob(".bad.jsonl.*"))
+
+
 def test_seeds_summary(rt: dict[str, Path], minilm_dir: Path, tmp_path: Path,
                        capsys: pytest.CaptureFixture[str]) -> None:
     from bertkit.data.labelled import sample_split
@@ -225,6 +251,7 @@ def test_bad_rows_are_reported_or_skipped(rt: dict[str, Path], minilm_dir: Path,
                         save_best=False, progress=False)
     with pytest.raises(DataError, match=r"bad\.jsonl:8"):
         finetune(args, tmp_path / "run", seed=1)
+    assert not (tmp_path / "run").exists()  # bad input leaves no empty run directory
     args.skip_bad_rows = True
     res = finetune(args, tmp_path / "run", seed=1)
     assert res["n_train"] == 40

@@ -11,6 +11,7 @@ The task comes from the model's config (``architectures``). Inputs are JSON line
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -23,7 +24,7 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PredictArgs", "predict_records", "run_predict"]
+__all__ = ["PredictArgs", "Predictor", "predict_records", "run_predict"]
 
 
 @dataclass
@@ -38,6 +39,8 @@ class PredictArgs:
     long_inputs: Literal["truncate", "window"] = field(default="window", metadata={
         "help": "inputs longer than max-seq-length: truncate, or windows (see finetune --help)"})
     batch_size: int = field(default=32, metadata={"help": "inputs per batch"})
+    chunk: int = field(default=1024, metadata={
+        "help": "records read, predicted and written at a time (bounds memory on large inputs)"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
 
 
@@ -94,27 +97,55 @@ def _examples(kind: str, records: list[tuple[int, dict[str, Any] | str]], source
     return out
 
 
+class Predictor:
+    """A fine-tuned model loaded once, predicting record lists (see the module doc)."""
+
+    def __init__(self, model_dir: str | Path, max_seq_length: int | None = None,
+                 long_inputs: str = "window", batch_size: int = 32) -> None:
+        from bertkit.finetune.tasks import Settings, make_task, task_for_model
+        from bertkit.models.heads import label_names, load_task_model
+        from bertkit.tokenization import BertTokenizer
+
+        self.model = load_task_model(model_dir)
+        config = self.model.config  # type: ignore[attr-defined]
+        self.kind = task_for_model(config)
+        self.names = label_names(config)
+        settings = Settings(max_seq_length=max_seq_length or (384 if self.kind == "qa" else 128),
+                            long_inputs=long_inputs, labels=self.names)
+        self.task = make_task(self.kind, settings, BertTokenizer.from_pretrained(model_dir))
+        self.batch_size = batch_size
+
+    def __call__(self, records: list[tuple[int, dict[str, Any] | str]], source: str = "<input>"
+                 ) -> list[dict[str, Any]]:
+        """One prediction dict per record, in order."""
+        from bertkit.finetune.run import predict_split
+        from bertkit.finetune.tasks import Split
+
+        if not records:
+            return []
+        examples = _examples(self.kind, records, source)
+        split = Split("predict", None, examples, self.task.encode(examples, training=False))
+        outputs = predict_split(self.task, self.model, split, self.batch_size, torch.device("cpu"))
+        return _format(self.kind, self.task, split, outputs, self.names)
+
+
 def predict_records(model_dir: str | Path, records: list[tuple[int, dict[str, Any] | str]],
                     source: str = "<input>", max_seq_length: int | None = None,
                     long_inputs: str = "window", batch_size: int = 32) -> list[dict[str, Any]]:
     """Predictions (one dict per record) of the fine-tuned model in ``model_dir``."""
-    from bertkit.finetune.run import predict_split
-    from bertkit.finetune.tasks import Settings, Split, make_task, task_for_model
-    from bertkit.models.heads import label_names, load_task_model
-    from bertkit.tokenization import BertTokenizer
+    return Predictor(model_dir, max_seq_length, long_inputs, batch_size)(records, source)
 
-    model = load_task_model(model_dir)
-    config = model.config  # type: ignore[attr-defined]
-    kind = task_for_model(config)
-    tokenizer = BertTokenizer.from_pretrained(model_dir)
-    names = label_names(config)
-    settings = Settings(max_seq_length=max_seq_length or (384 if kind == "qa" else 128),
-                        long_inputs=long_inputs, labels=names)
-    task = make_task(kind, settings, tokenizer)
-    examples = _examples(kind, records, source)
-    split = Split("predict", None, examples, task.encode(examples, training=False))
-    outputs = predict_split(task, model, split, batch_size, torch.device("cpu"))
-    return _format(kind, task, split, outputs, names)
+
+def _chunks(records: Iterator[tuple[int, dict[str, Any] | str]], size: int
+            ) -> Iterator[list[tuple[int, dict[str, Any] | str]]]:
+    chunk: list[tuple[int, dict[str, Any] | str]] = []
+    for rec in records:
+        chunk.append(rec)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _format(kind: str, task: Any, split: Any, outputs: list[Any], names: list[str]
@@ -141,22 +172,26 @@ def _format(kind: str, task: Any, split: Any, outputs: list[Any], names: list[st
 
 
 def run_predict(args: PredictArgs) -> int:
-    """CLI entry point."""
+    """CLI entry point: reads, predicts and writes ``--chunk`` records at a time, so memory stays
+    bounded whatever the input's size; a file output appears (atomically) once all is done."""
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.chunk < 1:
+        raise ValueError(f"--chunk must be at least 1, got {args.chunk}")
     source = "<stdin>" if args.input == "-" else args.input
-    if args.input == "-":
-        records = list(_records(sys.stdin, source))
-    else:
-        with open(args.input, encoding="utf-8") as f:
-            records = list(_records(f, source))
-    results = predict_records(args.model, records, source, args.max_seq_length, args.long_inputs,
-                              args.batch_size)
-    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results)
-    if args.output == "-":
-        sys.stdout.write(text)
-    else:
-        from bertkit.fileio import atomic_write_text
+    predictor = Predictor(args.model, args.max_seq_length, args.long_inputs, args.batch_size)
+    with contextlib.ExitStack() as stack:
+        stream = sys.stdin if args.input == "-" else stack.enter_context(
+            open(args.input, encoding="utf-8"))
+        if args.output == "-":
+            out = sys.stdout
+        else:
+            from bertkit.fileio import atomic_path
 
-        atomic_write_text(args.output, text)
+            out = stack.enter_context(open(stack.enter_context(atomic_path(args.output)), "w",
+                                           encoding="utf-8"))
+        for chunk in _chunks(_records(stream, source), args.chunk):
+            for r in predictor(chunk, source):
+                out.write(json.dumps(r, ensure_ascii=False) + "\n")
+            out.flush()
     return 0

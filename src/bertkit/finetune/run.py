@@ -196,7 +196,6 @@ def finetune(args: FinetuneArgs, run: Path, seed: int) -> dict[str, Any]:
     from bertkit.tokenization import BertTokenizer
     from bertkit.train.pretrain import _seed_all
 
-    run.mkdir(parents=True, exist_ok=True)
     device = _device(args.device)
     dtype = torch.bfloat16 if args.precision == "bf16" else None
     tokenizer = BertTokenizer.from_pretrained(args.model)
@@ -211,6 +210,7 @@ def finetune(args: FinetuneArgs, run: Path, seed: int) -> dict[str, Any]:
     for split, path in ((train, args.train), (dev, args.dev)):
         if not split.features:
             raise ValueError(f"{path}: no {split.name} examples")
+    run.mkdir(parents=True, exist_ok=True)  # only now: bad input leaves no empty RUN behind
     _seed_all(seed)
     model = task.build_model(Path(args.model)).to(device)
     updates_per_epoch = math.ceil(len(train.features) / args.batch_size)
