@@ -195,6 +195,56 @@ def test_ner_end_to_end_matches_seqeval(minilm_dir: Path, tmp_path: Path) -> Non
     assert len(tagged[0]["tags"]) == 8 and set(tagged[0]["tags"]) <= set(labels)
 
 
+def test_ner_loss_weighs_every_token_alike_whatever_the_batching(minilm_dir: Path,
+                                                                 tmp_path: Path) -> None:
+    """Length-grouped batches hold from a few to many labelled tokens; the loss must not weigh a
+    token of a short-tweet batch more than one of a long-tweet batch. Over an epoch of full
+    batches the summed loss is then (number of batches) x (mean token loss), for grouped and
+    random batches alike; with each batch's own token count as divisor it is not."""
+    from bertkit.data.labelled import sample_split
+    from bertkit.data.ner import read_conll
+    from bertkit.finetune.features import length_grouped_order
+    from bertkit.finetune.run import settings_from
+    from bertkit.finetune.tasks import make_task
+    from bertkit.models.heads import IGNORE_INDEX
+    from bertkit.tokenization import BertTokenizer
+
+    src = _labelled("wnut16")
+    train = sample_split(src["train"], tmp_path / "train.txt", 256, seed=2)
+    labels = sorted({t for s in read_conll(src["train"]) for t in s.tags})
+    args = FinetuneArgs(task="ner", model=str(minilm_dir), train=str(train), dev=str(train),
+                        out=str(tmp_path / "run"), labels=labels)
+    task = make_task("ner", settings_from(args), BertTokenizer.from_pretrained(minilm_dir))
+    split = task.load_all({"train": train})["train"]
+    assert len(split.features) == 256
+    torch.manual_seed(0)
+    model = task.build_model(minilm_dir).eval()
+    with torch.no_grad():  # every labelled token's loss, 32 features in input order at a time
+        batches = [task.collate(split.features[i:i + 32]) for i in range(0, 256, 32)]
+        token_losses = torch.cat([
+            torch.nn.functional.cross_entropy(task.forward(model, b).flatten(0, 1),
+                                              b["labels"].flatten(), reduction="none")[
+                b["labels"].flatten() != IGNORE_INDEX] for b in batches])
+
+    def epoch_loss(order: list[list[int]]) -> float:
+        with torch.no_grad():
+            return sum(float(task.loss_sum(model, b) / task.count(b))
+                       for b in (task.collate([split.features[i] for i in idx]) for idx in order))
+
+    def divisors(order: list[list[int]]) -> list[float]:  # each token's weight is 1 / this
+        return [float(task.count(task.collate([split.features[i] for i in idx]))) for idx in order]
+
+    grouped = length_grouped_order(split.lengths(), 32, seed=1, epoch=0, group=8)
+    shuffled = length_grouped_order(split.lengths(), 32, seed=1, epoch=0, group=1)
+    own = divisors(grouped)  # before fit_loss_scale: each batch's own labelled tokens
+    assert max(own) > 2 * min(own), own  # so a token's weight varies more than 2x by batch
+    task.fit_loss_scale(split)
+    assert len(set(divisors(grouped))) == 1
+    expected = 8 * float(token_losses.mean())
+    assert (epoch_loss(grouped), epoch_loss(shuffled)) == pytest.approx((expected, expected),
+                                                                         rel=1e-4)
+
+
 def test_qa_end_to_end_v2(minilm_dir: Path, tmp_path: Path) -> None:
     from bertkit.data.labelled import sample_split
     from bertkit.data.squad import gold_answers, read_squad

@@ -211,6 +211,7 @@ def finetune(args: FinetuneArgs, run: Path, seed: int) -> dict[str, Any]:
         if not split.features:
             raise ValueError(f"{path}: no {split.name} examples")
     run.mkdir(parents=True, exist_ok=True)  # only now: bad input leaves no empty RUN behind
+    task.fit_loss_scale(train)
     _seed_all(seed)
     model = task.build_model(Path(args.model)).to(device)
     updates_per_epoch = math.ceil(len(train.features) / args.batch_size)
