@@ -179,10 +179,10 @@ def run_predict(args: PredictArgs) -> int:
     if args.chunk < 1:
         raise ValueError(f"--chunk must be at least 1, got {args.chunk}")
     source = "<stdin>" if args.input == "-" else args.input
-    predictor = Predictor(args.model, args.max_seq_length, args.long_inputs, args.batch_size)
     with contextlib.ExitStack() as stack:
         stream = sys.stdin if args.input == "-" else stack.enter_context(
-            open(args.input, encoding="utf-8"))
+            open(args.input, encoding="utf-8"))  # a missing input fails before the model loads
+        predictor = Predictor(args.model, args.max_seq_length, args.long_inputs, args.batch_size)
         if args.output == "-":
             out = sys.stdout
         else:
