@@ -84,6 +84,27 @@ def test_classification_learns_and_reports_honestly(rt: dict[str, Path], rt_run:
                                            (run / "test_results.tsv").read_text().splitlines()[1:]]))
 
 
+
+def test_unlabelled_test_file_gets_predictions_and_no_metrics(rt: dict[str, Path], minilm_dir: Path,
+                                                             tmp_path: Path) -> None:
+    """A test file without labels (or with some missing) is predicted, never scored."""
+    records = [json.loads(x) for x in rt["test"].read_text(encoding="utf-8").splitlines()[:30]]
+    unlabelled = tmp_path / "test.jsonl"
+    unlabelled.write_text("".join(json.dumps({"text": r["text"]}) + "\n" for r in records))
+    partial = tmp_path / "partial.jsonl"
+    partial.write_text("".join(json.dumps(r if i % 2 else {"text": r["text"]}) + "\n"
+                               for i, r in enumerate(records)))
+    for test in (unlabelled, partial):
+        run = tmp_path / test.stem
+        args = FinetuneArgs(task="classification", model=str(minilm_dir), train=str(rt["dev"]),
+                            dev=str(rt["dev"]), test=str(test), out=str(run), epochs=0.2,
+                            save_best=False, progress=False)
+        res = finetune(args, run, seed=1)
+        assert "test" not in res and "accuracy" in res["dev"]
+        rows = (run / "test_results.tsv").read_text().splitlines()
+        assert len(rows) == 31 and {r.split("\t")[1] for r in rows[1:]} <= {"fresh", "rotten"}
+
+
 def test_best_model_loads_in_transformers_with_same_outputs(rt_run: tuple[Path, dict]) -> None:
     run, _ = rt_run
     texts = ["A gripping, beautifully made film.", "Tedious and badly acted from start to finish."]

@@ -270,6 +270,31 @@ def test_read_table_errors(tmp_path: Path) -> None:
         read_table(tmp_path / "data.txt", "t")
 
 
+
+def test_read_table_optional_labels_for_test_files(tmp_path: Path) -> None:
+    """A test file may lack the label column or leave labels empty; labels that are there count."""
+    csv_path = _write(tmp_path / "test.csv", ["id,text", "1,First", "2,Second"])
+    ex = read_table(csv_path, "text", label_column="label", id_column="id", label_optional=True)
+    assert [(e.guid, e.text_a, e.label) for e in ex] == [("1", "First", None), ("2", "Second", None)]
+    with pytest.raises(DataError, match=r"test\.csv:1: no column\(s\) \['label'\]"):
+        read_table(csv_path, "text", label_column="label")  # a training file must have them
+    jl = _write(tmp_path / "mixed.jsonl", [json.dumps({"t": "a", "l": 0}), json.dumps({"t": "b"}),
+                                           json.dumps({"t": "c", "l": ""}),
+                                           json.dumps({"t": "d", "l": False})])
+    got = read_table(jl, "t", label_column="l", label_optional=True)
+    assert [e.label for e in got] == ["0", None, None, "False"]  # JSON 0 and false are labels
+    with pytest.raises(DataError, match=r"mixed\.jsonl:4: bad label False"):
+        read_table(jl, "t", label_column="l", labels=["0", "1"], label_optional=True)
+    scores = _write(tmp_path / "scores.jsonl", [json.dumps({"t": "a", "l": 2.5}),
+                                                 json.dumps({"t": "b"}),
+                                                 json.dumps({"t": "c", "l": "high"})])
+    with pytest.raises(DataError, match=r"scores\.jsonl:3: label 'high' is not a finite number"):
+        read_table(scores, "t", label_column="l", regression=True, label_optional=True)
+    reg = read_table(scores, "t", label_column="l", regression=True, label_optional=True,
+                     skip_bad_rows=True)
+    assert [(e.text_a, e.label) for e in reg] == [("a", 2.5), ("b", None)]
+
+
 # --- SQuAD --------------------------------------------------------------------------------------
 
 # Non-ASCII on purpose: precomposed and combining accents, CJK, an emoji (one code point outside

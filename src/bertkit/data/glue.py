@@ -267,26 +267,34 @@ def _table_records(path: Path, fmt: TableFormat,
             yield line, dict(zip(header, row, strict=True))
 
 
+def _filled(value: object) -> bool:
+    """Whether a table cell holds something (a JSON ``0`` or ``false`` does; ``""`` does not)."""
+    return value is not None and str(value).strip() != ""
+
+
 def read_table(path: str | os.PathLike[str], text_column: str,
                text_pair_column: str | None = None, label_column: str | None = "label", *,
                id_column: str | None = None, format: TableFormat | None = None,
                labels: Sequence[str] | None = None, regression: bool = False,
-               skip_bad_rows: bool = False) -> list[Example]:
+               skip_bad_rows: bool = False, label_optional: bool = False) -> list[Example]:
     """Read a CSV (with quoting), TSV (``QUOTE_NONE``) or JSON-lines file with named columns.
 
     The format comes from the name (``.csv``, ``.tsv``, ``.jsonl``; ``.gz``/``.bz2`` are
     decompressed on the fly) unless ``format`` is given.
 
-    CSV/TSV files need a header line. ``label_column=None`` reads unlabelled data. Labels are kept
-    as strings (JSON numbers/booleans via ``str``), or floats with ``regression=True``; when
-    ``labels`` is given, any other label is a bad row. The guid is ``id_column``'s value or
-    ``<stem>-<line>``.
+    CSV/TSV files need a header line. ``label_column=None`` reads unlabelled data, and
+    ``label_optional=True`` (a test file) reads a file or record without the label column, or
+    with an empty one, as unlabelled (``label=None``) while still checking the labels that are
+    there. Labels are kept as strings (JSON numbers/booleans via ``str``), or floats with
+    ``regression=True``; when ``labels`` is given, any other label is a bad row. The guid is
+    ``id_column``'s value or ``<stem>-<line>``.
 
     >>> read_table("reviews.csv", "text", label_column="sentiment")      # doctest: +SKIP
     """
     path = Path(path)
     fmt = format or _infer_format(path)
-    columns = [c for c in (text_column, text_pair_column, label_column, id_column) if c]
+    required = (text_column, text_pair_column, None if label_optional else label_column, id_column)
+    columns = [c for c in required if c]
     allowed = None if labels is None else {str(x) for x in labels}
     bad = BadRows(path, skip=skip_bad_rows, logger=logger)
     out: list[Example] = []
@@ -303,7 +311,7 @@ def read_table(path: str | os.PathLike[str], text_column: str,
             bad.report(line, "empty text")
             continue
         label: Label = None
-        if label_column is not None:
+        if label_column is not None and (not label_optional or _filled(rec.get(label_column))):
             raw = rec[label_column]
             if regression:
                 try:

@@ -54,7 +54,8 @@ class FinetuneArgs:
     dev: str = field(metadata={"help": "dev file: evaluated after every epoch"})
     out: str = field(metadata={"help": "run directory"})
     test: str | None = field(default=None, metadata={
-        "help": "test file: predictions (and metrics when it has labels) from the best model"})
+        "help": "test file: predictions from the best model, and metrics when every example has "
+                "a label (a table's label column may be missing or empty here)"})
     text_column: str = field(default="text", metadata={"help": "table column of the text"})
     text_pair_column: str | None = field(default=None, metadata={
         "help": "table column of the second text of a pair"})
@@ -298,19 +299,13 @@ def _final_outputs(task: Task, model: nn.Module, dev: Split, test: Split, run: P
     if test.examples:
         test_out = predict_split(task, model, test, args.eval_batch_size, device, dtype)
         files += task.write_predictions(test, test_out, run)
-        if _labelled(test.examples):
+        if task.labelled(test.examples):
             out["test"] = task.evaluate(test, test_out)
+        else:
+            logger.info("%s has examples without labels: test predictions written, no metrics",
+                        test.path)
     out["files"] = [str(p) for p in files]
     return out
-
-
-def _labelled(examples: list[Any]) -> bool:
-    e = examples[0]
-    if hasattr(e, "tags"):
-        return True
-    if hasattr(e, "is_impossible"):
-        return bool(getattr(e, "answers", None)) or any(x.is_impossible for x in examples)
-    return getattr(e, "label", None) is not None
 
 
 def _fmt(record: dict[str, Any]) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +87,13 @@ class Task:
         self.labels: list[str] | None = settings.labels
 
     # -- data ------------------------------------------------------------------------------
-    def read(self, path: Path) -> list[Any]:
+    def read(self, path: Path, optional_labels: bool = False) -> list[Any]:
+        """Examples of ``path``; ``optional_labels`` (the test split) accepts unlabelled rows."""
         raise NotImplementedError
+
+    def labelled(self, examples: Sequence[Any]) -> bool:
+        """Whether every example has a gold label, so that metrics can be computed."""
+        return all(getattr(e, "label", None) is not None for e in examples)
 
     def fit_labels(self, train_examples: Sequence[Any], other_examples: Sequence[Any] = ()) -> None:
         """Fix the label list from the data when none was given (training data first)."""
@@ -98,7 +103,8 @@ class Task:
 
     def load_all(self, paths: dict[str, Path | None]) -> dict[str, Split]:
         """Read every split, fix the labels (from ``train``, plus any only in the others), encode."""
-        examples = {name: self.read(p) if p is not None else [] for name, p in paths.items()}
+        examples = {name: self.read(p, optional_labels=name == "test") if p is not None else []
+                    for name, p in paths.items()}
         others = [e for name, ex in examples.items() if name != "train" for e in ex]
         self.fit_labels(examples.get("train", []), others)
         return {name: Split(name, paths[name], ex, self.encode(ex, training=name == "train"))
@@ -174,15 +180,20 @@ class ClassificationTask(Task):
             self.labels = None if task.labels is None else list(task.labels)
             self.main_metric = task.metrics[0]
 
-    def read(self, path: Path) -> list[Any]:
+    def read(self, path: Path, optional_labels: bool = False) -> list[Any]:
         from bertkit.data.glue import read_glue, read_table
 
-        if self.glue is not None:
+        if self.glue is not None:  # a GLUE test file is known by its name and layout
             return read_glue(self.glue, path, skip_bad_rows=self.s.skip_bad_rows)
-        label_column = self.s.label_column
-        return read_table(path, self.s.text_column, self.s.text_pair_column, label_column,
-                          labels=self.labels, regression=self.regression,
-                          skip_bad_rows=self.s.skip_bad_rows)
+        examples = read_table(path, self.s.text_column, self.s.text_pair_column,
+                              self.s.label_column, labels=self.labels, regression=self.regression,
+                              skip_bad_rows=self.s.skip_bad_rows, label_optional=optional_labels)
+        missing = sum(e.label is None for e in examples)
+        if 0 < missing < len(examples):  # score all or nothing: a subset's metric would mislead
+            logger.warning("%s: %d of %d examples have no label; the file is predicted, not "
+                           "scored", path, missing, len(examples))
+            examples = [replace(e, label=None) for e in examples]
+        return examples
 
     def fit_labels(self, train_examples: Sequence[Any], other_examples: Sequence[Any] = ()) -> None:
         if self.regression or self.labels is not None:
@@ -267,10 +278,13 @@ class NerTask(Task):
     main_metric = "f1"
     tokens_per_row: float | None = None  # set by fit_loss_scale
 
-    def read(self, path: Path) -> list[Any]:
-        from bertkit.data.ner import read_conll
+    def read(self, path: Path, optional_labels: bool = False) -> list[Any]:
+        from bertkit.data.ner import read_conll  # CoNLL files always carry tags
 
         return read_conll(path, skip_bad_rows=self.s.skip_bad_rows)
+
+    def labelled(self, examples: Sequence[Any]) -> bool:
+        return True
 
     def fit_labels(self, train_examples: Sequence[Any], other_examples: Sequence[Any] = ()) -> None:
         if self.labels is None:
@@ -347,13 +361,16 @@ class QaTask(Task):
     main_metric = "f1"
     version_2 = False
 
-    def read(self, path: Path) -> list[Any]:
-        from bertkit.data.squad import read_squad
+    def read(self, path: Path, optional_labels: bool = False) -> list[Any]:
+        from bertkit.data.squad import read_squad  # a question without answers is unlabelled
 
         examples = read_squad(path, skip_bad_rows=self.s.skip_bad_rows)
         if any(e.is_impossible for e in examples):
             self.version_2 = True
         return examples
+
+    def labelled(self, examples: Sequence[Any]) -> bool:
+        return all(e.answers or e.is_impossible for e in examples)
 
     def encode(self, examples: Sequence[Any], training: bool) -> list[Any]:
         from bertkit.finetune.qa import convert_examples
@@ -410,8 +427,8 @@ class MultipleChoiceTask(Task):
     kind = "multiple-choice"
     architecture = heads.BertForMultipleChoice
 
-    def read(self, path: Path) -> list[Any]:
-        from bertkit.data.multiple_choice import read_swag
+    def read(self, path: Path, optional_labels: bool = False) -> list[Any]:
+        from bertkit.data.multiple_choice import read_swag  # the label column is optional
 
         return read_swag(path, skip_bad_rows=self.s.skip_bad_rows)
 
