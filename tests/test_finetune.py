@@ -331,3 +331,7 @@ def test_bad_rows_are_reported_or_skipped(rt: dict[str, Path], minilm_dir: Path,
     args.dev = str(empty)
     with pytest.raises(ValueError, match=r"empty\.jsonl: no dev examples"):
         finetune(args, tmp_path / "run", seed=1)
+    args.dev, args.test = str(rt["dev"]), str(empty)
+    with pytest.raises(ValueError, match=r"empty\.jsonl: no test examples"):
+        finetune(args, tmp_path / "run2", seed=1)
+    assert not (tmp_path / "run2").exists()

@@ -208,8 +208,8 @@ def finetune(args: FinetuneArgs, run: Path, seed: int) -> dict[str, Any]:
     logger.info("features: train %d (from %d examples), dev %d, test %d; encoding took %.1f s",
                 len(train.features), len(train.examples), len(dev.features), len(test.features),
                 time.perf_counter() - t0)
-    for split, path in ((train, args.train), (dev, args.dev)):
-        if not split.features:
+    for split, path in ((train, args.train), (dev, args.dev), (test, args.test)):
+        if path and not split.features:  # an empty --test would silently predict nothing
             raise ValueError(f"{path}: no {split.name} examples")
     run.mkdir(parents=True, exist_ok=True)  # only now: bad input leaves no empty RUN behind
     task.fit_loss_scale(train)
