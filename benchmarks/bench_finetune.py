@@ -126,7 +126,8 @@ def _summary(runs: list[dict[str, Any]], metric: str) -> dict[str, float]:
 def bench_task(name: str, seeds: list[int], limit: int, dev_limit: int, epochs: float, work: Path,
                lr: float = 5e-5, device: str = "cpu", length_groups: int = MEGA_BATCH_FACTOR,
                decay_after_warmup: bool = True,
-               sides: tuple[str, ...] = ("bertkit", "transformers")) -> dict[str, Any]:
+               sides: tuple[str, ...] = ("bertkit", "transformers"),
+               batch_size: int = 32) -> dict[str, Any]:
     spec = TASKS[name]
     kind = spec["task"]
     splits = fetch_labelled(name)
@@ -144,14 +145,15 @@ def bench_task(name: str, seeds: list[int], limit: int, dev_limit: int, epochs: 
                         text_column="text_a" if spec.get("pair") else "text",
                         text_pair_column="text_b" if spec.get("pair") else None,
                         max_seq_length=spec.get("max_seq_length"), save_best=False, progress=False,
-                        device=device, length_groups=length_groups)
+                        device=device, length_groups=length_groups, batch_size=batch_size)
     from bertkit.finetune.run import settings_from
 
     tok = BertTokenizer.from_pretrained(model_dir)
     task = make_task(kind, settings_from(base), tok)
     loaded = task.load_all({"train": train, "dev": dev})
     train_split, dev_split = loaded["train"], loaded["dev"]
-    out: dict[str, Any] = {"task": kind, "lr": lr, "length_groups": length_groups,
+    out: dict[str, Any] = {"task": kind, "lr": lr, "batch_size": batch_size,
+                           "length_groups": length_groups,
                            "decay_after_warmup": decay_after_warmup,
                            "n_train": len(train_split.examples),
                            "n_train_features": len(train_split.features),
@@ -190,6 +192,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dev-limits", default="", help="per-task dev sample sizes (default: all)")
     p.add_argument("--epochs", type=float, default=3.0)
     p.add_argument("--lrs", default="", help="per-task peak learning rates (default 5e-5)")
+    p.add_argument("--batch-size", type=int, default=32,
+                   help="examples per update, both sides (Google's default 32; smaller gives a "
+                        "short CPU run more updates)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--length-groups", type=int, default=MEGA_BATCH_FACTOR,
@@ -220,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
             limit = int(limits.get(name, a.train_limit))
             result = bench_task(name, seeds, limit, int(dev_limits.get(name, 0)), a.epochs,
                                 Path(tmp), float(lrs.get(name, 5e-5)), a.device,
-                                a.length_groups, a.decay_after_warmup, sides)
+                                a.length_groups, a.decay_after_warmup, sides, a.batch_size)
             # one JSON line per task, so finished tasks survive an interruption of later ones
             sys.stdout.write(json.dumps({**report, "name": name, **result}) + "\n")
             sys.stdout.flush()
