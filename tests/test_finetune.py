@@ -9,6 +9,7 @@ independently (scikit-learn, seqeval), and that a short run actually learns.
 from __future__ import annotations
 
 import json
+import logging
 import statistics
 from pathlib import Path
 
@@ -203,17 +204,47 @@ def test_ner_end_to_end_matches_seqeval(minilm_dir: Path, tmp_path: Path) -> Non
     src = _labelled("wnut16")
     train = sample_split(src["train"], tmp_path / "train.txt", 160, seed=1)
     dev = sample_split(src["dev"], tmp_path / "dev.txt", 60, seed=1)
+    untagged = tmp_path / "test.txt"  # dev's tokens alone, as a file to predict
+    untagged.write_text("".join("\n".join(s.tokens) + "\n\n" for s in read_conll(dev)))
     run = tmp_path / "run"
     labels = sorted({t for s in read_conll(src["train"]) for t in s.tags})
     res = finetune(FinetuneArgs(task="ner", model=str(minilm_dir), train=str(train), dev=str(dev),
-                                out=str(run), epochs=1, labels=labels, progress=False), run, seed=1)
+                                test=str(untagged), out=str(run), epochs=1, labels=labels,
+                                progress=False), run, seed=1)
     blocks = (run / "dev_predictions.conll").read_text().strip().split("\n\n")
     gold = [s.tags for s in read_conll(dev)]
     pred = [[line.split("\t")[2] for line in b.splitlines()] for b in blocks]
     assert [len(p) for p in pred] == [len(g) for g in gold]
     assert res["dev"]["f1"] == pytest.approx(f1_score([list(g) for g in gold], pred), abs=1e-9)
+    # The untagged file is predicted (token, tag per line), as dev was, and not scored.
+    assert "test" not in res
+    dev_lines = [line.split("\t") for line in (run / "dev_predictions.conll").read_text().splitlines()]
+    test_lines = [line.split("\t") for line in (run / "test_predictions.conll").read_text().splitlines()]
+    assert test_lines == [[x[0], x[2]] if x != [""] else x for x in dev_lines]
     tagged = predict_records(run / "best", [(1, "Going to see Taylor Swift in London tonight")])
     assert len(tagged[0]["tags"]) == 8 and set(tagged[0]["tags"]) <= set(labels)
+
+
+def test_ner_test_file_partly_tagged_is_predicted_not_scored(minilm_dir: Path, tmp_path: Path,
+                                                            caplog: pytest.LogCaptureFixture
+                                                            ) -> None:
+    from bertkit.finetune.run import settings_from
+    from bertkit.finetune.tasks import make_task
+    from bertkit.tokenization import BertTokenizer
+
+    args = FinetuneArgs(task="ner", model=str(minilm_dir), train="t", dev="d", out="o")
+    task = make_task("ner", settings_from(args), BertTokenizer.from_pretrained(minilm_dir))
+    tagged = tmp_path / "tagged.txt"
+    tagged.write_text("Paris\tB-loc\nrocks\tO\n\nhi\tO\n")
+    assert task.labelled(task.read(tagged, optional_labels=True))
+    partial = tmp_path / "partial.txt"
+    partial.write_text("Paris\tB-loc\nrocks\tO\n\nhi\n")
+    with caplog.at_level(logging.WARNING, logger="bertkit.finetune.tasks"):
+        sents = task.read(partial, optional_labels=True)
+    assert [s.tags for s in sents] == [(), ()] and not task.labelled(sents)
+    assert "1 of 2 sentences have no tags" in caplog.text
+    with pytest.raises(DataError, match=r"partial\.txt:4: expected at least 2 columns"):
+        task.read(partial)  # train and dev files must be tagged
 
 
 def test_ner_loss_weighs_every_token_alike_whatever_the_batching(minilm_dir: Path,

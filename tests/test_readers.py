@@ -431,6 +431,22 @@ def test_conll_tab_iob1_and_errors(tmp_path: Path, caplog: pytest.LogCaptureFixt
     assert "skipped 2 bad rows" in caplog.text
 
 
+def test_conll_untagged_tokens_to_predict(tmp_path: Path) -> None:
+    path = _write(tmp_path / "test.txt", ["New York", "rocks", "", "-DOCSTART-", "", "Paris"])
+    with pytest.raises(DataError, match=r"test\.txt:1: expected at least 2 columns, got 1"):
+        read_conll(path, delimiter="\t")  # tags are required unless asked otherwise
+    sents = read_conll(path, delimiter="\t", tags_optional=True)
+    assert [(s.tokens, s.tags, s.guid) for s in sents] == [
+        (("New York", "rocks"), (), "test-1"), (("Paris",), (), "test-6")]
+    tagged = read_conll(_write(tmp_path / "t.txt", ["a O", "b B-PER"]), tags_optional=True)
+    assert tagged[0].tags == ("O", "B-PER")  # tagged lines read as before
+    mixed = _write(tmp_path / "mixed.txt", ["a O", "b", "", "c", "d B-LOC", "", "e"])
+    with pytest.raises(DataError, match=r"mixed\.txt:2: a sentence mixes tagged and untagged"):
+        read_conll(mixed, tags_optional=True)
+    kept = read_conll(mixed, tags_optional=True, skip_bad_rows=True)
+    assert [(s.tokens, s.tags) for s in kept] == [(("e",), ())]
+
+
 # --- SWAG ---------------------------------------------------------------------------------------
 
 SWAG_HEADER = ",video-id,fold-ind,startphrase,sent1,sent2,gold-source,ending0,ending1,ending2," \

@@ -6,7 +6,9 @@ character such as a tab (WNUT: ``token<TAB>tag``). ``-DOCSTART-`` lines are skip
 or ``B-TYPE``/``I-TYPE`` (BIO = IOB2). IOB1 files (``B-`` only between two adjacent entities of
 the same type) are converted to IOB2 with ``scheme="iob1"``. A bad line (too few columns, a tag
 that is not O/B-X/I-X) raises :class:`~bertkit.data.errors.DataError` with file and line; with
-``skip_bad_rows=True`` the whole sentence holding it is skipped and counted.
+``skip_bad_rows=True`` the whole sentence holding it is skipped and counted. With
+``tags_optional=True`` (a file to predict) a line holding only a token is an untagged token; a
+sentence of such lines has ``tags == ()``, and one mixing them with tagged lines is a bad line.
 
 >>> iob1_to_iob2(["I-PER", "I-PER", "B-PER", "O", "I-LOC"])
 ['B-PER', 'I-PER', 'B-PER', 'O', 'B-LOC']
@@ -55,7 +57,7 @@ def iob1_to_iob2(tags: Sequence[str]) -> list[str]:
 
 def read_conll(path: str | os.PathLike[str], *, token_column: int = 0, tag_column: int = -1,
                delimiter: str | None = None, scheme: Literal["iob2", "bio", "iob1"] = "iob2",
-               skip_bad_rows: bool = False) -> list[NerSentence]:
+               skip_bad_rows: bool = False, tags_optional: bool = False) -> list[NerSentence]:
     """Read sentences from a CoNLL-style file (see the module docstring).
 
     >>> read_conll("ner.txt", delimiter="\\t")[0].tags        # doctest: +SKIP
@@ -91,20 +93,33 @@ def read_conll(path: str | os.PathLike[str], *, token_column: int = 0, tag_colum
                 continue
             if not tokens:
                 first_line = line_no
-            if len(fields) < need:
-                bad.report(line_no, f"expected at least {need} columns, got {len(fields)}")
-                broken = True
-                continue
-            token, tag = fields[token_column].strip(), fields[tag_column].strip()
-            if not token or not _TAG.fullmatch(tag):
-                bad.report(line_no, f"bad token/tag {token!r} {tag!r} (tags: O, B-TYPE, I-TYPE)")
+            problem, token, tag = _parse_line(fields, need, token_column, tag_column,
+                                              tags_optional)
+            if not problem and tokens and bool(tag) != bool(tags):
+                problem = "a sentence mixes tagged and untagged tokens"
+            if problem:
+                bad.report(line_no, problem)
                 broken = True
                 continue
             tokens.append(token)
-            tags.append(tag)
+            tags += [tag] if tag else []
     flush()
     bad.done(len(out))
     return out
+
+
+def _parse_line(fields: list[str], need: int, token_column: int, tag_column: int,
+                tags_optional: bool) -> tuple[str, str, str]:
+    """``(problem, token, tag)`` of one non-blank line; ``tag`` is ``""`` for a lone token when
+    ``tags_optional``; ``problem`` is ``""`` for a good line."""
+    if tags_optional and len(fields) == 1:
+        return "", fields[0].strip(), ""
+    if len(fields) < need:
+        return f"expected at least {need} columns, got {len(fields)}", "", ""
+    token, tag = fields[token_column].strip(), fields[tag_column].strip()
+    if not token or not _TAG.fullmatch(tag):
+        return f"bad token/tag {token!r} {tag!r} (tags: O, B-TYPE, I-TYPE)", "", ""
+    return "", token, tag
 
 
 def ner_label_list(sentences: Sequence[NerSentence]) -> list[str]:

@@ -55,7 +55,8 @@ class FinetuneArgs:
     out: str = field(metadata={"help": "run directory"})
     test: str | None = field(default=None, metadata={
         "help": "test file: predictions from the best model, and metrics when every example has "
-                "a label (a table's label column may be missing or empty here)"})
+                "a label (a table's label column may be missing or empty here, and a CoNLL "
+                "file may hold tokens alone)"})
     text_column: str = field(default="text", metadata={"help": "table column of the text"})
     text_pair_column: str | None = field(default=None, metadata={
         "help": "table column of the second text of a pair"})

@@ -279,12 +279,19 @@ class NerTask(Task):
     tokens_per_row: float | None = None  # set by fit_loss_scale
 
     def read(self, path: Path, optional_labels: bool = False) -> list[Any]:
-        from bertkit.data.ner import read_conll  # CoNLL files always carry tags
+        from bertkit.data.ner import read_conll  # a test file may hold tokens without tags
 
-        return read_conll(path, skip_bad_rows=self.s.skip_bad_rows)
+        examples = read_conll(path, skip_bad_rows=self.s.skip_bad_rows,
+                              tags_optional=optional_labels)
+        missing = sum(not e.tags for e in examples)
+        if 0 < missing < len(examples):  # as for tables: score all or nothing
+            logger.warning("%s: %d of %d sentences have no tags; the file is predicted, not "
+                           "scored", path, missing, len(examples))
+            examples = [replace(e, tags=()) for e in examples]
+        return examples
 
     def labelled(self, examples: Sequence[Any]) -> bool:
-        return True
+        return all(e.tags for e in examples)
 
     def fit_labels(self, train_examples: Sequence[Any], other_examples: Sequence[Any] = ()) -> None:
         if self.labels is None:
@@ -342,10 +349,13 @@ class NerTask(Task):
         return ner_scores(gold, [iob1_to_iob2(p) for p in pred])
 
     def write_predictions(self, split: Split, outputs: list[Any], out_dir: Path) -> list[Path]:
-        """``<split>_predictions.conll``: ``token gold predicted`` per line, blank between sentences."""
+        """``<split>_predictions.conll``: ``token gold predicted`` per line (``token predicted``
+        for an untagged test file), a blank line between sentences."""
         lines: list[str] = []
         for e, tags in zip(split.examples, self.tags(split, outputs), strict=True):
-            lines += [f"{tok}\t{gold}\t{p}" for tok, gold, p in zip(e.tokens, e.tags, tags, strict=True)]
+            gold = e.tags or [None] * len(e.tokens)
+            lines += ["\t".join(x for x in (tok, g, p) if x is not None)
+                      for tok, g, p in zip(e.tokens, gold, tags, strict=True)]
             lines.append("")
         path = out_dir / f"{split.name}_predictions.conll"
         atomic_write_text(path, "\n".join(lines) + "\n")
