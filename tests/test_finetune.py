@@ -242,7 +242,7 @@ def test_ner_test_file_partly_tagged_is_predicted_not_scored(minilm_dir: Path, t
     with caplog.at_level(logging.WARNING, logger="bertkit.finetune.tasks"):
         sents = task.read(partial, optional_labels=True)
     assert [s.tags for s in sents] == [(), ()] and not task.labelled(sents)
-    assert "1 of 2 sentences have no tags" in caplog.text
+    assert "1 of 2 examples have no tags" in caplog.text
     with pytest.raises(DataError, match=r"partial\.txt:4: expected at least 2 columns"):
         task.read(partial)  # train and dev files must be tagged
 

@@ -152,6 +152,17 @@ class Task:
         raise NotImplementedError
 
 
+def _all_or_none_labelled(path: Path, examples: list[Any], field: str, empty: Any) -> list[Any]:
+    """``examples``, or all of them without labels when only some have one: the file is then
+    predicted and not scored (a subset's metric would mislead). ``empty`` marks a missing label."""
+    missing = sum(getattr(e, field) == empty for e in examples)
+    if 0 < missing < len(examples):
+        logger.warning("%s: %d of %d examples have no %s; the file is predicted, not scored",
+                       path, missing, len(examples), field)
+        return [replace(e, **{field: empty}) for e in examples]
+    return examples
+
+
 def _with_unseen(from_train: list[str], from_all: list[str], what: str) -> list[str]:
     """The label list of all splits (in ``from_all``'s order); warn about those not in train."""
     unseen = [x for x in from_all if x not in from_train]
@@ -188,12 +199,7 @@ class ClassificationTask(Task):
         examples = read_table(path, self.s.text_column, self.s.text_pair_column,
                               self.s.label_column, labels=self.labels, regression=self.regression,
                               skip_bad_rows=self.s.skip_bad_rows, label_optional=optional_labels)
-        missing = sum(e.label is None for e in examples)
-        if 0 < missing < len(examples):  # score all or nothing: a subset's metric would mislead
-            logger.warning("%s: %d of %d examples have no label; the file is predicted, not "
-                           "scored", path, missing, len(examples))
-            examples = [replace(e, label=None) for e in examples]
-        return examples
+        return _all_or_none_labelled(path, examples, "label", None)
 
     def fit_labels(self, train_examples: Sequence[Any], other_examples: Sequence[Any] = ()) -> None:
         if self.regression or self.labels is not None:
@@ -283,12 +289,7 @@ class NerTask(Task):
 
         examples = read_conll(path, skip_bad_rows=self.s.skip_bad_rows,
                               tags_optional=optional_labels)
-        missing = sum(not e.tags for e in examples)
-        if 0 < missing < len(examples):  # as for tables: score all or nothing
-            logger.warning("%s: %d of %d sentences have no tags; the file is predicted, not "
-                           "scored", path, missing, len(examples))
-            examples = [replace(e, tags=()) for e in examples]
-        return examples
+        return _all_or_none_labelled(path, examples, "tags", ())
 
     def labelled(self, examples: Sequence[Any]) -> bool:
         return all(e.tags for e in examples)
