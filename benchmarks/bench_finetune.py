@@ -207,6 +207,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="which sides to run (one alone for a variant of one side; the peer's "
                         "CPU results are deterministic for a seed)")
     a = p.parse_args(argv)
+    if a.batch_size < 1:
+        p.error(f"--batch-size must be at least 1, got {a.batch_size}")
     sides = tuple(x for x in a.sides.split(",") if x)
     if not sides or set(sides) - {"bertkit", "transformers"}:
         p.error(f"--sides: expected bertkit and/or transformers, got {a.sides!r}")

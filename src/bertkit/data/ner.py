@@ -102,7 +102,8 @@ def read_conll(path: str | os.PathLike[str], *, token_column: int = 0, tag_colum
                 broken = True
                 continue
             tokens.append(token)
-            tags += [tag] if tag else []
+            if tag:
+                tags.append(tag)
     flush()
     bad.done(len(out))
     return out
