@@ -114,3 +114,20 @@ def test_fsdp_in_one_process_trains_unsharded(pretrain_args, tmp_path: Path, cap
         assert P.run_pretrain(args) == 0
     assert "--fsdp with a single process" in caplog.text
     assert [s for s, _ in C.list_checkpoints(args.out)] == [1]
+
+
+@pytest.mark.parametrize("world_size", ["1", "2"])
+def test_exit_worker_keeps_the_exit_code_and_flushes_output(world_size: str) -> None:
+    """A torchrun worker leaves with os._exit: its exit code, buffered stdout and log lines stay."""
+    code = ("import logging, sys\n"
+            "from bertkit.train.distributed import exit_worker\n"
+            "logging.basicConfig(stream=sys.stderr)\n"
+            "logging.getLogger('bertkit').warning('last words')\n"
+            "print('buffered', end='')\n"
+            "exit_worker(3)\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # stdout buffered
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**env, "WORLD_SIZE": world_size}, timeout=60)
+    assert proc.returncode == 3
+    assert proc.stdout == "buffered"
+    assert "last words" in proc.stderr

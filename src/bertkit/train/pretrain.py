@@ -44,6 +44,7 @@ from bertkit.train.distributed import (
     DistEnv,
     all_reduce_max,
     all_reduce_sum,
+    exit_worker,
     full_state_dicts,
     init_distributed,
     load_optimizer_state,
@@ -418,9 +419,12 @@ def run_pretrain(args: PretrainArgs) -> int:
     run = Path(args.out) if args.out else (resume_dir.parent if resume_dir else Path("."))
     env = init_distributed(args.device)
     try:
-        return _train(args, env, run, resume_dir, PretrainingDataset, load_index)
-    finally:
-        shutdown(env)
+        code = _train(args, env, run, resume_dir, PretrainingDataset, load_index)
+    except BaseException:
+        shutdown(env, clean=False)
+        raise
+    shutdown(env)
+    return code
 
 
 def _resume_dir(args: PretrainArgs) -> Path | None:
@@ -698,4 +702,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    exit_worker(main())
