@@ -338,9 +338,13 @@ def test_eval_metrics_and_export_loads_in_transformers(tiny_data, pretrain_args,
 def test_learns_beyond_the_unigram_solution_on_real_text(tiny_data, pretrain_args,
                                                          tmp_path: Path, caplog) -> None:
     """BERT-Tiny with the default optimizer (Adam with bias correction), lr 2e-3 and a short
-    warmup leaves the unigram solution on held-out SOTU text within 300 steps. The same run with
+    warmup leaves the unigram solution on held-out SOTU text within 600 steps. The same run with
     Google's uncorrected Adam is warned about: its early steps reach 4.9x lr (it stays at the unigram
-    accuracy, measured at 5.35% here; see benchmarks/learn_pretrain.py for BERT-Mini)."""
+    accuracy, measured at 5.35% here; see benchmarks/learn_pretrain.py for BERT-Mini).
+
+    600 steps, not 300: at 300 a run is still leaving the unigram solution (5.3% here), so seeds
+    0-3 and 12345 ended at 5.2-8.0% and the CI machine's CPU got 7.29% where this one gets 7.99%.
+    At 600 seeds 0, 1, 2 and 12345 ended at 8.7-9.6%."""
     import numpy as np
 
     from bertkit.data.shards import PretrainingDataset
@@ -352,9 +356,9 @@ def test_learns_beyond_the_unigram_solution_on_real_text(tiny_data, pretrain_arg
 
     held = masked_labels(tiny_data["eval"])
     unigram = float((held == np.bincount(masked_labels(tiny_data["train"])).argmax()).mean())
-    args = pretrain_args(tmp_path / "run", eval_data=str(tiny_data["eval"]), max_steps=300,
+    args = pretrain_args(tmp_path / "run", eval_data=str(tiny_data["eval"]), max_steps=600,
                          batch_size=32, lr=2e-3, warmup_steps=40, eval_every=0, eval_batches=0,
-                         save_every=300, log_every=50, threads=2)
+                         save_every=600, log_every=50, threads=2)
     with caplog.at_level(logging.WARNING, logger="bertkit"):
         assert P.run_pretrain(args) == 0
     assert "bias-correction" not in caplog.text
