@@ -35,8 +35,8 @@ from torch import Tensor, nn
 logger = logging.getLogger(__name__)
 
 __all__ = ["SINGLE", "DistEnv", "all_reduce_max", "all_reduce_sum", "exit_worker",
-           "full_state_dicts", "init_distributed", "is_sharded", "load_optimizer_state", "main_first", "no_sync",
-           "shard_model", "shutdown", "wrap_model"]
+           "full_state_dicts", "init_distributed", "is_sharded", "load_optimizer_state",
+           "main_first", "no_sync", "shard_model", "shutdown", "wrap_model"]
 
 
 @dataclass(frozen=True)
