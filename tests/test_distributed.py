@@ -120,7 +120,7 @@ def test_fsdp_in_one_process_trains_unsharded(pretrain_args, tmp_path: Path, cap
 def test_exit_worker_keeps_the_exit_code_and_flushes_output(world_size: str) -> None:
     """A torchrun worker leaves with os._exit: its exit code, buffered stdout and log lines stay."""
     code = ("import logging, sys\n"
-            "from bertkit.train.distributed import exit_worker\n"
+            "from bertkit.cliargs import exit_worker\n"
             "logging.basicConfig(stream=sys.stderr)\n"
             "logging.getLogger('bertkit').warning('last words')\n"
             "print('buffered', end='')\n"

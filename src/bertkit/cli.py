@@ -13,9 +13,9 @@ import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NoReturn
 
-from bertkit.cliargs import add_dataclass_args, dataclass_from_namespace
+from bertkit.cliargs import add_dataclass_args, dataclass_from_namespace, exit_worker
 
 logger = logging.getLogger("bertkit")
 
@@ -190,5 +190,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def run() -> NoReturn:
+    """The ``bertkit`` console script: :func:`main`, then :func:`~bertkit.cliargs.exit_worker`
+    (so ``torchrun --no-python bertkit pretrain`` ends as the module entry point does)."""
+    exit_worker(main())
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

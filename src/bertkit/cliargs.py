@@ -20,10 +20,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
+import os
 import sys
 import typing
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args, get_origin
+from typing import Any, Literal, NoReturn, TypeVar, get_args, get_origin
 
 T = TypeVar("T")
 
@@ -135,3 +137,20 @@ def dataclass_from_namespace(cls: type[T], ns: argparse.Namespace,
         parser.error("the following arguments are required: "
                      + ", ".join("--" + m.replace("_", "-") for m in missing))
     return cls(**values)
+
+
+def exit_worker(code: int) -> NoReturn:
+    """End the process with ``code``; a torchrun worker (``WORLD_SIZE`` > 1) skips interpreter
+    finalization.
+
+    With gloo, a worker whose last checkpoint was written could still abort on its way out
+    ("terminate called without an active exception": twice in 13 runs of the test suite, each
+    with four 2-process jobs), turning a finished run into a failed one. Output is flushed
+    first; ``os._exit`` skips only the interpreter's teardown.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

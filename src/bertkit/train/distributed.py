@@ -22,11 +22,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -34,9 +33,9 @@ from torch import Tensor, nn
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SINGLE", "DistEnv", "all_reduce_max", "all_reduce_sum", "exit_worker",
-           "full_state_dicts", "init_distributed", "is_sharded", "load_optimizer_state",
-           "main_first", "no_sync", "shard_model", "shutdown", "wrap_model"]
+__all__ = ["SINGLE", "DistEnv", "all_reduce_max", "all_reduce_sum", "full_state_dicts",
+           "init_distributed", "is_sharded", "load_optimizer_state", "main_first", "no_sync",
+           "shard_model", "shutdown", "wrap_model"]
 
 
 @dataclass(frozen=True)
@@ -91,23 +90,6 @@ def shutdown(env: DistEnv, clean: bool = True) -> None:
         if clean:
             dist.barrier()
         dist.destroy_process_group()
-
-
-def exit_worker(code: int) -> NoReturn:
-    """End the process with ``code``; a torchrun worker (``WORLD_SIZE`` > 1) skips interpreter
-    finalization.
-
-    With gloo, a worker whose last checkpoint was written could still abort on its way out
-    ("terminate called without an active exception": twice in 13 runs of the test suite, each
-    with four 2-process jobs), turning a finished run into a failed one. Output is flushed
-    first; ``os._exit`` skips only the interpreter's teardown.
-    """
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
 
 
 def wrap_model(model: nn.Module, env: DistEnv) -> nn.Module:

@@ -44,7 +44,6 @@ from bertkit.train.distributed import (
     DistEnv,
     all_reduce_max,
     all_reduce_sum,
-    exit_worker,
     full_state_dicts,
     init_distributed,
     load_optimizer_state,
@@ -702,4 +701,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
+    from bertkit.cliargs import exit_worker
+
     exit_worker(main())
