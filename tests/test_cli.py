@@ -89,3 +89,23 @@ def test_quickstart_runs_end_to_end(minilm_dir, tmp_path):
     _, info = transformers.BertForPreTraining.from_pretrained(tmp_path / "pretrained-hf",
                                                               output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"]
+
+
+def test_underscore_flags_parse_but_stay_out_of_help(capsys):
+    import argparse
+
+    from bertkit.cliargs import add_dataclass_args, dataclass_from_namespace
+    from bertkit.finetune.run import FinetuneArgs
+
+    parser = argparse.ArgumentParser(prog="bertkit finetune")
+    add_dataclass_args(parser, FinetuneArgs)
+    common = ["--task", "qa", "--model", "m", "--train", "t", "--dev", "d", "--out", "o"]
+    google = dataclass_from_namespace(FinetuneArgs, parser.parse_args(
+        [*common, "--max_seq_length", "256", "--decay_after_warmup", "--skip_bad_rows"]), parser)
+    dashed = dataclass_from_namespace(FinetuneArgs, parser.parse_args(
+        [*common, "--max-seq-length", "256", "--decay-after-warmup", "--skip-bad-rows"]), parser)
+    assert google == dashed and google.max_seq_length == 256 and google.skip_bad_rows
+    assert google.decay_after_warmup
+    text = parser.format_help()
+    assert "--max-seq-length" in text and "--no-skip-bad-rows" in text
+    assert "--max_seq_length" not in text and "_after_warmup" not in text

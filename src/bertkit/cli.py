@@ -144,7 +144,8 @@ def _top_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bertkit", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="bertkit: the complete BERT system in PyTorch.",
-        epilog=f"commands:\n{lines}\n\nRun 'bertkit COMMAND --help' for a command's flags.")
+        epilog=f"commands:\n{lines}\n\nRun 'bertkit COMMAND --help' for a command's flags. Flags "
+               "also take Google's underscore spelling (--max_seq_length).")
     p.add_argument("--version", action="store_true", help="print the version and exit")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     groups = sorted({name.split(" ")[0] for name in COMMANDS})

@@ -1,8 +1,8 @@
 """Command-line flags generated from typed args dataclasses.
 
 Each subcommand declares a dataclass; every field becomes a flag spelled with dashes (Google's
-underscore spelling is accepted too), its ``metadata["help"]`` becomes the ``--help`` text, and the
-type decides the parsing::
+underscore spelling is accepted too, though ``--help`` shows only the dashes), its
+``metadata["help"]`` becomes the ``--help`` text, and the type decides the parsing::
 
     @dataclass
     class EmbedArgs:
@@ -86,10 +86,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
                 kw["nargs"] = "?"
             parser.add_argument(f.name, **kw)
             continue
-        names = [f"--{f.name.replace('_', '-')}"]
-        if "_" in f.name:
-            names.append(f"--{f.name}")
-        names += f.metadata.get("aliases", [])
+        names = [f"--{f.name.replace('_', '-')}", *f.metadata.get("aliases", [])]
         if not has_default:
             kw["help"] += " (required)"
         else:
@@ -100,6 +97,9 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
         kw["default"] = argparse.SUPPRESS
         kw["dest"] = f.name
         parser.add_argument(*names, **kw)
+        if "_" in f.name and f"--{f.name}" not in names:
+            # Google's spelling parses to the same field but stays out of --help and usage.
+            parser.add_argument(f"--{f.name}", **{**kw, "help": argparse.SUPPRESS})
     parser.add_argument("--args-file", type=Path, default=None, dest="_args_file", metavar="FILE",
                         help="JSON or TOML file of flag values; command-line flags override it")
 
