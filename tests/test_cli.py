@@ -91,7 +91,7 @@ def test_quickstart_runs_end_to_end(minilm_dir, tmp_path):
     assert not info["missing_keys"] and not info["unexpected_keys"]
 
 
-def test_underscore_flags_parse_but_stay_out_of_help(capsys):
+def test_underscore_flags_parse_but_stay_out_of_help():
     import argparse
 
     from bertkit.cliargs import add_dataclass_args, dataclass_from_namespace
