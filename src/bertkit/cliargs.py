@@ -86,7 +86,8 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
                 kw["nargs"] = "?"
             parser.add_argument(f.name, **kw)
             continue
-        names = [f"--{f.name.replace('_', '-')}", *f.metadata.get("aliases", [])]
+        flag = f.metadata.get("flag") or f"--{f.name.replace('_', '-')}"  # "--from": a keyword
+        names = [flag, *f.metadata.get("aliases", [])]
         if not has_default:
             kw["help"] += " (required)"
         else:

