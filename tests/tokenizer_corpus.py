@@ -1,8 +1,9 @@
 """The deterministic tokenizer parity corpus, and a loader for Google's ``tokenization.py``.
 
-Real text: 14,000 lines of multilingual Wikipedia (German, English, Spanish, French, Italian, Dutch,
-Polish, Portuguese, Russian) from BIG-bench's ``paragraph_segmentation`` task, picked at even
-strides from the sha256-pinned file. Adversarial text: 6,000 lines from ``random.Random(SEED)``
+Real text, 14,000 lines: 9,000 paragraphs of the Universal Declaration of Human Rights in its 523
+translations (``udhr`` corpus: every paragraph whose main script is not Latin, 6,690 of them in 39
+scripts, then Latin ones at even strides) and 5,000 lines of Wikipedia lead sections in English,
+French and Spanish (``wikipedia-*`` corpora, at even strides), all from sha256-pinned packages. Adversarial text: 6,000 lines from ``random.Random(SEED)``
 mixing many scripts, emoji, controls, zero-width and odd whitespace, combining marks, punctuation
 runs and over-long words. Changing anything here invalidates ``tests/fixtures/google_*.json.gz``:
 regenerate them with ``tests/tools/make_google_fixtures.py``.
@@ -17,10 +18,13 @@ import json
 import random
 import sys
 import types
+import unicodedata
+from collections import Counter
 from pathlib import Path
 from types import ModuleType
 
 from bertkit import artifacts
+from bertkit.data.corpora import udhr_declarations, wikipedia_articles
 
 FIXTURES = Path(__file__).parent / "fixtures"
 N_REAL = 14_000
@@ -28,12 +32,7 @@ N_ADVERSARIAL = 6_000
 SEED = 20240521
 N_IDS_STORED = 400  # full Google ids kept for the first lines of each mode (readable diffs)
 
-BIGBENCH = artifacts.Package("pypi", "bigbench", "1.0.0")
-PARAGRAPHS = artifacts.FileSpec(
-    BIGBENCH,
-    "bigbench-1.0.0/bigbench/benchmark_tasks/paragraph_segmentation/task.json",
-    "734b3a4213f1990c994951f8ff01545e392c4d46c43b21dcfbb684bb292eb524",
-)
+N_UDHR = 9_000  # the rest of N_REAL comes from Wikipedia
 
 # mode -> (vocab getter name in bertkit.artifacts, do_lower_case)
 MODES: dict[str, tuple[str, bool]] = {
@@ -48,11 +47,40 @@ def vocab_path(mode: str) -> Path:
     return getattr(artifacts, MODES[mode][0])()
 
 
+def main_script(text: str) -> str:
+    """The Unicode script name (first word of the character names) of most letters in ``text``.
+
+    >>> main_script("Москва 2024"), main_script("東京"), main_script("123")
+    ('CYRILLIC', 'CJK', 'NONE')
+    """
+    counts = Counter(unicodedata.name(ch, "UNKNOWN").split()[0] for ch in text if ch.isalpha())
+    return counts.most_common(1)[0][0] if counts else "NONE"
+
+
+def _strided(items: list[str], n: int) -> list[str]:
+    return [items[i * len(items) // n] for i in range(n)] if n < len(items) else list(items)
+
+
+def udhr_lines(n: int = N_UDHR) -> list[str]:
+    """Every non-Latin UDHR paragraph, then Latin ones at even strides, to ``n`` in file order."""
+    paragraphs = [p for _, ps in udhr_declarations() for p in ps]
+    latin = [i for i, p in enumerate(paragraphs) if main_script(p) == "LATIN"]
+    keep = set(range(len(paragraphs))) - set(latin)
+    keep |= set(_strided(latin, n - len(keep)))  # type: ignore[arg-type]
+    return [paragraphs[i] for i in sorted(keep)]
+
+
+def wikipedia_lines(n: int) -> list[str]:
+    """``n`` non-empty lines of the en, fr and es lead sections at even strides (raw text)."""
+    lines = [ln for lang in ("en", "fr", "es") for _, text in wikipedia_articles(lang)
+             for ln in text.split("\n") if ln.strip()]
+    return _strided(lines, n)
+
+
 def real_lines(n: int = N_REAL) -> list[str]:
-    """``n`` non-empty Wikipedia lines at even strides over the whole task file."""
-    data = json.loads(artifacts.fetch_file(PARAGRAPHS).read_text(encoding="utf-8"))
-    lines = [ln for ex in data["examples"] for ln in ex["input"].split("\n") if ln.strip()]
-    return [lines[i * len(lines) // n] for i in range(n)]
+    """UDHR paragraphs then Wikipedia lines: ``n`` real lines in 40 scripts."""
+    udhr = udhr_lines()
+    return udhr + wikipedia_lines(n - len(udhr))
 
 
 _BLOCKS = {  # name -> (lo, hi) code point ranges to draw letters from
