@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from realdata import fetch_or_skip
+from bigbench_samples import disfl_qa_task
+from realdata import fetch_or_skip, load_tool
 
+from bertkit.artifacts import fetch_file
 from bertkit.data.errors import DataError
 from bertkit.finetune.predict import PredictArgs, predict_records, run_predict
 from bertkit.finetune.run import FinetuneArgs, finetune, run_finetune
@@ -294,12 +296,31 @@ def test_ner_loss_weighs_every_token_alike_whatever_the_batching(minilm_dir: Pat
                                                                          rel=1e-4)
 
 
+def _squad_v2_splits(root: Path) -> dict[str, Path]:
+    """SQuAD v2 train/dev/test files of real text: the disfl-qa recipe's converter and writer on
+    a BIG-bench-layout task built from the SQuAD/Quoref/QuAC samples and Wikipedia leads (the
+    Disfl-QA source itself left PyPI), split by context."""
+    from bertkit.data.labelled import LABELLED, grouped_split
+
+    tool = load_tool("make_google_squad_fixture")
+    files = [fetch_or_skip(fetch_file, spec) for spec in tool.SQUAD_SAMPLES.values()]
+    task = root / "task.json"
+    task.write_text(json.dumps(fetch_or_skip(disfl_qa_task, files)), encoding="utf-8")
+    recipe = LABELLED["disfl-qa"]
+    prepared = recipe.prepare(task)
+    out = {}
+    for split, idx in grouped_split(prepared.groups, seed=1).items():
+        out[split] = root / f"{split}.json"
+        recipe.write([prepared.records[i] for i in idx], out[split])
+    return out
+
+
 def test_qa_end_to_end_v2(minilm_dir: Path, tmp_path: Path) -> None:
     from bertkit.data.labelled import sample_split
     from bertkit.data.squad import gold_answers, read_squad
     from bertkit.metrics import squad_v2_scores
 
-    src = _labelled("disfl-qa")
+    src = _squad_v2_splits(tmp_path)
     train = sample_split(src["train"], tmp_path / "train.json", 32, seed=1)
     dev = sample_split(src["dev"], tmp_path / "dev.json", 24, seed=1)
     run = tmp_path / "run"
@@ -327,7 +348,7 @@ def test_multiple_choice_end_to_end(minilm_dir: Path, tmp_path: Path) -> None:
     from bertkit.data.labelled import sample_split
     from bertkit.data.multiple_choice import read_swag
 
-    src = _labelled("social-iqa")
+    src = _labelled("mmlu")
     train = sample_split(src["train"], tmp_path / "train.csv", 48, seed=1)
     dev = sample_split(src["dev"], tmp_path / "dev.csv", 40, seed=1)
     run = tmp_path / "run"
