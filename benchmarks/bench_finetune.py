@@ -12,9 +12,11 @@ to the longest in the batch); for QA it is ``transformers.BertForQuestionAnsweri
 same ``Trainer`` on bertkit's QA features, with bertkit's post-processing, so the comparison isolates
 model and training. Wall-clock per epoch covers training only (not evaluation).
 
-These are NOT GLUE/SQuAD/CoNLL numbers: the data are Rotten Tomatoes snippets, WNUT-16 tweets,
-Disfl-QA converted to SQuAD v2 and VitaminC pairs, with bertkit's seeded 80/10/10 splits (and
-``--train-limit`` examples of the training split, to fit a CPU budget).
+These are NOT GLUE/SQuAD/CoNLL/SWAG numbers: the data are Rotten Tomatoes snippets, WNUT-16
+tweets, MMLU questions (4 choices) and, for whoever holds ``bigbench-1.0.0.tar.gz`` (no longer on
+PyPI; ``bertkit dataset fetch NAME --from``), Disfl-QA converted to SQuAD v2 and VitaminC pairs,
+with bertkit's seeded 80/10/10 splits (and ``--train-limit`` examples of the training split, to
+fit a CPU budget).
 
     python benchmarks/bench_finetune.py --tasks rotten-tomatoes,wnut16 --seeds 1,2,3 > ft.jsonl
     python benchmarks/bench_finetune.py --device cuda ...   # both sides on the GPU, fp32
@@ -52,9 +54,10 @@ TASKS: dict[str, dict[str, Any]] = {
     "vitaminc": {"task": "classification", "metric": "accuracy", "pair": True},
     "wnut16": {"task": "ner", "metric": "f1"},
     "disfl-qa": {"task": "qa", "metric": "f1", "max_seq_length": 384},
+    "mmlu": {"task": "multiple-choice", "metric": "accuracy"},
 }
 HF_HEADS = {"classification": "BertForSequenceClassification", "ner": "BertForTokenClassification",
-            "qa": "BertForQuestionAnswering"}
+            "qa": "BertForQuestionAnswering", "multiple-choice": "BertForMultipleChoice"}
 
 
 class _HFAdapter(nn.Module):
@@ -131,7 +134,7 @@ def bench_task(name: str, seeds: list[int], limit: int, dev_limit: int, epochs: 
     spec = TASKS[name]
     kind = spec["task"]
     splits = fetch_labelled(name)
-    ext = {"qa": ".json", "ner": ".txt"}.get(kind, ".jsonl")
+    ext = {"qa": ".json", "ner": ".txt", "multiple-choice": ".csv"}.get(kind, ".jsonl")
     train = splits["train"]
     if limit:  # a seeded random sample of the training split (same for every seed and side)
         train = sample_split(train, work / f"{name}-train{ext}", limit, seed=0)
