@@ -62,10 +62,10 @@ def test_embed_json_lines_and_npy(minilm_dir, tmp_path, monkeypatch, capsys):
 
 def test_errors_name_the_problem(tmp_path, monkeypatch, capsys):
     code, _, err = _run(["embed", "--model", str(tmp_path / "missing")], "x\n", monkeypatch, capsys)
-    assert code == 1 and "missing" in err
+    assert code == 2 and "missing" in err and len(err.strip().splitlines()) == 1
     code, _, err = _run(["tokenize", "--vocab", str(tmp_path / "vocab.txt")], "x\n", monkeypatch,
                         capsys)
-    assert code == 1 and "vocab.txt" in err
+    assert code == 2 and "vocab.txt" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(SystemExit):
         main(["embed"])  # --model is required
     assert "--model" in capsys.readouterr().err
@@ -109,3 +109,24 @@ def test_underscore_flags_parse_but_stay_out_of_help():
     text = parser.format_help()
     assert "--max-seq-length" in text and "--no-skip-bad-rows" in text
     assert "--max_seq_length" not in text and "_after_warmup" not in text
+
+
+def test_every_bertkit_error_has_one_base() -> None:
+    """Every exception class bertkit defines derives from BertkitError (private helpers aside),
+    so the CLI's one handler covers them all."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import bertkit
+    from bertkit.errors import BertkitError
+
+    found = []
+    for info in pkgutil.walk_packages(bertkit.__path__, "bertkit."):
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if inspect.isclass(obj) and issubclass(obj, BaseException) \
+                    and obj.__module__ == module.__name__ and not name.startswith("_"):
+                found.append(obj)
+                assert issubclass(obj, BertkitError), f"{module.__name__}.{name}"
+    assert len(found) >= 9  # ArtifactError, ConfigError, DataError, ShardError, ...

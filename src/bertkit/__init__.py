@@ -16,6 +16,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "BertkitError": "bertkit.errors",
     "BertConfig": "bertkit.config",
     "ConfigError": "bertkit.config",
     "BertModel": "bertkit.models.bert",

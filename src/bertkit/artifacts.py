@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bertkit.errors import BertkitError
 from bertkit.fileio import atomic_write_bytes, sha256_file
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ __all__ = [
 ]
 
 
-class ArtifactError(RuntimeError):
+class ArtifactError(BertkitError, RuntimeError):
     """An artifact is not as pinned (version, file, checksum), or could not be fetched."""
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal, NoReturn
 
 from bertkit.cliargs import add_dataclass_args, dataclass_from_namespace, exit_worker
+from bertkit.errors import BertkitError
 
 logger = logging.getLogger("bertkit")
 
@@ -154,6 +155,13 @@ def _top_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line(e: BaseException) -> str:
+    """An error as one line; an OS error names its file (``[Errno 2] ... 'x'`` reads badly)."""
+    if isinstance(e, OSError) and e.filename is not None and not isinstance(e, BertkitError):
+        return f"{e.filename}: {e.strerror or e}"
+    return " ".join(str(e).split()) or type(e).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``bertkit`` console script."""
     top = _top_parser()
@@ -183,9 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     args = dataclass_from_namespace(args_cls, sub.parse_args(ns.rest), sub)
     try:
         return int(getattr(module, fn_name)(args) or 0)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"bertkit {name}: error: {e}", file=sys.stderr)
-        return 1
+    except (BertkitError, OSError, ValueError, RuntimeError) as e:
+        print(f"bertkit {name}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"bertkit {name}: interrupted", file=sys.stderr)
         return 130

@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bertkit.errors import BertkitError
 from bertkit.fileio import atomic_write_text
 
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "tanh")
 
 
-class ConfigError(ValueError):
+class ConfigError(BertkitError, ValueError):
     """A configuration value is invalid; the message names the field (and file)."""
 
 

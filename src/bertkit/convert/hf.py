@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from bertkit.config import BertConfig
+from bertkit.errors import BertkitError
 from bertkit.fileio import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ _HEAD_PREFIXES = ("pooler.", "bert.pooler.", "mlm.", "nsp.", "classifier.", "qa_
 _TOP_LEVEL = ("mlm.", "nsp.", "classifier.", "qa_outputs.")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(BertkitError, RuntimeError):
     """A checkpoint is unreadable or does not fit the model; the message names file and key."""
 
 

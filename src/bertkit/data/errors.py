@@ -6,10 +6,12 @@ import logging
 import os
 from pathlib import Path
 
+from bertkit.errors import BertkitError
+
 __all__ = ["DataError", "BadRows"]
 
 
-class DataError(ValueError):
+class DataError(BertkitError, ValueError):
     """A malformed input row; the message names the file and the 1-based line (or the record id).
 
     >>> str(DataError("train.tsv", 7, "expected 4 columns, got 3"))

@@ -65,6 +65,7 @@ from bertkit.data.bulk_tokenize import (
     get_encoder,
     install_encoder,
 )
+from bertkit.errors import BertkitError
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ __all__ = ["CreatePretrainingDataArgs", "InputError", "InstanceSettings", "WordP
            "run_create_pretraining_data"]
 
 
-class InputError(ValueError):
+class InputError(BertkitError, ValueError):
     """Bad input text (missing, empty, not UTF-8): the message names the file and line."""
 
 

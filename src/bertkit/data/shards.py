@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from bertkit.data import masking as M
+from bertkit.errors import BertkitError
 from bertkit.fileio import atomic_write_bytes, atomic_write_text, sha256_file
 from bertkit.tokenization.tokenizer import load_vocab
 
@@ -47,7 +48,7 @@ __all__ = ["FORMAT", "FEATURES", "InspectDataArgs", "PretrainingDataset", "Shard
            "inspect_data", "load_index", "row_dtype", "run_inspect_data"]
 
 
-class ShardError(ValueError):
+class ShardError(BertkitError, ValueError):
     """A data directory is missing, damaged, or does not match the vocabulary."""
 
 

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bertkit.errors import BertkitError
 from bertkit.fileio import sha256_file
 
 logger = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ __all__ = ["CheckpointError", "capture_rng", "checkpoint_dir", "list_checkpoints
 _NAME = re.compile(r"^checkpoint-(\d+)$")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(BertkitError, RuntimeError):
     """A training checkpoint cannot be written or read; the message names the path."""
 
 

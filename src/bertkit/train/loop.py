@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from bertkit.errors import BertkitError
 from bertkit.train.distributed import SINGLE, DistEnv, all_reduce_sum, no_sync
 
 __all__ = ["CountFn", "LoopSettings", "LoopState", "LossFn", "NonFiniteLossError", "StepResult",
@@ -40,7 +41,7 @@ CountFn = Callable[[Batch], dict[str, Tensor]]
 """micro_batch -> counts to sum over the global batch (e.g. {"masked": w.sum(), "seqs": B})."""
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(BertkitError, RuntimeError):
     """Too many consecutive steps had a non-finite loss or gradient norm."""
 
 
