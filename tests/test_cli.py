@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -130,3 +131,92 @@ def test_every_bertkit_error_has_one_base() -> None:
                 found.append(obj)
                 assert issubclass(obj, BertkitError), f"{module.__name__}.{name}"
     assert len(found) >= 9  # ArtifactError, ConfigError, DataError, ShardError, ...
+
+
+_FT = ["finetune", "--task", "classification", "--model", "m", "--train", "t", "--dev", "d",
+       "--out", "o"]
+_CPD = ["create-pretraining-data", "--input", "i", "--vocab", "v", "--out", "o"]
+BAD_FLAGS = [  # (argv, what the one-line error must name): issue 18's probes and their kin
+    (["pretrain", "--data", "d", "--batch-size", "-8"], "--batch-size must be at least 1"),
+    (["pretrain", "--data", "d", "--grad-accum", "0"], "--grad-accum"),
+    (["pretrain", "--data", "d", "--save-every", "0"], "--save-every"),
+    (["pretrain", "--data", "d", "--log-every", "0"], "--log-every"),
+    (["pretrain", "--data", "d", "--max-steps", "0"], "--max-steps"),
+    (["pretrain", "--data", "d", "--max-steps", "-5"], "--max-steps"),
+    (["pretrain", "--data", "d", "--warmup-steps", "-1"], "--warmup-steps"),
+    (["pretrain", "--data", "d", "--lr", "nan"], "--lr must be a finite number"),
+    (["pretrain", "--data", "d", "--dropout", "1.5"], "--dropout must be less than 1"),
+    ([*_FT, "--batch-size", "0"], "--batch-size"),
+    ([*_FT, "--grad-accum", "0"], "--grad-accum"),
+    ([*_FT, "--epochs", "0"], "--epochs must be greater than 0"),
+    ([*_FT, "--epochs", "-1"], "--epochs"),
+    ([*_FT, "--epochs", "nan"], "--epochs must be a finite number"),
+    ([*_FT, "--lr", "nan"], "--lr must be a finite number"),
+    ([*_FT, "--warmup", "2"], "--warmup must be less than 1"),
+    ([*_FT, "--warmup", "-0.1"], "--warmup"),
+    ([*_FT, "--max-seq-length", "0"], "--max-seq-length must be at least 8"),
+    ([*_FT, "--n-best-size", "0"], "--n-best-size"),
+    ([*_FT, "--max-answer-length", "0"], "--max-answer-length"),
+    ([*_FT, "--doc-stride", "0"], "--doc-stride"),
+    ([*_FT, "--seeds", "1,-2"], "--seeds"),
+    ([*_CPD, "--workers", "-1"], "--workers must be at least 1"),
+    ([*_CPD, "--workers", "0"], "--workers"),
+    ([*_CPD, "--masked-lm-prob", "1.5"], "--masked-lm-prob"),
+    ([*_CPD, "--dupe-factor", "0"], "--dupe-factor"),
+    (["train-vocab", "--input", "i", "--vocab-size", "100", "--out", "o", "--min-frequency",
+      "-1"], "--min-frequency"),
+    (["predict", "--model", "m", "--max-seq-length", "0"], "--max-seq-length"),
+    (["predict", "--model", "m", "--batch-size", "0"], "--batch-size"),
+    (["embed", "--model", "m", "--batch-size", "0"], "--batch-size"),
+    (["inspect-data", "d", "--num-examples", "-1"], "--num-examples"),
+    (["dataset", "fetch", "mmlu", "--seed", "-1"], "--seed"),
+    (["quickstart", "--pretrain-steps", "0"], "--pretrain-steps"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD_FLAGS, ids=lambda x: " ".join(x)
+                         if isinstance(x, list) else None)
+def test_bad_flag_values_are_usage_errors(argv: list[str], message: str,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Out-of-range or non-finite values stop at parsing: exit 2, the error line names the flag."""
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("bertkit ") and ": error: " in err[-1] and message in err[-1]
+    assert "Traceback" not in "\n".join(err)
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"batch_size": 8,', "args.json:1: invalid JSON"),
+    ('{"batch_size": "eight"}', "batch_size: expected <class 'int'>, got 'eight'"),
+    ('{"batch_size": true}', "batch_size: expected"),
+    ('{"batch_size": 0}', "--batch-size must be at least 1"),
+    ('[1, 2]', "expected an object of flag names"),
+    ('{"no_such_flag": 1}', "unknown keys ['no_such_flag']"),
+])
+def test_bad_args_files_are_usage_errors(content: str, message: str, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "args.json"
+    path.write_text(content)
+    with pytest.raises(SystemExit) as stop:
+        main(["embed", "--model", "m", "--args-file", str(path)])
+    assert stop.value.code == 2
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_args_file_values_are_typed(tmp_path: Path) -> None:
+    """An args file's int given for a float flag, and a path string, arrive typed."""
+    import argparse
+
+    from bertkit.cliargs import add_dataclass_args, dataclass_from_namespace
+    from bertkit.finetune.run import FinetuneArgs
+
+    path = tmp_path / "args.json"
+    path.write_text('{"task": "classification", "model": "m", "train": "t", "dev": "d", '
+                    '"out": "o", "epochs": 2, "seeds": [1, 2]}')
+    parser = argparse.ArgumentParser()
+    add_dataclass_args(parser, FinetuneArgs)
+    args = dataclass_from_namespace(FinetuneArgs, parser.parse_args(["--args-file", str(path)]),
+                                    parser)
+    assert args.epochs == 2.0 and isinstance(args.epochs, float) and args.seeds == [1, 2]

@@ -79,9 +79,11 @@ class EmbedArgs:
     normalize: bool = field(default=False, metadata={"help": "L2-normalise the embeddings"})
     output: Path | None = field(default=None, metadata={
         "help": "write a .npy array here instead of JSON lines on stdout"})
-    batch_size: int = field(default=32, metadata={"help": "sentences per forward pass"})
-    max_length: int = field(default=512, metadata={"help": "truncate to this many tokens"})
-    threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
+    batch_size: int = field(default=32, metadata={"min": 1, "help": "sentences per forward pass"})
+    max_length: int = field(default=512, metadata={"min": 2,
+        "help": "truncate to this many tokens"})
+    threads: int = field(default=0, metadata={"min": 0,
+        "help": "torch CPU threads (0: torch's default)"})
 
 
 def _load_tokenizer(path: Path, cased: bool | None = None):

@@ -38,19 +38,21 @@ SENTENCES = [
 class QuickstartArgs:
     """Fetch a real BERT checkpoint and run bertkit's main job on it, printing a short report."""
 
-    threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
+    threads: int = field(default=0, metadata={"min": 0,
+        "help": "torch CPU threads (0: torch's default)"})
     work_dir: Path | None = field(default=None, metadata={
         "help": "where to write the corpus sample and pre-training data (default: a temp dir)"})
-    addresses: int = field(default=12, metadata={
+    addresses: int = field(default=12, metadata={"min": 1,
         "help": "how many of the most recent State of the Union addresses to turn into data"})
     pretrain_config: str = field(default="tiny", metadata={
         "help": "BERT preset pre-trained from scratch (tiny = 2 layers, hidden 128)"})
-    pretrain_steps: int = field(default=150, metadata={
+    pretrain_steps: int = field(default=150, metadata={"min": 1,
         "help": "optimizer steps of the small pre-training run (batch 32; about 2 minutes on 2 cores)"})
-    finetune_examples: int = field(default=2000, metadata={
+    finetune_examples: int = field(default=2000, metadata={"min": 0,
         "help": "Rotten Tomatoes training examples for the fine-tuning step (0: skip the step)"})
-    finetune_epochs: float = field(default=2.0, metadata={"help": "epochs of the fine-tuning step"})
-    finetune_dev: int = field(default=1000, metadata={
+    finetune_epochs: float = field(default=2.0, metadata={"above": 0,
+        "help": "epochs of the fine-tuning step"})
+    finetune_dev: int = field(default=1000, metadata={"min": 1,
         "help": "Rotten Tomatoes dev examples the fine-tuned model is scored on"})
 
 

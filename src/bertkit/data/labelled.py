@@ -788,7 +788,7 @@ class DatasetFetchArgs:
     out: str | None = field(default=None, metadata={
         "help": "output directory (default: <bertkit cache>/labelled/NAME-seedN)",
         "metavar": "DIR"})
-    seed: int = field(default=0, metadata={"help": "seed of the train/dev/test split"})
+    seed: int = field(default=0, metadata={"min": 0, "help": "seed of the train/dev/test split"})
     source: str | None = field(default=None, metadata={
         "flag": "--from", "metavar": "PATH",
         "help": "a file or package archive you already have (verified by the pinned sha256) "

@@ -655,14 +655,16 @@ class CreatePretrainingDataArgs:
                                  "aliases": ["--vocab_file", "--vocab-file"]})
     out: str = field(metadata={"help": "output directory (shards + index.json)",
                                "aliases": ["--output_dir", "--output-dir"]})
-    max_seq_length: int = field(default=128, metadata={"help": "tokens per instance"})
-    max_predictions_per_seq: int = field(default=20, metadata={"help": "max masked positions"})
-    masked_lm_prob: float = field(default=0.15, metadata={"help": "fraction of tokens masked"})
-    short_seq_prob: float = field(default=0.1, metadata={
+    max_seq_length: int = field(default=128, metadata={"min": 8, "help": "tokens per instance"})
+    max_predictions_per_seq: int = field(default=20, metadata={"min": 1,
+        "help": "max masked positions"})
+    masked_lm_prob: float = field(default=0.15, metadata={"above": 0, "below": 1,
+        "help": "fraction of tokens masked"})
+    short_seq_prob: float = field(default=0.1, metadata={"min": 0, "max": 1,
         "help": "probability of a shorter random target length per document"})
-    dupe_factor: int = field(default=10, metadata={
+    dupe_factor: int = field(default=10, metadata={"min": 1,
         "help": "copies of the corpus, each with new segments and masks"})
-    random_seed: int = field(default=12345, metadata={"help": "seed of all randomness"})
+    random_seed: int = field(default=12345, metadata={"min": 0, "help": "seed of all randomness"})
     do_lower_case: bool = field(default=True, metadata={"help": "lower-case and strip accents"})
     cased: bool = field(default=False, metadata={"help": "keep case (= --no-do-lower-case)"})
     do_whole_word_mask: bool = field(default=False, metadata={
@@ -674,12 +676,13 @@ class CreatePretrainingDataArgs:
         "help": "nsp (BERT), sop (ALBERT sentence order), none (RoBERTa full sentences)"})
     masking: Literal["static", "dynamic"] = field(default="static", metadata={
         "help": "static (masked now, dupe_factor copies) or dynamic (masked at load time)"})
-    workers: int = field(default=0, metadata={"help": "processes (0 = all cores)"})
+    workers: int = field(default=0, metadata={"min": 1, "help": "processes (0 = all cores)"})
     errors: Literal["strict", "replace"] = field(default="strict", metadata={
         "help": "non-UTF-8 input: strict (error naming file and line) or replace (U+FFFD)"})
-    pool_mb: float = field(default=16.0, metadata={
+    pool_mb: float = field(default=16.0, metadata={"above": 0,
         "help": "MB of text per block: the pool of 'random next' documents (bounds memory)"})
-    part_mb: float = field(default=4.0, metadata={"help": "MB of text per shard (per copy)"})
+    part_mb: float = field(default=4.0, metadata={"above": 0,
+        "help": "MB of text per shard (per copy)"})
 
 
 def run_create_pretraining_data(args: CreatePretrainingDataArgs) -> int:

@@ -351,7 +351,7 @@ class InspectDataArgs:
 
     data_dir: str = field(metadata={"help": "directory made by create-pretraining-data",
                                     "positional": True})
-    num_examples: int = field(default=3, metadata={"help": "instances to decode"})
+    num_examples: int = field(default=3, metadata={"min": 0, "help": "instances to decode"})
 
 
 def run_inspect_data(args: InspectDataArgs) -> int:

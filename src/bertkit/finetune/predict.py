@@ -34,14 +34,15 @@ class PredictArgs:
     model: str = field(metadata={"help": "fine-tuned model directory"})
     input: str = field(default="-", metadata={"help": "input file of JSON or plain lines (- = stdin)"})
     output: str = field(default="-", metadata={"help": "output JSON-lines file (- = stdout)"})
-    max_seq_length: int | None = field(default=None, metadata={
+    max_seq_length: int | None = field(default=None, metadata={"min": 8,
         "help": "tokens per input (default 128; qa 384)"})
     long_inputs: Literal["truncate", "window"] = field(default="window", metadata={
         "help": "inputs longer than max-seq-length: truncate, or windows (see finetune --help)"})
-    batch_size: int = field(default=32, metadata={"help": "inputs per batch"})
-    chunk: int = field(default=1024, metadata={
+    batch_size: int = field(default=32, metadata={"min": 1, "help": "inputs per batch"})
+    chunk: int = field(default=1024, metadata={"min": 1,
         "help": "records read, predicted and written at a time (bounds memory on large inputs)"})
-    threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
+    threads: int = field(default=0, metadata={"min": 0,
+        "help": "torch CPU threads (0: torch's default)"})
 
 
 def _records(stream: IO[str], source: str) -> Iterator[tuple[int, dict[str, Any] | str]]:

@@ -63,44 +63,52 @@ class FinetuneArgs:
     label_column: str = field(default="label", metadata={"help": "table column of the label"})
     labels: list[str] | None = field(default=None, metadata={
         "help": "label list in id order (default: sorted labels of the training file)"})
-    max_seq_length: int | None = field(default=None, metadata={
+    max_seq_length: int | None = field(default=None, metadata={"min": 8,
         "help": "tokens per input (default 128; qa 384)"})
     long_inputs: Literal["truncate", "window"] = field(default="truncate", metadata={
         "help": "classification/NER inputs longer than max-seq-length: Google's truncation, or "
                 "overlapping windows (classification: mean of the windows' logits; NER: each "
                 "word from the window where it has the most context)"})
-    stride: int | None = field(default=None, metadata={
+    stride: int | None = field(default=None, metadata={"min": 1,
         "help": "tokens of overlap between windows (default: half a window)"})
-    doc_stride: int = field(default=128, metadata={"help": "qa: step between context windows"})
-    max_query_length: int = field(default=64, metadata={"help": "qa: question tokens kept"})
-    n_best_size: int = field(default=20, metadata={"help": "qa: candidate answers kept"})
-    max_answer_length: int = field(default=30, metadata={"help": "qa: longest answer in tokens"})
+    doc_stride: int = field(default=128, metadata={"min": 1,
+        "help": "qa: step between context windows"})
+    max_query_length: int = field(default=64, metadata={"min": 1,
+        "help": "qa: question tokens kept"})
+    n_best_size: int = field(default=20, metadata={"min": 1, "help": "qa: candidate answers kept"})
+    max_answer_length: int = field(default=30, metadata={"min": 1,
+        "help": "qa: longest answer in tokens"})
     null_score_diff_threshold: float = field(default=0.0, metadata={
         "help": "qa v2: predict no answer when null score - best span score exceeds this"})
-    epochs: float = field(default=3.0, metadata={"help": "passes over the training data"})
-    batch_size: int = field(default=32, metadata={"help": "examples per update"})
-    grad_accum: int = field(default=1, metadata={"help": "micro-batches per update"})
-    length_groups: int = field(default=50, metadata={
+    epochs: float = field(default=3.0, metadata={"above": 0,
+        "help": "passes over the training data"})
+    batch_size: int = field(default=32, metadata={"min": 1, "help": "examples per update"})
+    grad_accum: int = field(default=1, metadata={"min": 1, "help": "micro-batches per update"})
+    length_groups: int = field(default=50, metadata={"min": 1,
         "help": "training batches are drawn from random groups of this many batches sorted by "
                 "length (less padding); 1 = plain random batches"})
-    eval_batch_size: int = field(default=64, metadata={"help": "examples per inference batch"})
-    lr: float = field(default=5e-5, metadata={"help": "peak learning rate"})
-    warmup: float = field(default=0.1, metadata={"help": "fraction of steps of linear warmup"})
+    eval_batch_size: int = field(default=64, metadata={"min": 1,
+        "help": "examples per inference batch"})
+    lr: float = field(default=5e-5, metadata={"above": 0, "help": "peak learning rate"})
+    warmup: float = field(default=0.1, metadata={"min": 0, "below": 1,
+        "help": "fraction of steps of linear warmup"})
     decay_after_warmup: bool = field(default=False, metadata={
         "help": "start the linear decay when warmup ends, as transformers' Trainer (Google's "
                 "decays over all steps, so the lr drops to (1 - warmup) x --lr when warmup "
                 "ends)"})
-    weight_decay: float = field(default=0.01, metadata={
+    weight_decay: float = field(default=0.01, metadata={"min": 0,
         "help": "decoupled weight decay (not on LayerNorm and biases)"})
-    adam_eps: float = field(default=1e-6, metadata={"help": "Adam epsilon"})
+    adam_eps: float = field(default=1e-6, metadata={"above": 0, "help": "Adam epsilon"})
     bias_correction: bool = field(default=False, metadata={
         "help": "Adam bias correction (off = Google's AdamWeightDecay)"})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "clip at this global norm"})
-    seed: int = field(default=42, metadata={"help": "seed of the head's init, dropout and order"})
+    max_grad_norm: float = field(default=1.0, metadata={"min": 0,
+        "help": "clip at this global norm"})
+    seed: int = field(default=42, metadata={"min": 0,
+        "help": "seed of the head's init, dropout and order"})
     head_init: Literal["normal", "truncated"] = field(default="normal", metadata={
         "help": "a new head's weights: N(0, 0.02) as transformers, or Google's normal truncated at "
                 "2 std; on small data 'normal' trained more reliably (README, WNUT-16)"})
-    seeds: list[int] | None = field(default=None, metadata={
+    seeds: list[int] | None = field(default=None, metadata={"min": 0,
         "help": "run once per seed (RUN/seed-N) and write RUN/summary.json"})
     skip_bad_rows: bool = field(default=False, metadata={
         "help": "skip malformed rows (counted and logged) instead of stopping at the first"})
@@ -108,7 +116,8 @@ class FinetuneArgs:
         "help": "bf16 autocast (fast on GPUs and CPUs with bf16 units; slow elsewhere)"})
     device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata={
         "help": "auto = CUDA when available"})
-    threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
+    threads: int = field(default=0, metadata={"min": 0,
+        "help": "torch CPU threads (0: torch's default)"})
     save_best: bool = field(default=True, metadata={"help": "export the best epoch's model"})
     progress: bool | None = field(default=None, metadata={
         "help": "progress bar (default: when stderr is a terminal)"})

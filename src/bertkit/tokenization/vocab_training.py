@@ -123,12 +123,14 @@ class TrainVocabArgs:
 
     input: list[str] = field(metadata={"help": "text files or globs (one sentence per line)",
                                        "metavar": "FILE"})
-    vocab_size: int = field(metadata={"help": "number of tokens in vocab.txt (e.g. 30522)"})
+    vocab_size: int = field(metadata={"min": 1,
+        "help": "number of tokens in vocab.txt (e.g. 30522)"})
     out: Path = field(metadata={"help": "vocab.txt to write", "metavar": "VOCAB"})
     cased: bool = field(default=False, metadata={
         "help": "keep case and accents (default: lower-case and strip accents, as uncased BERT)"})
-    min_frequency: int = field(default=2, metadata={"help": "minimum count of a learnt piece"})
-    limit_alphabet: int = field(default=1000, metadata={
+    min_frequency: int = field(default=2, metadata={"min": 0,
+        "help": "minimum count of a learnt piece"})
+    limit_alphabet: int = field(default=1000, metadata={"min": 1,
         "help": "maximum number of distinct characters kept"})
 
 

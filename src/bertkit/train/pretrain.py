@@ -84,15 +84,17 @@ class PretrainArgs:
         "help": "continue a run: RUN (its newest checkpoint) or RUN/checkpoint-STEP; auto: the "
                 "newest checkpoint of --out if it has one, else start (the same command then "
                 "serves a first launch and every restart)"})
-    batch_size: int = field(default=32, metadata={"help": "global batch (sequences per update)"})
-    grad_accum: int = field(default=1, metadata={"help": "micro-batches per update"})
-    max_steps: int = field(default=1000, metadata={"help": "optimizer updates in all"})
-    lr: float = field(default=1e-4, metadata={"help": "peak learning rate"})
-    warmup_steps: int | None = field(default=None, metadata={
+    batch_size: int = field(default=32, metadata={"min": 1,
+        "help": "global batch (sequences per update)"})
+    grad_accum: int = field(default=1, metadata={"min": 1, "help": "micro-batches per update"})
+    max_steps: int = field(default=1000, metadata={"min": 1, "help": "optimizer updates in all"})
+    lr: float = field(default=1e-4, metadata={"above": 0, "help": "peak learning rate"})
+    warmup_steps: int | None = field(default=None, metadata={"min": 0,
         "help": "linear warmup steps (default: 10%% of max-steps)"})
     schedule: Literal["linear", "polynomial", "constant"] = field(default="linear", metadata={
         "help": "decay after warmup (Google's: 1 - step/max_steps, to a power)"})
-    power: float = field(default=1.0, metadata={"help": "power of the polynomial decay"})
+    power: float = field(default=1.0, metadata={"above": 0,
+        "help": "power of the polynomial decay"})
     decay_after_warmup: bool = field(default=False, metadata={
         "help": "start the decay when warmup ends, as transformers' linear schedule (Google's "
                 "decays over all steps, so the lr drops to (1 - warmup/max-steps) x --lr "
@@ -104,12 +106,12 @@ class PretrainArgs:
                 "AdamWeightDecay, whose first ~1000 updates are up to 6.5x lr: harmless under "
                 "Google's 10,000 warmup steps, but with a short warmup and a high lr it can stall "
                 "training at the unigram solution"})
-    weight_decay: float = field(default=0.01, metadata={
+    weight_decay: float = field(default=0.01, metadata={"min": 0,
         "help": "decoupled weight decay (not on LayerNorm and biases)"})
-    beta1: float = field(default=0.9, metadata={"help": "Adam beta1"})
-    beta2: float = field(default=0.999, metadata={"help": "Adam beta2"})
-    adam_eps: float = field(default=1e-6, metadata={"help": "Adam epsilon"})
-    max_grad_norm: float = field(default=1.0, metadata={
+    beta1: float = field(default=0.9, metadata={"min": 0, "below": 1, "help": "Adam beta1"})
+    beta2: float = field(default=0.999, metadata={"min": 0, "below": 1, "help": "Adam beta2"})
+    adam_eps: float = field(default=1e-6, metadata={"above": 0, "help": "Adam epsilon"})
+    max_grad_norm: float = field(default=1.0, metadata={"min": 0,
         "help": "clip gradients at this global norm (0: off)"})
     precision: Literal["fp32", "bf16", "fp16"] = field(default="fp32", metadata={
         "help": "fp32; bf16 autocast (CPU or CUDA); fp16 autocast + gradient scaler (CUDA)"})
@@ -120,18 +122,22 @@ class PretrainArgs:
                 "fit one device; checkpoints stay full state dicts"})
     device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata={
         "help": "auto = CUDA when available (under torchrun: cuda:LOCAL_RANK)"})
-    dropout: float | None = field(default=None, metadata={
+    dropout: float | None = field(default=None, metadata={"min": 0, "below": 1,
         "help": "override hidden and attention dropout (e.g. 0 for deterministic tests)"})
-    seed: int = field(default=0, metadata={"help": "seed of init, dropout and data order"})
-    log_every: int = field(default=10, metadata={"help": "append train metrics every N steps"})
-    eval_every: int = field(default=1000, metadata={"help": "evaluate every N steps (0: end)"})
-    eval_batches: int = field(default=50, metadata={
+    seed: int = field(default=0, metadata={"min": 0,
+        "help": "seed of init, dropout and data order"})
+    log_every: int = field(default=10, metadata={"min": 1,
+        "help": "append train metrics every N steps"})
+    eval_every: int = field(default=1000, metadata={"min": 0,
+        "help": "evaluate every N steps (0: end)"})
+    eval_batches: int = field(default=50, metadata={"min": 0,
         "help": "batches per evaluation (0: all of --eval-data)"})
-    save_every: int = field(default=1000, metadata={"help": "checkpoint every N steps"})
-    keep_last: int = field(default=3, metadata={"help": "checkpoints kept"})
-    max_nonfinite: int = field(default=10, metadata={
+    save_every: int = field(default=1000, metadata={"min": 1, "help": "checkpoint every N steps"})
+    keep_last: int = field(default=3, metadata={"min": 1, "help": "checkpoints kept"})
+    max_nonfinite: int = field(default=10, metadata={"min": 1,
         "help": "stop after this many non-finite losses in a row"})
-    threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
+    threads: int = field(default=0, metadata={"min": 0,
+        "help": "torch CPU threads (0: torch's default)"})
     progress: bool | None = field(default=None, metadata={
         "help": "progress bar (default: when stderr is a terminal)"})
 
