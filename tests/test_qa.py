@@ -2,7 +2,7 @@
 
 Parity with Google's ``run_squad.py``: features (ids, segment ids, token -> word map, max-context
 flags, training targets), ``write_predictions`` (predictions, n-best with probabilities, null odds)
-and ``get_final_text``, on 57 questions on real text in four configurations, compared with
+and ``get_final_text``, on 51 questions on real text in four configurations, compared with
 ``tests/fixtures/google_squad_uncased.json.gz`` (made by Google's code through
 ``tests/tools/make_google_squad_fixture.py``) and, when ``BERTKIT_GOOGLE_BERT`` names a folder with
 Google's ``run_squad.py`` and ``tokenization.py``, with Google's code run here. Also: the fast

@@ -372,6 +372,24 @@ def test_squad_bad_offset_names_question(tmp_path: Path,
         read_squad(broken)
 
 
+@pytest.mark.parametrize("ids, message", [
+    (["a", "b", "a"], "question id 'a' appears more than once"),
+    (["a", None, "c"], "a question has no id"),
+    (["a", "", "c"], "a question has no id"),
+    (["a", True, "c"], "a question has no id"),
+])
+def test_squad_question_ids_are_present_and_unique(ids: list, message: str,
+                                                   tmp_path: Path) -> None:
+    """Predictions and metrics are keyed by id: a missing or repeated id is a bad row."""
+    qas = [{"question": f"Where {i}?", "answers": [_ans("Zu\u0308rich")],
+            **({} if qid is None else {"id": qid})} for i, qid in enumerate(ids)]
+    path = _squad_file(tmp_path, qas)
+    with pytest.raises(DataError, match=message) as err:
+        read_squad(path)
+    assert path.name in str(err.value)
+    assert len(read_squad(path, skip_bad_rows=True)) == 2
+
+
 def test_squad_v2_and_metrics_round_trip(tmp_path: Path) -> None:
     qas = [{"id": "has", "question": "When?", "is_impossible": False,
             "answers": [_ans("1898"), _ans("in 1898")]},
@@ -531,17 +549,21 @@ def test_read_table_on_real_snli_pairs(spec: FileSpec) -> None:
 
 @pytest.mark.real
 def test_read_squad_on_real_samples() -> None:
-    """The real SQuAD, Quoref and QuAC samples: every answer maps back to its context."""
+    """The real SQuAD, Quoref and QuAC samples: every answer maps back to its context; the QuAC
+    sample repeats its dialogue (6 ids twice), which is an error unless bad rows are skipped."""
     tool = load_tool("make_google_squad_fixture")
     n = 0
-    for spec in tool.SQUAD_SAMPLES.values():
+    for name, spec in tool.SQUAD_SAMPLES.items():
         path = fetch_or_skip(fetch_file, spec)
         raw = json.loads(path.read_text(encoding="utf-8"))
-        examples = read_squad(path)
-        assert [e.qid for e in examples] == [qa["id"] for art in raw["data"]
-                                             for par in art["paragraphs"] for qa in par["qas"]]
+        ids = [qa["id"] for art in raw["data"] for par in art["paragraphs"] for qa in par["qas"]]
+        if name == "quac":
+            with pytest.raises(DataError, match="appears more than once"):
+                read_squad(path)
+        examples = read_squad(path, skip_bad_rows=True)
+        assert [e.qid for e in examples] == list(dict.fromkeys(ids))
         for e in examples:
             for a in e.answers:
                 assert e.context[a.start:a.start + len(a.text)] == a.text
         n += len(examples)
-    assert n == 21
+    assert n == 15

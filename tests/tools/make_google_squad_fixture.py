@@ -117,13 +117,13 @@ SQUAD_SAMPLES = {  # name -> the real SQuAD-layout samples allennlp ships as tes
 
 
 def squad_samples() -> list[SquadExample]:
-    """The 21 questions of the SQuAD, Quoref and QuAC samples, each with its first answer.
-
-    Google's ``read_squad_examples`` takes exactly one answer per training question.
+    """The 15 distinct questions of the SQuAD, Quoref and QuAC samples, each with its first
+    answer (Google's ``read_squad_examples`` takes exactly one per training question). The QuAC
+    sample holds its dialogue twice: the repeated ids are skipped as bad rows.
     """
     out = []
     for name, spec in SQUAD_SAMPLES.items():
-        for e in read_squad(artifacts.fetch_file(spec)):
+        for e in read_squad(artifacts.fetch_file(spec), skip_bad_rows=True):
             out.append(make_example(f"{name}-{e.qid}", e.question, e.context,
                                     list(e.answers[:1]), is_impossible=e.is_impossible))
     return out
@@ -198,7 +198,7 @@ def _crossing_answer(context: str, question: str, tokenizer: BertTokenizer, wind
 
 
 def real_examples(tokenizer: BertTokenizer) -> list[SquadExample]:
-    """57 questions on real text: SOTU, UDHR, People's Daily, the MiniLM licence, and the real
+    """51 questions on real text: SOTU, UDHR, People's Daily, the MiniLM licence, and the real
     SQuAD, Quoref and QuAC samples (:func:`squad_samples`).
 
     Answers are chosen by fixed rules: whole words, words without their punctuation, parts of

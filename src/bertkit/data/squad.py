@@ -133,8 +133,9 @@ def _answers(raw: Any, context: str) -> tuple[list[Answer], str | None]:
 def read_squad(path: str | os.PathLike[str], *, skip_bad_rows: bool = False) -> list[SquadExample]:
     """Read a SQuAD v1.1 or v2.0 JSON file into examples (v2 when ``is_impossible`` appears).
 
-    An answerable question needs at least one answer; an impossible one must have none. Errors
-    name the file and the question id.
+    An answerable question needs at least one answer; an impossible one must have none; every
+    question needs an id of its own (predictions and metrics are keyed by it). Errors name the
+    file and the question id.
     """
     path = Path(path)
     try:
@@ -146,6 +147,7 @@ def read_squad(path: str | os.PathLike[str], *, skip_bad_rows: bool = False) -> 
         raise DataError(path, None, 'expected an object with a "data" list')
     bad = BadRows(path, skip=skip_bad_rows, logger=logger)
     out: list[SquadExample] = []
+    seen: set[str] = set()
     for article in data["data"]:
         title = str(article.get("title", ""))
         for para in article.get("paragraphs", []):
@@ -156,7 +158,16 @@ def read_squad(path: str | os.PathLike[str], *, skip_bad_rows: bool = False) -> 
             doc, offs = whitespace_split(context)
             doc_t, offs_t = tuple(doc), tuple(offs)  # shared by the paragraph's questions
             for qa in para.get("qas", []):
-                qid = str(qa.get("id", "?"))
+                qid = qa.get("id")
+                if isinstance(qid, bool) or not isinstance(qid, str | int) or not str(qid).strip():
+                    bad.report(None, f"article {title!r}: a question has no id "
+                                     f"(question {str(qa.get('question'))[:60]!r})")
+                    continue
+                qid = str(qid)
+                if qid in seen:  # predictions and metrics are keyed by id
+                    bad.report(None, f"question id {qid!r} appears more than once")
+                    continue
+                seen.add(qid)
                 question = qa.get("question")
                 if not isinstance(question, str) or not question.strip():
                     bad.report(None, f"question {qid}: empty question")
