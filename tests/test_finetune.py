@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import statistics
 from pathlib import Path
 
@@ -384,3 +385,33 @@ def test_bad_rows_are_reported_or_skipped(rt: dict[str, Path], minilm_dir: Path,
     with pytest.raises(ValueError, match=r"empty\.jsonl: no test examples"):
         finetune(args, tmp_path / "run2", seed=1)
     assert not (tmp_path / "run2").exists()
+
+
+@pytest.mark.parametrize("kind, line, message", [
+    ("classification", '{"text": null}', "field 'text' must be a non-empty string, got None"),
+    ("classification", '{"text": 5}', "field 'text' must be a non-empty string, got 5"),
+    ("classification", '{"text": ""}', "field 'text' must be a non-empty string"),
+    ("classification", '{"text": "a", "text_b": 3}', "field 'text_b' must be"),
+    ("classification", '{"txt": "a"}', "missing field 'text' (have ['txt'])"),
+    ("ner", '{"tokens": "John met Mary"}', "field 'tokens' must be a list of non-empty strings"),
+    ("ner", '{"tokens": ["John", 5]}', "field 'tokens' must be a list"),
+    ("ner", '{"tokens": ["New York"]}', "a token holds whitespace"),
+    ("qa", '{"question": "Who?", "context": null}', "field 'context' must be"),
+    ("multiple-choice", '{"context": "c", "choices": "a b"}', "field 'choices' must be a list"),
+    ("classification", '{"text": "a",', "not valid JSON"),
+])
+def test_predict_records_are_validated(kind: str, line: str, message: str) -> None:
+    """predict reads its input as finetune's readers do: wrong types are errors naming the line
+    and field (they used to be predicted as the strings "None" and "5", or 13 characters)."""
+    import io
+
+    from bertkit.finetune.predict import _examples, _records
+
+    good = {"classification": '{"text": "fine"}', "ner": '{"tokens": ["fine"]}',
+            "qa": '{"question": "Who?", "context": "Me."}',
+            "multiple-choice": '{"context": "c", "choices": ["a", "b"]}'}[kind]
+    records = list(_records(io.StringIO(good + "\n"), "in.jsonl"))
+    assert len(_examples(kind, records, "in.jsonl")) == 1
+    with pytest.raises(DataError, match=re.escape(f"in.jsonl:2: {message}")):
+        _examples(kind, list(_records(io.StringIO(f"{good}\n{line}\n"), "in.jsonl")),
+                  "in.jsonl")

@@ -22,6 +22,8 @@ from typing import IO, Any, Literal
 
 import torch
 
+from bertkit.data.errors import DataError
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["PredictArgs", "Predictor", "predict_records", "run_predict"]
@@ -54,15 +56,34 @@ def _records(stream: IO[str], source: str) -> Iterator[tuple[int, dict[str, Any]
             try:
                 yield n, json.loads(line)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{source}:{n}: not valid JSON ({e})") from e
+                raise DataError(source, n, f"not valid JSON ({e})") from e
         else:
             yield n, line
 
 
-def _field(rec: dict[str, Any], name: str, source: str, n: int) -> Any:
+def _text(rec: dict[str, Any], name: str, source: str, n: int, optional: bool = False
+          ) -> str | None:
+    """Field ``name`` of a JSON record: a non-empty string (or absent/null when ``optional``)."""
+    value = rec.get(name)
+    if value is None and optional:
+        return None
     if name not in rec:
-        raise ValueError(f"{source}:{n}: missing field {name!r} (have {sorted(rec)})")
-    return rec[name]
+        raise DataError(source, n, f"missing field {name!r} (have {sorted(rec)})")
+    if not isinstance(value, str) or not value.strip():
+        raise DataError(source, n, f"field {name!r} must be a non-empty string, got {value!r:.60}")
+    return value
+
+
+def _strings(rec: dict[str, Any], name: str, source: str, n: int) -> list[str]:
+    """Field ``name`` of a JSON record: a non-empty list of non-empty strings."""
+    if name not in rec:
+        raise DataError(source, n, f"missing field {name!r} (have {sorted(rec)})")
+    value = rec[name]
+    if not isinstance(value, list) or not value \
+            or not all(isinstance(v, str) and v.strip() for v in value):
+        raise DataError(source, n, f"field {name!r} must be a list of non-empty strings, "
+                                   f"got {value!r:.60}")
+    return value
 
 
 def _examples(kind: str, records: list[tuple[int, dict[str, Any] | str]], source: str) -> list[Any]:
@@ -80,20 +101,23 @@ def _examples(kind: str, records: list[tuple[int, dict[str, Any] | str]], source
                 a, _, b = rec.partition("\t")
                 out.append(Example(a, b or None, None, guid))
             else:
-                out.append(Example(str(_field(rec, "text", source, n)), rec.get("text_b"), None, guid))
+                out.append(Example(_text(rec, "text", source, n),
+                                   _text(rec, "text_b", source, n, optional=True), None, guid))
         elif kind == "ner":
-            tokens = rec.split() if isinstance(rec, str) else list(_field(rec, "tokens", source, n))
+            tokens = rec.split() if isinstance(rec, str) else _strings(rec, "tokens", source, n)
+            if any(len(t.split()) != 1 for t in tokens):
+                raise DataError(source, n, "a token holds whitespace")
             out.append(NerSentence(tuple(tokens), ("O",) * len(tokens), guid))
         elif kind == "qa":
             if isinstance(rec, str):
                 raise ValueError(f"{source}:{n}: qa needs JSON lines with question and context")
-            out.append(make_example(guid, str(_field(rec, "question", source, n)),
-                                    str(_field(rec, "context", source, n)), []))
+            out.append(make_example(guid, _text(rec, "question", source, n),
+                                    _text(rec, "context", source, n), []))
         else:
             if isinstance(rec, str):
                 raise ValueError(f"{source}:{n}: multiple-choice needs JSON with context and choices")
-            choices = tuple(str(c) for c in _field(rec, "choices", source, n))
-            out.append(MultipleChoiceExample(guid, str(_field(rec, "context", source, n)), "",
+            choices = tuple(_strings(rec, "choices", source, n))
+            out.append(MultipleChoiceExample(guid, _text(rec, "context", source, n), "",
                                              choices, None))
     return out
 
