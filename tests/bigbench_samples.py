@@ -60,11 +60,12 @@ def _tokenized(text: str) -> str:
 
 def disfl_qa_task(squad_files: list[Path], n_wiki: int = 200) -> dict[str, Any]:
     """Questions of the real SQuAD-layout samples (first answer; QuAC's ``CANNOTANSWER`` as
-    ``unknown``) and of Wikipedia leads (every fourth ``unknown``), contexts tokenized as in
-    Disfl-QA; plus two placeholder questions the recipe drops."""
+    ``unknown``; the QuAC sample's repeated dialogue once) and of Wikipedia leads (every fourth
+    ``unknown``), contexts tokenized as in Disfl-QA; plus two placeholder questions the recipe
+    drops."""
     examples = []
     for path in squad_files:
-        for e in read_squad(path):
+        for e in read_squad(path, skip_bad_rows=True):
             answer = e.answers[0].text if e.answers else "unknown"
             target = "unknown" if answer == "CANNOTANSWER" else answer
             examples.append({"input": f"{e.question}  \ncontext: {_tokenized(e.context)} ",

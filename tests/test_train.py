@@ -438,7 +438,7 @@ def test_plot_of_a_real_run_writes_png(tiny_data, pretrain_args, tmp_path: Path,
     empty = tmp_path / "empty-run"
     empty.mkdir()
     capsys.readouterr()
-    assert cli(["plot", str(empty)]) == 1
+    assert cli(["plot", str(empty)]) == 2  # an error: one line, exit status 2
     err = capsys.readouterr().err
     assert f"{empty / 'metrics.jsonl'} not found: not a pretrain run directory" in err
     assert not (empty / "curves.png").exists()
