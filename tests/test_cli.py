@@ -159,6 +159,7 @@ BAD_FLAGS = [  # (argv, what the one-line error must name): issue 18's probes an
     ([*_FT, "--max-answer-length", "0"], "--max-answer-length"),
     ([*_FT, "--doc-stride", "0"], "--doc-stride"),
     ([*_FT, "--seeds", "1,-2"], "--seeds"),
+    ([*_FT, "--seeds", "1,1"], "--seeds repeats a value: [1, 1]"),
     ([*_CPD, "--workers", "-1"], "--workers must be at least 1"),
     ([*_CPD, "--workers", "0"], "--workers"),
     ([*_CPD, "--masked-lm-prob", "1.5"], "--masked-lm-prob"),

@@ -16,7 +16,7 @@ from a JSON or TOML file (``--args-file``): flags given on the command line over
 file's values are checked against the field types.
 
 Bounds live beside the help: ``metadata={"min": 1}`` (also ``"max"``, and ``"above"``/``"below"``
-for strict bounds); every float must be finite. :func:`check_values` raises :class:`ArgsError`
+for strict bounds; ``"unique": True`` for a list without repeats); every float must be finite. :func:`check_values` raises :class:`ArgsError`
 naming the flag, which the parser reports as a one-line usage error (exit status 2)::
 
     batch_size: int = field(default=32, metadata={"help": "examples per update", "min": 1})
@@ -67,6 +67,9 @@ def check_values(args: Any) -> None:
     """
     for f in dataclasses.fields(args):
         values = getattr(args, f.name)
+        if f.metadata.get("unique") and isinstance(values, list) \
+                and len(set(values)) != len(values):
+            raise ArgsError(f"{flag_name(f)} repeats a value: {values}")
         for v in values if isinstance(values, list) else [values]:
             if isinstance(v, bool) or not isinstance(v, int | float):
                 continue

@@ -108,7 +108,7 @@ class FinetuneArgs:
     head_init: Literal["normal", "truncated"] = field(default="normal", metadata={
         "help": "a new head's weights: N(0, 0.02) as transformers, or Google's normal truncated at "
                 "2 std; on small data 'normal' trained more reliably (README, WNUT-16)"})
-    seeds: list[int] | None = field(default=None, metadata={"min": 0,
+    seeds: list[int] | None = field(default=None, metadata={"min": 0, "unique": True,
         "help": "run once per seed (RUN/seed-N) and write RUN/summary.json"})
     skip_bad_rows: bool = field(default=False, metadata={
         "help": "skip malformed rows (counted and logged) instead of stopping at the first"})
