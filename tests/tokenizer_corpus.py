@@ -22,6 +22,7 @@ import unicodedata
 from collections import Counter
 from pathlib import Path
 from types import ModuleType
+from typing import TypeVar
 
 from bertkit import artifacts
 from bertkit.data.corpora import udhr_declarations, wikipedia_articles
@@ -32,6 +33,7 @@ N_ADVERSARIAL = 6_000
 SEED = 20240521
 N_IDS_STORED = 400  # full Google ids kept for the first lines of each mode (readable diffs)
 
+T = TypeVar("T")
 N_UDHR = 9_000  # the rest of N_REAL comes from Wikipedia
 
 # mode -> (vocab getter name in bertkit.artifacts, do_lower_case)
@@ -57,7 +59,7 @@ def main_script(text: str) -> str:
     return counts.most_common(1)[0][0] if counts else "NONE"
 
 
-def _strided(items: list[str], n: int) -> list[str]:
+def _strided(items: list[T], n: int) -> list[T]:
     return [items[i * len(items) // n] for i in range(n)] if n < len(items) else list(items)
 
 
@@ -66,7 +68,7 @@ def udhr_lines(n: int = N_UDHR) -> list[str]:
     paragraphs = [p for _, ps in udhr_declarations() for p in ps]
     latin = [i for i, p in enumerate(paragraphs) if main_script(p) == "LATIN"]
     keep = set(range(len(paragraphs))) - set(latin)
-    keep |= set(_strided(latin, n - len(keep)))  # type: ignore[arg-type]
+    keep |= set(_strided(latin, n - len(keep)))
     return [paragraphs[i] for i in sorted(keep)]
 
 

@@ -32,6 +32,7 @@ import math
 import operator
 import os
 import sys
+import types
 import typing
 from pathlib import Path
 from typing import Any, Literal, NoReturn, TypeVar, get_args, get_origin
@@ -80,8 +81,13 @@ def check_values(args: Any) -> None:
                     raise ArgsError(f"{flag_name(f)} must be {words} {f.metadata[key]}, got {v}")
 
 
+def _is_union(tp: Any) -> bool:
+    """``X | Y`` or ``Optional[X]``."""
+    return get_origin(tp) in (typing.Union, types.UnionType)
+
+
 def _unwrap_optional(tp: Any) -> Any:
-    if get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if _is_union(tp):
         args = [a for a in get_args(tp) if a is not type(None)]
         if len(args) == 1:
             return args[0]
@@ -184,7 +190,7 @@ def _read_args_file(path: Path) -> dict[str, Any]:
 
 def _typed(value: Any, tp: Any) -> tuple[bool, Any]:
     """``(True, value as tp)`` when an args-file value fits the field type ``tp``."""
-    if get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if _is_union(tp):
         for arm in get_args(tp):
             ok, out = (value is None, None) if arm is type(None) else _typed(value, arm)
             if ok:

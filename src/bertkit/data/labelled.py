@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import bz2
 import csv
+import functools
 import json
 import logging
 import os
@@ -397,22 +398,33 @@ _MMLU_ENGLISH = "lm_eval/tasks/mmlu/flan_cot_fewshot/_cot_prompts.json"
 _COT_ITEM = re.compile(r"(?s)(?P<q>.*?)\n\(A\) (?P<choices>.*?)\nA: .*The answer is \((?P<a>[A-E])\)")
 
 
-def _yaml_samples(archive: zipfile.ZipFile, member: str) -> list[dict[str, Any]]:
-    """The ``fewshot_config.samples`` of one lm-eval task file (``!function`` tags ignored)."""
+@functools.cache
+def _lm_eval_loader() -> type:
+    """A safe YAML loader that reads lm-eval's ``!function`` tags as None."""
     import yaml
 
-    class _Loader(yaml.SafeLoader):
+    class Loader(yaml.SafeLoader):
         pass
 
-    _Loader.add_constructor("!function", lambda loader, node: None)
-    doc = yaml.load(archive.read(member).decode("utf-8"), Loader=_Loader)  # noqa: S506
+    Loader.add_constructor("!function", lambda loader, node: None)
+    return Loader
+
+
+def _yaml_samples(archive: zipfile.ZipFile, member: str) -> list[dict[str, Any]]:
+    """The ``fewshot_config.samples`` of one lm-eval task file."""
+    import yaml
+
+    doc = yaml.load(archive.read(member).decode("utf-8"), Loader=_lm_eval_loader())  # noqa: S506
     samples = (doc.get("fewshot_config") or {}).get("samples") if isinstance(doc, dict) else None
     if not isinstance(samples, list):
         raise ArtifactError(f"{member}: no fewshot_config.samples list")
     return samples
 
 
-def _cot_choices(member: str, subject: str, block: str) -> _Choice | None:
+_Item = tuple[str, tuple[str, ...], int]  # question, the four choices, gold index
+
+
+def _cot_item(member: str, subject: str, block: str) -> _Item | None:
     """One English chain-of-thought prompt ``Q: ... (A) .. (D) ..\nA: ... (X).``; None unless
     it has exactly the choices A-D."""
     m = _COT_ITEM.match(block)
@@ -422,7 +434,37 @@ def _cot_choices(member: str, subject: str, block: str) -> _Choice | None:
     letters, texts = parts[0::2], [t.strip() for t in parts[1::2]]
     if letters != list("ABCD"):
         return None
-    return _Choice(0, m["q"].strip(), tuple(texts), "ABCD".index(m["a"]))
+    return m["q"].strip(), tuple(texts), "ABCD".index(m["a"])
+
+
+def _mmlu_items(archive: zipfile.ZipFile) -> tuple[list[tuple[str, _Item]], int]:
+    """``(tag, item)`` of every question in lm-eval's archive, tag ``<family>-<lang>-<subject>``,
+    and the number of English prompts dropped for not offering exactly A-D."""
+    out: list[tuple[str, _Item]] = []
+    dropped = 0
+    english = json.loads(archive.read(_MMLU_ENGLISH).decode("utf-8"))
+    for subject, text in english.items():
+        for block in text.split("\n\nQ: ")[1:]:
+            item = _cot_item(_MMLU_ENGLISH, subject, block)
+            if item is None:
+                dropped += 1
+            else:
+                out.append((f"mmlu-en-{subject}", item))
+    for member in sorted(archive.namelist()):
+        if (m := _MMLU_TRANSLATED.fullmatch(member)) and m[1] in _MMLU_LANGS:
+            for x in _yaml_samples(archive, member):
+                choices = tuple(str(x["input_choice_list"][k]).strip() for k in "ABCD")
+                gold = "ABCD".index(x["input_correct_responses"][0])
+                out.append((f"mmlu-{m[1]}-{m[2]}", (str(x["input_question"]).strip(), choices,
+                                                     gold)))
+        elif m := _KMMLU.fullmatch(member):
+            for x in _yaml_samples(archive, member):
+                gold = re.findall(r"\(([ABCD])\)", str(x["target"]))
+                if not gold:
+                    raise ArtifactError(f"{member}: no '(A)'-style answer in a target")
+                out.append((f"kmmlu-ko-{m[1]}", (str(x["question"]).strip(),
+                            tuple(str(x[k]).strip() for k in "ABCD"), "ABCD".index(gold[-1]))))
+    return out, dropped
 
 
 def _mmlu(path: Path) -> _Prepared:
@@ -435,45 +477,17 @@ def _mmlu(path: Path) -> _Prepared:
     exactly A-D (5 choices, or none) are dropped. All items of one subject and language family
     (MMLU or KMMLU) form one group, so no translation of a test question is in train.
     """
-    records: list[_Choice] = []
-    groups: list[str] = []
-    dropped = 0
     with zipfile.ZipFile(path) as archive:
-        english = json.loads(archive.read(_MMLU_ENGLISH).decode("utf-8"))
-        for subject, text in english.items():
-            for block in text.split("\n\nQ: ")[1:]:
-                choice = _cot_choices(_MMLU_ENGLISH, subject, block)
-                if choice is None:
-                    dropped += 1
-                    continue
-                records.append(choice)
-                groups.append(f"mmlu-en-{subject}")
-        for member in sorted(archive.namelist()):
-            if (m := _MMLU_TRANSLATED.fullmatch(member)) and m[1] in _MMLU_LANGS:
-                for x in _yaml_samples(archive, member):
-                    options = x["input_choice_list"]
-                    records.append(_Choice(0, str(x["input_question"]).strip(),
-                                           tuple(str(options[k]).strip() for k in "ABCD"),
-                                           "ABCD".index(x["input_correct_responses"][0])))
-                    groups.append(f"mmlu-{m[1]}-{m[2]}")
-            elif m := _KMMLU.fullmatch(member):
-                for x in _yaml_samples(archive, member):
-                    gold = re.findall(r"\(([ABCD])\)", str(x["target"]))
-                    if not gold:
-                        raise ArtifactError(f"{member}: no '(A)'-style answer in a target")
-                    records.append(_Choice(0, str(x["question"]).strip(),
-                                           tuple(str(x[k]).strip() for k in "ABCD"),
-                                           "ABCD".index(gold[-1])))
-                    groups.append(f"kmmlu-ko-{m[1]}")
-    for i, (r, g) in enumerate(zip(records, groups, strict=True)):
-        if not r.prompt or not all(r.endings):
-            raise ArtifactError(f"{path}: item {i} ({g}): empty question or choice")
-    records = [_Choice(i, r.prompt, r.endings, r.label, g)
-               for i, (r, g) in enumerate(zip(records, groups, strict=True))]
-    subjects = [re.sub(r"^(k?mmlu)-[a-z]+-", r"\1-", g) for g in groups]
+        items, dropped = _mmlu_items(archive)
+    records = []
+    for i, (tag, (question, choices, gold)) in enumerate(items):
+        if not question or not all(choices):
+            raise ArtifactError(f"{path}: item {i} ({tag}): empty question or choice")
+        records.append(_Choice(i, question, choices, gold, tag))
+    subjects = [re.sub(r"^(k?mmlu)-[a-z]+-", r"\1-", r.tag) for r in records]
     return _Prepared(records, subjects, {
         "dropped_english_items_not_4_choices": dropped, "subjects": len(set(subjects)),
-        "languages": dict(sorted(Counter(g.split("-")[1] for g in groups).items()))})
+        "languages": dict(sorted(Counter(r.tag.split("-")[1] for r in records).items()))})
 
 
 def _choice_label(r: _Choice) -> Iterable[str]:
