@@ -9,6 +9,7 @@ writer below.
 from __future__ import annotations
 
 import ast
+import doctest
 import re
 import shutil
 import struct
@@ -20,6 +21,7 @@ import torch
 from safetensors import safe_open
 
 from bertkit import artifacts
+from bertkit.convert import tf_checkpoint
 from bertkit.convert.hf import CheckpointError
 from bertkit.convert.tf_checkpoint import (
     TFCheckpoint,
@@ -77,6 +79,10 @@ def test_crc32c_vectorised_equals_bytewise(n: int) -> None:
     assert crc32c(raw[n // 3:], crc32c(raw[: n // 3])) == crc32c(raw)
 
 
+def test_doctests() -> None:
+    assert doctest.testmod(tf_checkpoint).failed == 0
+
+
 # ----------------------------------------------------------------------------- against TF
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -132,6 +138,8 @@ def test_read_returns_fresh_memory() -> None:
         first.zero_()
         assert not torch.equal(ckpt.read(name), first)
         first.resize_(1000)  # owns a resizable storage of its own
+        ckpt.close()
+        assert torch.equal(ckpt.read(name), expected("pretraining")[0][name])  # reopens
 
 
 def test_read_touches_only_the_tensors_bytes(tmp_path: Path) -> None:

