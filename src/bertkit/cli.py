@@ -49,6 +49,9 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
                  "fine-tune on classification, regression, GLUE, NER, QA or multiple choice"),
     "predict": ("bertkit.finetune.predict", "PredictArgs", "run_predict",
                 "predict with a fine-tuned model: JSON or plain lines in, JSON lines out"),
+    "extract-features": ("bertkit.extract_features", "ExtractFeaturesArgs", "run_extract_features",
+                         "per-token states of chosen layers, Google's extract_features.py "
+                         "(JSON lines, .npy or .safetensors)"),
     "dataset list": ("bertkit.data.labelled", "DatasetListArgs", "run_dataset_list",
                      "list the real labelled datasets bertkit can fetch for fine-tuning"),
     "dataset fetch": ("bertkit.data.labelled", "DatasetFetchArgs", "run_dataset_fetch",
