@@ -94,6 +94,19 @@ def test_wrong_shape_names_file_and_key(saved):
         BertModel.from_pretrained(d)
 
 
+@pytest.mark.parametrize("piece", ["query", "key", "value"])
+@pytest.mark.parametrize("shape", [(16, 15), (15, 16), (8, 16)])
+def test_wrong_shaped_qkv_piece_names_file_and_key(saved, piece, shape):
+    # Our q/k/v projection is fused: each HF piece is checked before the concatenation.
+    d, _ = saved
+    state = load_file(d / "model.safetensors")
+    state[f"encoder.layer.0.attention.self.{piece}.weight"] = torch.zeros(shape)
+    save_file(state, d / "model.safetensors")
+    with pytest.raises(CheckpointError, match=rf"model\.safetensors: encoder\.layer\.0\.attention"
+                       rf"\.self\.{piece}\.weight has shape \({shape[0]}, {shape[1]}\).*\(16, 16\)"):
+        BertModel.from_pretrained(d)
+
+
 def test_missing_encoder_key_names_file_and_key(saved):
     d, _ = saved
     state = load_file(d / "model.safetensors")

@@ -68,6 +68,7 @@ def _compile(pattern: str) -> re.Pattern[str]:
 
 
 _COMPILED = [(_compile(ours), hf) for ours, hf in _RULES]
+_HF_COMPILED = [_compile(p) for _, hf in _RULES for p in hf]
 
 
 def hf_names(our_key: str) -> tuple[str, ...]:
@@ -114,31 +115,65 @@ def find_weights(directory: Path) -> Path:
     raise FileNotFoundError(f"{directory}: no model.safetensors or pytorch_model.bin")
 
 
-def hf_to_ours(hf_state: Mapping[str, Tensor], model: nn.Module, source: str = "checkpoint"
-               ) -> tuple[dict[str, Tensor], dict[str, list[str]], list[str]]:
-    """Map an HF state dict onto ``model``'s keys, checking shapes.
+def _piece_shape(shape: torch.Size, pieces: int) -> tuple[int, ...]:
+    """The shape each of ``pieces`` HF tensors must have to fill our (fused) parameter."""
+    return (shape[0] // pieces, *shape[1:])
 
-    Returns (our_state, {missing our-key: the HF keys absent for it}, unused HF keys). Raises CheckpointError on a shape
-    mismatch, naming ``source`` and the key.
+
+def check_shapes(hf: Mapping[str, Tensor], model_state: Mapping[str, Tensor], source: str,
+                 origin: Mapping[str, str] | None = None) -> dict[str, list[str]]:
+    """Check every HF tensor (normalised keys) that feeds ``model_state`` against its shape.
+
+    Each of the fused q/k/v pieces is checked on its own, so the error names the one wrong key.
+    ``origin`` maps an HF key to the name it had in the file (Google's variable names). Returns
+    {missing our-key: the HF keys absent for it}. Raises CheckpointError naming ``source``.
     """
-    hf = {_normalise_hf_key(k): v for k, v in hf_state.items()}
-    used: set[str] = set()
-    ours: dict[str, Tensor] = {}
+    origin = origin or {}
     missing: dict[str, list[str]] = {}
-    for key, param in model.state_dict().items():
+    for key, param in model_state.items():
         names = hf_names(key)
         absent = [n for n in names if n not in hf]
         if absent:
             missing[key] = absent
             continue
+        want = _piece_shape(param.shape, len(names))
+        for n in names:
+            if tuple(hf[n].shape) != want:
+                fused = f" (one of {len(names)} pieces of {key})" if len(names) > 1 else ""
+                raise CheckpointError(
+                    f"{source}: {origin.get(n, n)} has shape {tuple(hf[n].shape)}, but the "
+                    f"model needs {want}{fused}" + ("" if fused else f" for {key}"))
+    return missing
+
+
+def hf_to_ours(hf_state: Mapping[str, Tensor], model: nn.Module, source: str = "checkpoint",
+               origin: Mapping[str, str] | None = None
+               ) -> tuple[dict[str, Tensor], dict[str, list[str]], list[str]]:
+    """Map an HF state dict onto ``model``'s keys, checking shapes.
+
+    Returns (our_state, {missing our-key: the HF keys absent for it}, unused HF keys). Raises
+    CheckpointError on a shape mismatch, naming ``source`` and the key (as ``origin`` names it).
+    """
+    hf = {_normalise_hf_key(k): v for k, v in hf_state.items()}
+    named = {_normalise_hf_key(k): v for k, v in (origin or {}).items()}
+    missing = check_shapes(hf, model.state_dict(), source, named)
+    used: set[str] = set()
+    ours: dict[str, Tensor] = {}
+    for key, param in model.state_dict().items():
+        if key in missing:
+            continue
+        names = hf_names(key)
         used.update(names)
         tensor = hf[names[0]] if len(names) == 1 else torch.cat([hf[n] for n in names], dim=0)
-        if tuple(tensor.shape) != tuple(param.shape):
-            raise CheckpointError(f"{source}: {'+'.join(names)} has shape {tuple(tensor.shape)}, "
-                                  f"but the model's {key} needs {tuple(param.shape)}")
         ours[key] = tensor.to(param.dtype)
-    unused = sorted(k for k in hf if k not in used and not _IGNORABLE.search(k))
+    unused = sorted(named.get(k, k) for k in hf if k not in used and not _IGNORABLE.search(k))
     return ours, missing, unused
+
+
+def is_bert_key(key: str) -> bool:
+    """True when ``key`` (an HF name, any prefix or legacy form) is a weight some BERT model has."""
+    key = _normalise_hf_key(key)
+    return bool(_IGNORABLE.search(key)) or any(rx.match(key) for rx in _HF_COMPILED)
 
 
 def ours_to_hf(model: nn.Module) -> dict[str, Tensor]:
@@ -154,34 +189,48 @@ def ours_to_hf(model: nn.Module) -> dict[str, Tensor]:
     return out
 
 
+def _read_directory(directory: Path) -> tuple[BertConfig, dict[str, Tensor], str,
+                                               dict[str, str] | None]:
+    """(config, HF-named state, source file for errors, {HF key: name in the file} or None)."""
+    from bertkit.convert.google import is_google_dir, load_google_state
+
+    if is_google_dir(directory):
+        config, state, google = load_google_state(directory)
+        return config, state, str(google.index), google.origin
+    config = BertConfig.from_json_file(directory / "config.json")
+    weights = find_weights(directory)
+    return config, read_state_dict(weights), str(weights), None
+
+
 def load_pretrained_into(cls: Callable[..., M], path: str | Path, **overrides: Any) -> M:
-    """Build ``cls`` from the HF directory at ``path`` (config.json + weights)."""
+    """Build ``cls`` from ``path``: an HF directory (config.json + weights) or Google's layout
+    (bert_config.json + a TensorFlow checkpoint, read without TensorFlow)."""
     directory = Path(path)
     if not directory.is_dir():
         raise FileNotFoundError(f"model directory not found: {directory}")
-    config = BertConfig.from_json_file(directory / "config.json")
+    config, state, source, origin = _read_directory(directory)
     known = {f for f in vars(config) if f != "extra"}
     for k, v in overrides.items():  # unknown keys (id2label, problem_type, ...) go to ``extra``
         if k in known:
             setattr(config, k, v)
         else:
             config.extra[k] = v
-    config.validate(str(directory / "config.json"))
-    weights = find_weights(directory)
+    config.validate(str(directory / ("config.json" if origin is None else "bert_config.json")))
     model = cls(config)
-    ours, missing, unused = hf_to_ours(read_state_dict(weights), model, str(weights))
+    ours, missing, unused = hf_to_ours(state, model, source, origin)
+    del state
     heads = [k for k in missing if k.startswith(_HEAD_PREFIXES)]
     body = [k for k in missing if k not in heads]
     if body:
         shown = ", ".join(f"{', '.join(missing[k])} (for {k})" for k in body[:5])
-        raise CheckpointError(f"{weights}: missing {len(body)} weight(s) the model needs: {shown}"
+        raise CheckpointError(f"{source}: missing {len(body)} weight(s) the model needs: {shown}"
                               + (" ..." if len(body) > 5 else ""))
     model.load_state_dict(ours, strict=False)
     if heads:
         groups = sorted({k.removeprefix("bert.").split(".")[0] for k in heads})
-        logger.info("%s: initialised fresh (not in the checkpoint): %s", weights, ", ".join(groups))
+        logger.info("%s: initialised fresh (not in the checkpoint): %s", source, ", ".join(groups))
     if unused:
-        logger.info("%s: %d checkpoint tensor(s) not used by %s: %s", weights, len(unused),
+        logger.info("%s: %d checkpoint tensor(s) not used by %s: %s", source, len(unused),
                     type(model).__name__, ", ".join(unused[:5]) + (" ..." if len(unused) > 5 else ""))
     return model
 
