@@ -90,19 +90,21 @@ class EmbedArgs:
 
 
 def _load_tokenizer(path: Path, cased: bool | None = None):
-    """A tokenizer from a vocab.txt or a model directory; ``cased`` None means the dir's setting."""
+    """A tokenizer from a vocab.txt or a model directory; ``cased`` None means the dir's setting.
+
+    A model directory's vocab.txt is checked against its config.json (see
+    :meth:`BertTokenizer.from_pretrained`)."""
     from bertkit.tokenization import BertTokenizer
 
-    if path.is_dir() and cased is None:
-        return BertTokenizer.from_pretrained(path)
-    vocab = path / "vocab.txt" if path.is_dir() else path
-    return BertTokenizer(vocab, do_lower_case=not cased)
+    return BertTokenizer.from_pretrained(path, None if cased is None else not cased)
 
 
 def run_tokenize(args: TokenizeArgs) -> int:
+    from bertkit.fileio import utf8_lines
+
     tok = _load_tokenizer(args.vocab, args.cased)
     out = sys.stdout
-    for line in sys.stdin:
+    for line in utf8_lines(sys.stdin, "<stdin>"):
         text = line.rstrip("\n")
         if args.special:
             ids = tok.encode(text)
@@ -115,26 +117,32 @@ def run_tokenize(args: TokenizeArgs) -> int:
 
 
 def run_embed(args: EmbedArgs) -> int:
+    import errno
+
     import numpy as np
     import torch
 
+    from bertkit.fileio import atomic_path, check_output_file, utf8_lines
     from bertkit.inference import encode
     from bertkit.models.bert import BertModel
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    texts = [line.rstrip("\n") for line in sys.stdin]
+    if args.model.is_file():
+        raise NotADirectoryError(errno.ENOTDIR, "is a file, not a model directory (config.json, "
+                                 "model.safetensors, vocab.txt)", str(args.model))
+    if args.output is not None:
+        check_output_file(args.output)
+    tok = _load_tokenizer(args.model)  # first: checks vocab.txt against config.json
+    texts = [line.rstrip("\n") for line in utf8_lines(sys.stdin, "<stdin>")]
     if not texts:
         logger.error("no input: pipe one sentence per line into bertkit embed")
         return 2
     model = BertModel.from_pretrained(args.model)
-    tok = _load_tokenizer(args.model)
     vecs = encode(model, tok, texts, batch_size=args.batch_size, max_length=args.max_length,
                   pooling=args.pooling, normalize=args.normalize, progress=sys.stderr.isatty())
     assert isinstance(vecs, torch.Tensor)
     if args.output is not None:
-        from bertkit.fileio import atomic_path
-
         with atomic_path(args.output) as tmp, open(tmp, "wb") as f:
             np.save(f, vecs.numpy())
         logger.info("wrote %s embeddings of size %d to %s", len(texts), vecs.shape[1], args.output)

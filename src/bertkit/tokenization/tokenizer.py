@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import logging
@@ -35,6 +36,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bertkit.errors import BertkitError
 from bertkit.tokenization import basic
 from bertkit.tokenization.wordpiece import MAX_CHARS, PREFIX, wordpiece_spans
 
@@ -56,16 +58,22 @@ def load_vocab(vocab_file: str | Path) -> dict[str, int]:
     U+2028 becomes the empty token, as in Google's ``load_vocab``.
 
     Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: a duplicate entry (with both line numbers), or [UNK]/[CLS]/[SEP] missing.
+        FileNotFoundError: the file does not exist (IsADirectoryError: it is a directory).
+        ValueError: a duplicate entry (with both line numbers), [UNK]/[CLS]/[SEP] missing, or
+            bytes that are not UTF-8 (file and line).
     """
+    from bertkit.fileio import decode_line
+
     path = Path(vocab_file)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a directory, expected a vocab.txt file",
+                                str(path))
     if not path.is_file():
         raise FileNotFoundError(f"vocab file not found: {path}")
     vocab: dict[str, int] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            token = line.strip()
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            token = decode_line(raw, str(path), lineno).strip()
             if token in vocab:
                 raise ValueError(f"{path}:{lineno}: duplicate vocab entry {token!r} "
                                  f"(first seen on line {vocab[token] + 1})")
@@ -74,6 +82,23 @@ def load_vocab(vocab_file: str | Path) -> dict[str, int]:
         if token not in vocab:
             raise ValueError(f"{path}: vocab has no {token} entry")
     return vocab
+
+
+class VocabError(BertkitError, ValueError):
+    """A vocabulary that cannot be used: not a vocab.txt, or not matching its model's config."""
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object file; VocabError names the file (and line) when it is malformed."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise VocabError(f"{path}: not UTF-8 ({e.reason} at byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise VocabError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from None
+    if not isinstance(data, dict):
+        raise VocabError(f"{path}: expected a JSON object")
+    return data
 
 
 def truncate_longest_first(len_a: int, len_b: int, max_tokens: int) -> tuple[int, int]:
@@ -589,19 +614,56 @@ class BertTokenizer:
     # -- files ----------------------------------------------------------------------------------
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> BertTokenizer:
+    def from_pretrained(cls, directory: str | Path, do_lower_case: bool | None = None
+                        ) -> BertTokenizer:
         """Load ``vocab.txt`` and ``do_lower_case`` (default True) from ``tokenizer_config.json``.
 
-        ``directory`` may also be a ``vocab.txt`` path itself.
+        ``directory`` may also be a ``vocab.txt`` path itself. ``do_lower_case`` given overrides
+        the directory's setting.
+
+        A model directory's ``vocab.txt`` is checked against ``vocab_size`` in its ``config.json``:
+        a vocabulary *longer* than ``vocab_size`` is an error (ids past the embedding table), naming
+        both files and sizes; a *shorter* one is only logged as a warning, since real checkpoints
+        pad ``vocab_size`` above the vocabulary (e.g. to a multiple of 8) and then simply never
+        produce the extra ids.
+
+        Raises:
+            VocabError: ``directory`` is neither a model directory nor a vocab.txt (e.g. a text
+                corpus), its vocab.txt is longer than config.json's ``vocab_size``, or one of
+                its JSON files is malformed.
+            FileNotFoundError: no such directory, or no vocab.txt in it.
         """
         path = Path(directory)
+        if not path.exists():
+            raise FileNotFoundError(errno.ENOENT, "model directory or vocab.txt not found",
+                                    str(path))
         vocab = path if path.is_file() else path / VOCAB_NAME
+        if path.is_dir() and not vocab.is_file():
+            raise FileNotFoundError(f"{path} is not a model directory: it has no {VOCAB_NAME}")
         config_path = vocab.parent / CONFIG_NAME
-        do_lower_case = True
-        if config_path.is_file():
-            config = json.loads(config_path.read_text(encoding="utf-8"))
-            do_lower_case = bool(config.get("do_lower_case", True))
-        return cls(vocab, do_lower_case=do_lower_case)
+        if do_lower_case is None:
+            do_lower_case = True
+            if config_path.is_file():
+                do_lower_case = bool(_read_json(config_path).get("do_lower_case", True))
+        try:
+            tok = cls(vocab, do_lower_case=do_lower_case)
+        except ValueError as e:
+            if path.is_dir() or isinstance(e, VocabError):
+                raise
+            raise VocabError(f"{path} is not a model directory (config.json, vocab.txt) nor a "
+                             f"vocab.txt: {e}") from e
+        model_config = vocab.parent / "config.json"
+        if path.is_dir() and model_config.is_file():
+            size = _read_json(model_config).get("vocab_size")
+            if isinstance(size, int) and len(tok) > size:
+                raise VocabError(f"{vocab} has {len(tok)} entries but {model_config} has "
+                                 f"vocab_size {size}: ids {size}..{len(tok) - 1} would be out "
+                                 "of range; use the model's own vocab.txt")
+            if isinstance(size, int) and len(tok) < size:
+                logger.warning("%s has %d entries, fewer than vocab_size %d in %s (padded "
+                               "embedding table?); ids %d.. are never produced", vocab,
+                               len(tok), size, model_config, len(tok))
+        return tok
 
     def save_pretrained(self, directory: str | Path) -> list[Path]:
         """Write ``vocab.txt`` and a ``tokenizer_config.json`` that transformers can load."""
