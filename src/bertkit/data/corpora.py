@@ -45,7 +45,7 @@ from bertkit.artifacts import (
     sha256_file,
 )
 from bertkit.data.sentences import split_paragraphs, split_sentences
-from bertkit.fileio import atomic_path, atomic_write_text
+from bertkit.fileio import atomic_path, atomic_write_text, check_output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -545,9 +545,10 @@ def fetch_corpus(name: str, out: Path | None = None, source: Path | None = None)
     if name not in CORPORA:
         raise KeyError(f"unknown corpus {name!r}; known: {', '.join(CORPORA)}")
     corpus = CORPORA[name]
+    out_dir = Path(out) if out is not None else cache_dir() / "corpora" / name
+    check_output_dir(out_dir)  # a file or read-only folder: said now, before the download
     if source is not None:
         install_local(Path(source), corpus.artifacts)
-    out_dir = Path(out) if out is not None else cache_dir() / "corpora" / name
     text_path, meta_path = out_dir / f"{name}.txt", out_dir / f"{name}.json"
     if meta_path.is_file() and text_path.is_file():
         meta = json.loads(meta_path.read_text(encoding="utf-8"))

@@ -45,7 +45,9 @@ import glob
 import logging
 import os
 import random
+import signal
 import sys
+import threading
 import time
 from bisect import bisect_left
 from collections import deque
@@ -69,7 +71,8 @@ from bertkit.errors import BertkitError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CreatePretrainingDataArgs", "InputError", "InstanceSettings", "WordPieceEncoder",
+__all__ = ["CreatePretrainingDataArgs", "InputError", "InstanceSettings",
+           "RunLockedError", "WordPieceEncoder",
            "create_pretraining_data", "expand_inputs", "iter_documents",
            "run_create_pretraining_data"]
 
@@ -123,6 +126,9 @@ def expand_inputs(patterns: list[str]) -> list[Path]:
     for pattern in patterns:
         for item in (p for p in pattern.split(",") if p):
             matches = sorted(glob.glob(item)) if glob.has_magic(item) else [item]
+            if not glob.has_magic(item) and Path(item).is_dir():
+                raise InputError(f"input {item!r} is a directory, not a text file (give its "
+                                 f"files, e.g. '{item}/*.txt')")
             matches = [m for m in matches if Path(m).is_file()]
             if not matches:
                 raise InputError(f"input {item!r}: no such file")
@@ -227,8 +233,8 @@ def _tokenize_block(block: _Block, encoder: WordPieceEncoder, settings: Instance
     n_chunks = 1 + (getattr(pool, "_max_workers", 1) if pool is not None else 0)
     if n_chunks > 1 and len(lines) >= _PARALLEL_TOKENIZE_LINES * n_chunks:
         step = -(-len(lines) // n_chunks)  # the first chunk here, meanwhile the rest in the pool
-        futs = [pool.submit(encode_chunk, vocab_file, settings.do_lower_case,
-                            lines[i:i + step], by_space) for i in range(step, len(lines), step)]
+        futs = [_submit(pool, encode_chunk, vocab_file, settings.do_lower_case,
+                        lines[i:i + step], by_space) for i in range(step, len(lines), step)]
         parts = [encoder.encode(lines[:step], with_words=by_space)] + [f.result() for f in futs]
         ids = np.concatenate([p[0] for p in parts])
         lens = np.concatenate([p[1] for p in parts])
@@ -508,6 +514,161 @@ def _run_task(task: _Task) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- driver
 
 
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _init_worker(key: tuple[str, bool], blob: str) -> None:
+    """Pool initializer: the parent alone handles Ctrl-C and SIGTERM (and then ends the workers),
+    so a worker never prints a KeyboardInterrupt traceback. The worker was started with both
+    signals blocked (:func:`_submit`): ignore SIGINT, keep SIGTERM's default, then unblock."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+    install_encoder(key, blob)
+
+
+def _submit(pool: Any, fn: Any, *args: Any) -> Any:
+    """``pool.submit``, with SIGINT/SIGTERM blocked meanwhile: a worker it starts inherits the
+    mask, so a Ctrl-C during the worker's start-up cannot interrupt it with a traceback; the
+    parent receives a signal that arrived meanwhile when the mask is restored."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    try:
+        return pool.submit(fn, *args)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _kill_pool(pool: Any) -> None:
+    """End a ProcessPoolExecutor's workers at once (SIGTERM, then SIGKILL after 5 s)."""
+    procs = list(getattr(pool, "_processes", {}).values())
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(5)
+        if p.is_alive():
+            p.kill()
+            p.join(1)
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived during :func:`create_pretraining_data` (``signum``); the
+    workers were ended and finished shards kept (a rerun resumes)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by signal {signum} ({signal.Signals(signum).name})")
+        self.signum = signum
+
+
+class _StopOnSignals:
+    """SIGINT and SIGTERM raise :class:`_Interrupted` in the main thread (elsewhere: no-op)."""
+
+    def __enter__(self) -> _StopOnSignals:
+        self._old: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for s in _SIGNALS:
+                self._old[s] = signal.signal(s, self._raise)
+        return self
+
+    @staticmethod
+    def _raise(signum: int, frame: Any) -> None:
+        raise _Interrupted(signum)
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+class _OutLock:
+    """An exclusive ``flock`` on ``OUT/.lock`` for the run: a second run into the same
+    directory stops at once instead of racing the first (removed when the run ends)."""
+
+    def __init__(self, out: Path) -> None:
+        self.out, self.path, self.fd = out, out / ".lock", -1
+
+    def __enter__(self) -> _OutLock:
+        import fcntl
+
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise RunLockedError(f"another create-pretraining-data run is writing into "
+                                     f"{self.out} (it holds {self.path}); wait for it to "
+                                     "finish or choose another --out") from None
+            try:  # the file may have been removed by the run that held it: lock the new one
+                if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
+                    self.fd = fd
+                    return self
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            self.path.unlink(missing_ok=True)
+        finally:
+            os.close(self.fd)
+
+
+class RunLockedError(BertkitError, RuntimeError):
+    """Another create-pretraining-data run holds the output directory's lock."""
+
+
+def _remove_stale_temps(out: Path) -> None:
+    """Delete temp files of this format's writers left by a killed run (we hold the lock)."""
+    import shutil
+
+    for pattern in (".shard-*.tmp", ".index.json.*.tmp", ".run.json.*.tmp", ".vocab.txt.*.tmp"):
+        for p in out.glob(pattern):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+
+
+def _undo_empty_run(out: Path, created: bool) -> None:
+    """After a failure before any shard was written, remove what the run wrote (``run.json``,
+    ``vocab.txt``, ``.work``; ``out`` itself when this run created it), so that a rerun with
+    corrected input is not refused as "an unfinished run with other inputs"."""
+    import shutil
+
+    if any(out.glob("shard-*.npy")) or (out / "index.json").exists():
+        return
+    for name in ("run.json", "vocab.txt"):
+        (out / name).unlink(missing_ok=True)
+    shutil.rmtree(out / ".work", ignore_errors=True)
+    if created:
+        try:
+            (out / ".lock").unlink(missing_ok=True)
+            out.rmdir()
+        except OSError:
+            pass
+
+
+def _check_inputs(paths: list[Path], errors: Literal["strict", "replace"]) -> None:
+    """Raise InputError before anything is written when the input has no text, or (``strict``)
+    bytes that are not UTF-8 (file and line): one fast pass over the files."""
+    from bertkit.fileio import NotUTF8Error, check_utf8_file
+
+    hint = "; fix the file or pass --errors replace"
+    text = False
+    for path in paths:
+        if errors == "strict":
+            try:
+                check_utf8_file(path, hint)
+            except NotUTF8Error as e:
+                raise InputError(str(e)) from None
+        if not text:
+            with open(path, "rb") as f:
+                text = any(block.strip() for block in iter(lambda: f.read(1 << 20), b""))
+    if not text:
+        raise InputError(f"no text in {', '.join(map(str, paths))}: nothing to make instances "
+                         "from")
+
+
 def _save_block(tb: _Tokenized, work_dir: Path, id_dtype: np.dtype) -> None:
     work_dir.mkdir(parents=True, exist_ok=True)
     np.save(work_dir / "ids.npy", tb.ids.astype(id_dtype))
@@ -530,24 +691,48 @@ def create_pretraining_data(inputs: list[str], vocab_file: str | os.PathLike[str
         InputError: missing, empty or undecodable input.
         ValueError: bad settings, or ``out_dir`` holds data made with other settings.
     """
+    from bertkit.fileio import check_input_file, check_output_dir
+
+    settings.validate()
+    paths = expand_inputs(inputs)
+    out = Path(out_dir)
+    check_input_file(vocab_file, "vocab")
+    check_output_dir(out)
+    encoder = get_encoder(vocab_file, settings.do_lower_case)
+    vocab = {"size": len(encoder.tokens), "cls_id": encoder.cls_id, "sep_id": encoder.sep_id,
+             "mask_id": encoder.mask_id, "pad_id": encoder.pad_id}
+    _check_inputs(paths, errors)  # undecodable or empty input: found before anything is written
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    with _OutLock(out), _StopOnSignals():
+        _remove_stale_temps(out)
+        try:
+            run = S.begin_run(out, settings_dict=asdict(settings), vocab_file=Path(vocab_file),
+                              inputs=[{"path": str(p), "bytes": p.stat().st_size}
+                                      for p in paths])
+            if run.get("complete"):
+                logger.info("%s is already complete", out)
+                return run["index"]
+            return _create(paths, vocab_file, out, settings, encoder, vocab, workers, errors,
+                           progress)
+        except BaseException as e:
+            if not isinstance(e, KeyboardInterrupt):
+                _undo_empty_run(out, created)
+            raise
+        finally:
+            _remove_stale_temps(out)
+
+
+def _create(paths: list[Path], vocab_file: str | os.PathLike[str], out: Path,
+            settings: InstanceSettings, encoder: WordPieceEncoder, vocab: dict[str, Any],
+            workers: int, errors: Literal["strict", "replace"], progress: bool | None
+            ) -> dict[str, Any]:
+    """The run itself, in a claimed ``out`` (see :func:`create_pretraining_data`)."""
     import shutil
     from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
     from multiprocessing import get_context
 
-    settings.validate()
-    paths = expand_inputs(inputs)
-    out = Path(out_dir)
-    if not Path(vocab_file).is_file():
-        raise FileNotFoundError(f"vocab {vocab_file} not found")
-    encoder = get_encoder(vocab_file, settings.do_lower_case)
-    vocab = {"size": len(encoder.tokens), "cls_id": encoder.cls_id, "sep_id": encoder.sep_id,
-             "mask_id": encoder.mask_id, "pad_id": encoder.pad_id}
-    run = S.begin_run(out, settings_dict=asdict(settings), vocab_file=Path(vocab_file),
-                      inputs=[{"path": str(p), "bytes": p.stat().st_size} for p in paths])
-    if run.get("complete"):
-        logger.info("%s is already complete", out)
-        return run["index"]
     id_dtype = np.dtype(S.row_dtype(settings, vocab["size"])["input_ids"].base)
     workers = workers or os.cpu_count() or 1
     total = sum(p.stat().st_size for p in paths)
@@ -567,7 +752,7 @@ def create_pretraining_data(inputs: list[str], vocab_file: str | os.PathLike[str
         blob.parent.mkdir(parents=True, exist_ok=True)
         blob.write_bytes(pickle.dumps(encoder))
         pool = ProcessPoolExecutor(workers - 1, mp_context=get_context("spawn"),
-                                   initializer=install_encoder,
+                                   initializer=_init_worker,
                                    initargs=(encoder_key(vocab_file, settings.do_lower_case),
                                              str(blob)))
     metas: list[dict[str, Any]] = []
@@ -591,7 +776,7 @@ def create_pretraining_data(inputs: list[str], vocab_file: str | os.PathLike[str
         while queue or len(pending) > until:
             while pool is not None and queue and len(pending) < window:
                 task, wd = queue.popleft()
-                pending[pool.submit(_run_task, task)] = wd
+                pending[_submit(pool, _run_task, task)] = wd
             if queue:
                 task, wd = queue.pop()
                 finished(_run_task(task), wd)
@@ -626,6 +811,11 @@ def create_pretraining_data(inputs: list[str], vocab_file: str | os.PathLike[str
             "a worker process died. Workers are started with 'spawn', which re-imports the "
             "calling script: call create_pretraining_data under `if __name__ == \"__main__\":`, "
             "or pass workers=1 (also check that the OS did not kill one for memory)") from e
+    except BaseException:
+        if pool is not None:  # an error or a signal: stop the workers now, not after their tasks
+            _kill_pool(pool)
+            pool = None
+        raise
     finally:
         bar.close()
         if pool is not None:
@@ -699,8 +889,14 @@ def run_create_pretraining_data(args: CreatePretrainingDataArgs) -> int:
         index = create_pretraining_data(args.input, args.vocab, args.out, settings,
                                         workers=args.workers, errors=args.errors)
     except (InputError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        from bertkit.cli import _one_line
+
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
+    except _Interrupted as e:
+        logger.error("%s: finished shards are kept in %s; rerun the same command to resume", e,
+                     args.out)
+        return 128 + e.signum
     c = index["counts"]
     print(f"{c['instances']:,} instances in {len(index['shards'])} shards from "
           f"{c['documents']:,} documents -> {args.out}")

@@ -103,17 +103,17 @@ def begin_run(out: Path, settings_dict: dict[str, Any], vocab_file: Path,
     out.mkdir(parents=True, exist_ok=True)
     index_path, run_path = out / "index.json", out / "run.json"
     if index_path.is_file():
-        index = json.loads(index_path.read_text(encoding="utf-8"))
+        index = read_json(index_path)
         if {k: index.get(k) for k in run} == run:
             return {"complete": True, "index": index}
         raise ValueError(f"{out} holds data made from other inputs or settings; "
                          "choose another --out or delete it")
     if run_path.is_file():
-        if json.loads(run_path.read_text(encoding="utf-8")) != run:
+        if read_json(run_path) != run:
             raise ValueError(f"{out} holds an unfinished run with other inputs or settings; "
                              "choose another --out or delete it")
         logger.info("resuming the unfinished run in %s", out)
-    elif any(p.name != ".work" for p in out.iterdir()):
+    elif any(p.name not in (".work", ".lock") for p in out.iterdir()):
         raise ValueError(f"{out} is not empty; choose an empty or new directory")
     atomic_write_bytes(out / "vocab.txt", vocab_file.read_bytes())
     atomic_write_text(run_path, json.dumps(run, indent=1) + "\n")
@@ -143,16 +143,41 @@ def finish_run(out: Path, metas: list[dict[str, Any]], vocab: dict[str, Any],
     return index
 
 
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object file of a data directory; ShardError names the file (and line) when it is
+    not UTF-8, not JSON or not an object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ShardError(f"{path}: damaged, not UTF-8 ({e.reason} at byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise ShardError(f"{path}:{e.lineno}: damaged, invalid JSON ({e.msg}); remake the data "
+                         "directory") from None
+    if not isinstance(data, dict):
+        raise ShardError(f"{path}: damaged, expected a JSON object")
+    return data
+
+
 def load_index(data_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """The ``index.json`` of a finished data directory."""
-    path = Path(data_dir) / "index.json"
+    """The ``index.json`` of a finished data directory.
+
+    Raises:
+        ShardError: no such directory or index, or a malformed one (naming the file and line).
+    """
+    d = Path(data_dir)
+    if d.exists() and not d.is_dir():
+        raise ShardError(f"{d} is a file, not a pre-training data directory")
+    path = d / "index.json"
     if not path.is_file():
         hint = " (an unfinished run: rerun the same command)" if (path.parent /
                                                                      "run.json").is_file() else ""
         raise ShardError(f"{path} not found: not a finished pre-training data directory{hint}")
-    index = json.loads(path.read_text(encoding="utf-8"))
+    index = read_json(path)
     if index.get("format") != FORMAT:
         raise ShardError(f"{path}: unknown format {index.get('format')!r}, expected {FORMAT}")
+    missing = [k for k in ("settings", "vocab", "row_dtype", "shards") if k not in index]
+    if missing:
+        raise ShardError(f"{path}: damaged, no {', '.join(missing)}; remake the data directory")
     return index
 
 

@@ -83,20 +83,31 @@ def train_vocab(files: list[Path], vocab_size: int, lowercase: bool = True,
 
     Returns:
         ``out``.
+
+    Raises:
+        OSError: an input is missing or a directory, or ``out`` cannot be written (a directory,
+            a read-only folder), each naming the path; checked before training.
+        ValueError: empty input, a too small ``vocab_size``, or input that is not UTF-8
+            (:class:`~bertkit.fileio.NotUTF8Error`, naming the file and line).
     """
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    from bertkit.fileio import check_input_file, check_output_file, check_utf8_file
 
     paths = [Path(f) for f in files]
     if not paths:
         raise ValueError("no input files given")
+    out = Path(out)
+    check_output_file(out)  # before the training, not after it
     for p in paths:
-        if not p.is_file():
-            raise FileNotFoundError(f"input file {p} does not exist")
+        check_input_file(p, "input file")
     total = sum(p.stat().st_size for p in paths)
     if total == 0:
         raise ValueError(f"the input files are empty: {', '.join(map(str, paths))}")
     if vocab_size <= len(SPECIAL_TOKENS):
         raise ValueError(f"vocab_size must exceed {len(SPECIAL_TOKENS)}, got {vocab_size}")
+    for p in paths:  # the trainer's own error names neither file nor line
+        check_utf8_file(p)
 
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix=PREFIX))
     tok.normalizer = normalizers.BertNormalizer(
@@ -111,7 +122,6 @@ def train_vocab(files: list[Path], vocab_size: int, lowercase: bool = True,
     t0 = time.perf_counter()
     tok.train([str(p) for p in paths], trainer)
     tokens = _order_vocab(tok.get_vocab(with_added_tokens=True), vocab_size)
-    out = Path(out)
     atomic_write_text(out, "\n".join(tokens) + "\n")
     logger.info("wrote %s (%d tokens) in %.1f s", out, len(tokens), time.perf_counter() - t0)
     return out
@@ -152,8 +162,10 @@ def run_train_vocab(args: TrainVocabArgs) -> int:
         out = train_vocab(files, args.vocab_size, lowercase=not args.cased,
                           min_frequency=args.min_frequency, limit_alphabet=args.limit_alphabet,
                           out=args.out)
-    except (FileNotFoundError, ValueError) as e:
-        logger.error("%s", e)
+    except (OSError, ValueError) as e:
+        from bertkit.cli import _one_line
+
+        logger.error("%s", _one_line(e))
         return 2
     print(f"{out}: {args.vocab_size} tokens ({'cased' if args.cased else 'uncased'})")
     return 0
