@@ -15,6 +15,7 @@ previous good checkpoint to resume from instead.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 
 from bertkit.errors import BertkitError
-from bertkit.fileio import sha256_file
+from bertkit.fileio import current_umask, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +105,7 @@ def save_checkpoint(run: str | os.PathLike[str], step: int, state: dict[str, Any
     final = checkpoint_dir(run, step)
     tmp = Path(tempfile.mkdtemp(dir=run, prefix=f".{final.name}.", suffix=".tmp"))
     try:
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; a checkpoint is 0755
         torch.save(state, tmp / "state.pt")
         if config is not None:
             config.to_json_file(tmp / "config.json", architectures=["BertForPreTraining"])
@@ -118,8 +120,13 @@ def save_checkpoint(run: str | os.PathLike[str], step: int, state: dict[str, Any
         os.replace(tmp, final)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if _disk_full(e):
+            raise CheckpointError(f"disk full (No space left on device) writing {final}/state.pt;"
+                                  " the previous checkpoints are unchanged: free space and "
+                                  "resume") from e
         if isinstance(e, OSError):
-            raise CheckpointError(f"could not write checkpoint {final} ({e}); the previous "
+            what = f"{e.strerror} ({e.filename})" if e.strerror else str(e)
+            raise CheckpointError(f"could not write checkpoint {final}: {what}; the previous "
                                   "checkpoints are unchanged") from e
         raise
     logger.info("saved %s", final)
@@ -129,6 +136,17 @@ def save_checkpoint(run: str | os.PathLike[str], step: int, state: dict[str, Any
     for stale in run.glob(".checkpoint-*.tmp"):  # left by a killed process
         shutil.rmtree(stale, ignore_errors=True)
     return final
+
+
+def _disk_full(e: BaseException) -> bool:
+    """ENOSPC, or torch's zip writer failing as it does on a full disk ("[enforce fail at
+    inline_container.cc] unexpected pos", "PytorchStreamWriter failed writing file")."""
+    if isinstance(e, OSError):
+        return e.errno in (errno.ENOSPC, errno.EDQUOT)
+    text = str(e)
+    return isinstance(e, RuntimeError) and (
+        ("inline_container" in text and "unexpected pos" in text)
+        or "PytorchStreamWriter failed writing" in text or "No space left on device" in text)
 
 
 def verify_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -71,9 +71,12 @@ __all__ = ["PretrainArgs", "ExportArgs", "PlotArgs", "evaluate", "pretraining_lo
 class PretrainArgs:
     """Pre-train BERT (MLM + NSP/SOP) on shards made by ``bertkit create-pretraining-data``."""
 
-    data: str = field(metadata={"help": "training data directory (create-pretraining-data)"})
+    data: str | None = field(default=None, metadata={
+        "help": "training data directory (create-pretraining-data); required, except with "
+                "--resume RUN, which takes the run's (another --data continues on new data)"})
     out: str | None = field(default=None, metadata={
-        "help": "run directory (metrics, checkpoints); default with --resume: that run"})
+        "help": "run directory (metrics, checkpoints): new or empty; default with --resume: "
+                "that run"})
     eval_data: str | None = field(default=None, metadata={"help": "held-out data directory"})
     config: str | None = field(default=None, metadata={
         "help": "model preset (tiny/mini/small/medium/base/large, L-4_H-256...) or config JSON; "
@@ -83,7 +86,9 @@ class PretrainArgs:
     resume: str | None = field(default=None, metadata={
         "help": "continue a run: RUN (its newest checkpoint) or RUN/checkpoint-STEP; auto: the "
                 "newest checkpoint of --out if it has one, else start (the same command then "
-                "serves a first launch and every restart)"})
+                "serves a first launch and every restart). Continuing a run, flags left at "
+                "their defaults take the values in RUN/args.json; --config/--init/--optimizer "
+                "other than the run's are errors"})
     batch_size: int = field(default=32, metadata={"min": 1,
         "help": "global batch (sequences per update)"})
     grad_accum: int = field(default=1, metadata={"min": 1, "help": "micro-batches per update"})
@@ -307,6 +312,26 @@ def _seed_all(seed: int) -> None:
 # ----------------------------------------------------------------------------- metrics
 
 
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records of a ``metrics.jsonl``; ValueError names the file and line of a bad one."""
+    from bertkit.fileio import utf8_lines
+
+    records = []
+    with open(path, "rb") as f:
+        for lineno, line in enumerate(utf8_lines(f, str(path)), 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: damaged metrics line, invalid JSON ({e.msg}); "
+                                 "delete or fix that line") from None
+            if not isinstance(rec, dict):
+                raise ValueError(f"{path}:{lineno}: damaged metrics line, expected a JSON object")
+            records.append(rec)
+    return records
+
+
 class MetricsLog:
     """``RUN/metrics.jsonl`` (rank 0) plus TensorBoard events when the package is installed."""
 
@@ -317,8 +342,8 @@ class MetricsLog:
         if not enabled:
             return
         if truncate_after is not None and self.path.is_file():  # drop lines past the checkpoint
-            keep = [line for line in self.path.read_text(encoding="utf-8").splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= truncate_after]
+            keep = [json.dumps(r) for r in _read_jsonl(self.path)
+                    if r.get("step", 0) <= truncate_after]
             from bertkit.fileio import atomic_write_text
 
             atomic_write_text(self.path, "".join(k + "\n" for k in keep))
@@ -394,10 +419,19 @@ def _grad_scaler(precision: str, fsdp: bool) -> torch.amp.GradScaler | None:
 
 
 def _prepare_run(args: PretrainArgs, index: dict[str, Any], run: Path, resuming: bool) -> None:
-    """Create RUN (rank 0): args.json, vocab.txt, tokenizer_config.json."""
+    """Create RUN (rank 0): args.json, vocab.txt, tokenizer_config.json.
+
+    A new run needs a new or empty RUN; only a restart of a bertkit run that has no checkpoint
+    yet (``--resume auto``, RUN holding args.json) may start in a used one."""
     if not resuming and C.list_checkpoints(run):
         raise ValueError(f"{run} already holds checkpoints; continue it with --resume {run} "
                          "or choose a new --out")
+    restart = args.resume == "auto" and (run / "args.json").is_file()
+    if not resuming and not restart and run.is_dir() and any(run.iterdir()):
+        names = sorted(p.name for p in run.iterdir())
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        raise ValueError(f"{run} is not empty (it holds {shown}): a new run needs a new or empty "
+                         "--out; continue a bertkit run with --resume")
     run.mkdir(parents=True, exist_ok=True)
     from bertkit.fileio import atomic_write_text
 
@@ -408,20 +442,84 @@ def _prepare_run(args: PretrainArgs, index: dict[str, Any], run: Path, resuming:
     atomic_write_text(run / "tokenizer_config.json", json.dumps(tok, indent=1) + "\n")
 
 
+# Flags a continued run takes from its args.json when left at their defaults: what defines the
+# run and its exact continuation. Not the machine's: device, precision, compile, fsdp, threads.
+_RUN_FLAGS = ("data", "eval_data", "config", "init", "batch_size", "grad_accum", "max_steps", "lr",
+              "warmup_steps", "schedule", "power", "decay_after_warmup", "optimizer",
+              "bias_correction", "weight_decay", "beta1", "beta2", "adam_eps", "max_grad_norm",
+              "dropout", "seed", "log_every", "eval_every", "eval_batches", "save_every",
+              "keep_last", "max_nonfinite")
+# ... and those that cannot change on resume (the checkpoint fixes the model and optimizer)
+_FIXED_FLAGS = {"config": "mini", "init": None, "optimizer": "adamw"}
+
+
+def _continue_args(args: PretrainArgs, run: Path) -> PretrainArgs:
+    """``args`` for continuing ``run``: flags at their defaults take the run's recorded values.
+
+    A flag given with another value than the run's is kept (and recorded), except --config,
+    --init and --optimizer, which the checkpoint fixes: those raise ValueError naming both.
+    """
+    path = run / "args.json"
+    if not path.is_file():
+        logger.warning("%s not found: the run's flags are not known, using these", path)
+        return args
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 ({e.reason} at byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+    if not isinstance(saved, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    defaults = {f.name: f.default for f in dataclasses.fields(PretrainArgs)}
+    changes: dict[str, Any] = {}
+    for name in _RUN_FLAGS:
+        if name not in saved:
+            continue
+        given, recorded = getattr(args, name), saved[name]
+        if name in _FIXED_FLAGS:
+            if given != defaults[name] and (given or _FIXED_FLAGS[name]) != \
+                    (recorded or _FIXED_FLAGS[name]):
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"{flag} {given} conflicts with the run's {flag} "
+                                 f"{recorded or _FIXED_FLAGS[name]} ({path}): a continued run "
+                                 f"keeps its checkpoint's model and optimizer; drop {flag}")
+        if given == defaults[name] and recorded != given:
+            changes[name] = recorded
+        elif given != recorded:
+            logger.info("--%s %s replaces the run's %s", name.replace("_", "-"), given, recorded)
+    if changes:
+        logger.info("continuing %s with its flags from %s: %s", run, path,
+                    ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in changes.items()))
+    return dataclasses.replace(args, **changes)
+
+
 def run_pretrain(args: PretrainArgs) -> int:
     """CLI entry point: train, evaluate, checkpoint; returns the exit code.
 
     0 when ``max_steps`` are done; 128 + signal number after a signal (a checkpoint was written);
     1 when the run stopped on non-finite losses; errors in the input raise ValueError.
+
+    Continuing a run (``--resume RUN``, or ``--resume auto`` once RUN has a checkpoint), flags
+    left at their defaults take RUN's recorded values (:func:`_continue_args`), so
+    ``bertkit pretrain --resume RUN`` alone continues exactly.
     """
     from bertkit.data.shards import PretrainingDataset, load_index
+    from bertkit.fileio import check_output_dir
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.out is None and args.resume in (None, "auto"):
         raise ValueError("--out RUN is required (or --resume RUN)")
+    if args.out is not None:
+        check_output_dir(args.out)
     resume_dir = _resume_dir(args)
     run = Path(args.out) if args.out else (resume_dir.parent if resume_dir else Path("."))
+    if resume_dir is not None and run.resolve() == resume_dir.parent.resolve():
+        args = _continue_args(args, run)
+    if args.data is None:
+        raise ValueError("--data DIR is required (a continued run takes the --data recorded in "
+                         "its args.json)")
     env = init_distributed(args.device)
     try:
         code = _train(args, env, run, resume_dir, PretrainingDataset, load_index)
@@ -614,25 +712,49 @@ class ExportArgs:
     checkpoint: str = field(metadata={"help": "RUN/checkpoint-STEP (or RUN: its newest)",
                                       "positional": True})
     out: str = field(metadata={"help": "output directory (config.json, model.safetensors, "
-                                       "vocab.txt, tokenizer_config.json)"})
+                                       "vocab.txt, tokenizer_config.json): new or empty"})
+    overwrite: bool = field(default=False, metadata={
+        "help": "replace the model files of a non-empty --out"})
 
 
 def run_export(args: ExportArgs) -> int:
-    """Export: bertkit's and transformers' ``BertForPreTraining`` load the result."""
+    """Export: bertkit's and transformers' ``BertForPreTraining`` load the result.
+
+    A non-empty ``--out`` is refused unless ``--overwrite``; the files are written into a temp
+    directory beside it and moved in only when all are written.
+    """
+    import tempfile
+
     from bertkit.config import BertConfig
+    from bertkit.fileio import check_output_dir, current_umask
     from bertkit.models.bert import BertForPreTraining
 
+    out = Path(args.out)
+    check_output_dir(out)
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+        raise ValueError(f"{out} is not empty: choose a new --out, or pass --overwrite to "
+                         "replace its model files")
     ck_dir = C.resolve_resume(args.checkpoint)
     state = C.load_checkpoint(ck_dir)
     model = BertForPreTraining(BertConfig.from_json_file(ck_dir / "config.json"))
     model.load_state_dict(state["model"])
-    out = Path(args.out)
-    model.save_pretrained(out)
-    for name in ("vocab.txt", "tokenizer_config.json"):
-        if (ck_dir.parent / name).is_file():
-            shutil.copyfile(ck_dir.parent / name, out / name)
-        elif name == "vocab.txt":
-            logger.warning("%s has no vocab.txt; the export has none", ck_dir.parent)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        model.save_pretrained(tmp)
+        for name in ("vocab.txt", "tokenizer_config.json"):
+            if (ck_dir.parent / name).is_file():
+                shutil.copyfile(ck_dir.parent / name, tmp / name)
+            elif name == "vocab.txt":
+                logger.warning("%s has no vocab.txt; the export has none", ck_dir.parent)
+        if not out.exists():
+            os.chmod(tmp, 0o777 & ~current_umask())
+            os.replace(tmp, out)
+        else:
+            for f in tmp.iterdir():
+                os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     logger.info("exported %s (step %d) to %s", ck_dir, state["loop"]["step"], out)
     return 0
 
@@ -649,8 +771,7 @@ def read_metrics(run: str | os.PathLike[str]) -> list[dict[str, Any]]:
     path = Path(run) / "metrics.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: not a pretrain run directory")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip()]
+    return _read_jsonl(path)
 
 
 def run_plot(args: PlotArgs) -> int:
