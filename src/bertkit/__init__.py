@@ -21,8 +21,14 @@ _EXPORTS = {
     "ConfigError": "bertkit.config",
     "BertModel": "bertkit.models.bert",
     "BertForPreTraining": "bertkit.models.bert",
+    "BertForSequenceClassification": "bertkit.models.heads",
+    "BertForTokenClassification": "bertkit.models.heads",
+    "BertForQuestionAnswering": "bertkit.models.heads",
+    "BertForMultipleChoice": "bertkit.models.heads",
     "BertTokenizer": "bertkit.tokenization",
     "CheckpointError": "bertkit.convert.hf",
+    "TFCheckpoint": "bertkit.convert.tf_checkpoint",
+    "convert_google_dir": "bertkit.convert.google",
     "encode": "bertkit.inference",
 }
 
