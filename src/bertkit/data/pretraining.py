@@ -522,7 +522,8 @@ def _init_worker(key: tuple[str, bool], blob: str) -> None:
     so a worker never prints a KeyboardInterrupt traceback. The worker was started with both
     signals blocked (:func:`_submit`): ignore SIGINT, keep SIGTERM's default, then unblock."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
     install_encoder(key, blob)
 
 
@@ -530,6 +531,8 @@ def _submit(pool: Any, fn: Any, *args: Any) -> Any:
     """``pool.submit``, with SIGINT/SIGTERM blocked meanwhile: a worker it starts inherits the
     mask, so a Ctrl-C during the worker's start-up cannot interrupt it with a traceback; the
     parent receives a signal that arrived meanwhile when the mask is restored."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows
+        return pool.submit(fn, *args)
     old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
     try:
         return pool.submit(fn, *args)
@@ -587,8 +590,10 @@ class _OutLock:
         self.out, self.path, self.fd = out, out / ".lock", -1
 
     def __enter__(self) -> _OutLock:
-        import fcntl
-
+        try:
+            import fcntl
+        except ImportError:  # Windows: no lock
+            return self
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
             try:
@@ -607,6 +612,8 @@ class _OutLock:
             os.close(fd)
 
     def __exit__(self, *exc: Any) -> None:
+        if self.fd < 0:
+            return
         try:
             self.path.unlink(missing_ok=True)
         finally:
