@@ -28,6 +28,7 @@ Example(text_a="it 's a charming ... journey . ", text_b=None, label='1', guid='
 from __future__ import annotations
 
 import bz2
+import contextlib
 import csv
 import gzip
 import json
@@ -44,7 +45,7 @@ from bertkit.data.errors import BadRows, DataError
 logger = logging.getLogger(__name__)
 
 __all__ = ["Example", "GlueTask", "GLUE_TASKS", "glue_task", "glue_split_path", "read_glue",
-           "read_table", "label_list", "DataError"]
+           "read_table", "label_list", "not_utf8", "utf8_errors", "DataError"]
 
 Label = str | float | None
 
@@ -145,9 +146,49 @@ def glue_split_path(task: str, data_dir: str | os.PathLike[str], split: str) -> 
     return Path(data_dir) / f"{split}.tsv"
 
 
+def not_utf8_line(path: str | os.PathLike[str], line: int, raw: bytes,
+                  error: UnicodeDecodeError) -> DataError:
+    """The error for line ``line`` (its bytes ``raw``) that ``error`` found not to be UTF-8."""
+    return DataError(path, line, f"not UTF-8 text (byte 0x{raw[error.start]:02x} at byte "
+                                 f"{error.start + 1} of the line); save the file as UTF-8")
+
+
+def not_utf8(path: str | os.PathLike[str], error: UnicodeDecodeError) -> DataError:
+    """A :class:`DataError` naming the first line of ``path`` that is not UTF-8.
+
+    Python's own message (``'utf-8' codec can't decode byte 0xe9 in position 14``) counts bytes
+    of an internal buffer; this one reads the file again, as bytes, to name the line. UTF-8 never
+    uses the byte of ``\\n`` inside a character, so decoding line by line finds the same error.
+    """
+    path = Path(path)
+    opener = {".gz": gzip.open, ".bz2": bz2.open}.get(path.suffix.lower(), open)
+    try:
+        with opener(path, "rb") as f:  # type: ignore[operator]
+            for n, raw in enumerate(f, 1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    return not_utf8_line(path, n, raw, e)
+    except OSError:
+        pass
+    return DataError(path, None, f"not UTF-8 text ({error.reason}); save the file as UTF-8")
+
+
+@contextlib.contextmanager
+def utf8_errors(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Turn a ``UnicodeDecodeError`` raised while reading ``path`` into :func:`not_utf8`'s error.
+
+    Every reader of the fine-tuning formats (tables, GLUE, CoNLL, SQuAD, SWAG) reads inside one.
+    """
+    try:
+        yield
+    except UnicodeDecodeError as e:
+        raise not_utf8(path, e) from e
+
+
 def _tsv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
     """(1-based line, fields) of a TSV read with QUOTE_NONE; blank lines are skipped."""
-    with open(path, encoding="utf-8", newline="") as f:
+    with utf8_errors(path), open(path, encoding="utf-8", newline="") as f:
         reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         for row in reader:
             if row and any(row):
@@ -213,8 +254,9 @@ def _infer_format(path: Path) -> TableFormat:
                       ("csv", (".csv",))):
         if any(s in exts for s in suffixes):
             return fmt  # type: ignore[return-value]
-    raise ValueError(f"{path}: cannot tell the format from the name; pass format='csv'|'tsv'|"
-                     "'jsonl'")
+    raise DataError(path, None, "cannot tell the format from the file name: tables are read "
+                                "from *.csv, *.tsv or *.jsonl files (also *.csv.gz, *.jsonl.bz2, "
+                                "...); rename it")
 
 
 def _open_text(path: Path) -> IO[str]:
@@ -230,7 +272,7 @@ def _open_text(path: Path) -> IO[str]:
 def _table_records(path: Path, fmt: TableFormat,
                    columns: Sequence[str]) -> Iterator[tuple[int, dict[str, object] | str]]:
     """(line, record) pairs; a string record is the reason the row is malformed."""
-    with _open_text(path) as f:
+    with utf8_errors(path), _open_text(path) as f:
         if fmt == "jsonl":
             for line, text in enumerate(f, 1):
                 if not text.strip():

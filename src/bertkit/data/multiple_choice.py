@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bertkit.data.errors import BadRows, DataError
+from bertkit.data.glue import utf8_errors
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def read_swag(path: str | os.PathLike[str], *, skip_bad_rows: bool = False
     path = Path(path)
     bad = BadRows(path, skip=skip_bad_rows, logger=logger)
     out: list[MultipleChoiceExample] = []
-    with open(path, encoding="utf-8", newline="") as f:
+    with utf8_errors(path), open(path, encoding="utf-8", newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Literal
 
 from bertkit.data.errors import BadRows
+from bertkit.data.glue import utf8_errors
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def read_conll(path: str | os.PathLike[str], *, token_column: int = 0, tag_colum
             out.append(NerSentence(tuple(tokens), tuple(final), f"{path.stem}-{first_line}"))
         tokens, tags, broken = [], [], False
 
-    with open(path, encoding="utf-8") as f:
+    with utf8_errors(path), open(path, encoding="utf-8") as f:
         for line_no, raw in enumerate(f, 1):
             line = raw.rstrip("\r\n")
             if not line.strip():

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bertkit.data.errors import BadRows, DataError
+from bertkit.data.glue import utf8_errors
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ def read_squad(path: str | os.PathLike[str], *, skip_bad_rows: bool = False) -> 
     """
     path = Path(path)
     try:
-        with open(path, encoding="utf-8") as f:
+        with utf8_errors(path), open(path, encoding="utf-8") as f:
             data = json.load(f)
     except json.JSONDecodeError as e:
         raise DataError(path, e.lineno, f"invalid JSON: {e.msg}") from e
