@@ -173,3 +173,24 @@ def test_save_is_atomic_on_failure(saved, monkeypatch):
         model.save_pretrained(d)
     assert (d / "model.safetensors").read_bytes() == before
     assert not [p for p in d.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_checkpoint_of_another_family_is_refused_by_name(saved):
+    d, _ = saved
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["model_type"] = "distilbert"
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError, match=r"config\.json: model_type is 'distilbert', not 'bert'"):
+        BertModel.from_pretrained(d)
+
+
+def test_weight_map_round_trips_every_bert_key():
+    from bertkit.convert.weight_maps import BERT, weight_map
+    from bertkit.models.heads import BertForQuestionAnswering, BertForSequenceClassification
+
+    assert weight_map("bert") is BERT
+    with pytest.raises(KeyError, match="roberta"):
+        weight_map("roberta")
+    for cls in (BertForPreTraining, BertForSequenceClassification, BertForQuestionAnswering):
+        for key in cls(_tiny()).state_dict():
+            assert all(BERT.knows(n) for n in BERT.hf_names(key)), key

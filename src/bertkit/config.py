@@ -17,7 +17,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from bertkit.errors import BertkitError
 from bertkit.fileio import atomic_write_text
@@ -33,6 +33,7 @@ class ConfigError(BertkitError, ValueError):
 class BertConfig:
     """Hyper-parameters of a BERT encoder (defaults: BERT-Base, uncased)."""
 
+    model_type: ClassVar[str] = "bert"  # HF's family name: picks the weight map and classes
     vocab_size: int = 30522
     hidden_size: int = 768
     num_hidden_layers: int = 12
@@ -98,6 +99,10 @@ class BertConfig:
         """Build from a Google or HF dict; unknown keys are kept in ``extra``."""
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        model_type = data.get("model_type", cls.model_type)
+        if model_type != cls.model_type:
+            raise ConfigError(f"{source}: model_type is {model_type!r}, not {cls.model_type!r}: "
+                              f"a {model_type} checkpoint cannot load as {cls.__name__}")
         known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         kwargs = {k: v for k, v in data.items() if k in known}
         extra = {k: v for k, v in data.items() if k not in known}
@@ -133,7 +138,7 @@ class BertConfig:
         out: dict[str, Any] = dict(self.extra)
         out.update({f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                     if f.name != "extra"})
-        out.setdefault("model_type", "bert")
+        out["model_type"] = self.model_type
         out.setdefault("position_embedding_type", "absolute")
         if architectures is not None:
             out["architectures"] = architectures

@@ -211,7 +211,7 @@ def guess_do_lower_case(vocab: Path) -> bool:
 
 def check_against_config(weights: GoogleWeights, config: BertConfig) -> None:
     """Every tensor's shape against ``bert_config.json``; the encoder complete. Names the tensor."""
-    from bertkit.convert.hf import _HEAD_PREFIXES, _normalise_hf_key
+    from bertkit.convert.weight_maps import BERT
     from bertkit.models.bert import BertForPreTraining
     from bertkit.models.heads import BertForQuestionAnswering, BertForSequenceClassification
 
@@ -219,10 +219,10 @@ def check_against_config(weights: GoogleWeights, config: BertConfig) -> None:
                "BertForSequenceClassification": BertForSequenceClassification}
     with torch.device("meta"):  # shapes only: no memory, no init
         model = classes.get(weights.architecture, BertForPreTraining)(config)
-    hf = {_normalise_hf_key(k): v for k, v in weights.tensors.items()}
-    origin = {_normalise_hf_key(k): v for k, v in weights.origin.items()}
+    hf = {BERT.normalise(k): v for k, v in weights.tensors.items()}
+    origin = {BERT.normalise(k): v for k, v in weights.origin.items()}
     missing = check_shapes(hf, model.state_dict(), str(weights.index), origin)
-    body = [k for k in missing if not k.startswith(_HEAD_PREFIXES)]
+    body = [k for k in missing if not BERT.is_head(k)]
     if body:
         raise GoogleCheckpointError(f"{weights.index}: the checkpoint lacks {len(body)} encoder "
                                     f"weight(s), e.g. {missing[body[0]][0]} (for {body[0]})")

@@ -1,19 +1,16 @@
-"""Hugging Face checkpoint directories: the name map, loading and saving.
+"""Hugging Face checkpoint directories: loading and saving through the family's weight map.
 
-Our module names differ from HF's (one fused ``attn.qkv`` instead of query/key/value, for one), so
-the mapping lives here, in one declarative table, and nowhere in model code. Each of our keys maps
-to one HF key, or to three for the fused q/k/v projection (concatenated along the output dim).
-
-Loading accepts keys with or without the ``bert.`` prefix, Google-era ``gamma``/``beta`` LayerNorm
-names, and ignores the legacy ``embeddings.position_ids`` buffer. Missing encoder weights or a shape
-mismatch raise ``CheckpointError`` naming the file and the key, before anything is copied into the
-model; missing task heads (pooler, MLM, NSP) are initialised and reported in one log line.
+The name maps live in :mod:`bertkit.convert.weight_maps`, one per family, chosen by the config's
+``model_type``. Loading accepts keys with or without the base prefix (``bert.``), legacy names
+(``gamma``/``beta``), and ignores legacy buffers such as ``embeddings.position_ids``. Missing
+encoder weights or a shape mismatch raise ``CheckpointError`` naming the file and the key, before
+anything is copied into the model; missing task heads (pooler, MLM, NSP) are initialised and
+reported in one log line.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from bertkit.config import BertConfig
+from bertkit.convert.weight_maps import BERT, WeightMap, weight_map
 from bertkit.errors import BertkitError
 from bertkit.fileio import atomic_path
 
@@ -29,68 +27,30 @@ logger = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=nn.Module)
 
-# (our key pattern, HF key pattern(s)); {i} is a layer index, {p} is weight|bias.
-_RULES: list[tuple[str, tuple[str, ...]]] = [
-    ("embeddings.word.weight", ("embeddings.word_embeddings.weight",)),
-    ("embeddings.position.weight", ("embeddings.position_embeddings.weight",)),
-    ("embeddings.token_type.weight", ("embeddings.token_type_embeddings.weight",)),
-    ("embeddings.norm.{p}", ("embeddings.LayerNorm.{p}",)),
-    ("layers.{i}.attn.qkv.{p}", tuple(f"encoder.layer.{{i}}.attention.self.{n}.{{p}}"
-                                      for n in ("query", "key", "value"))),
-    ("layers.{i}.attn.out.{p}", ("encoder.layer.{i}.attention.output.dense.{p}",)),
-    ("layers.{i}.attn_norm.{p}", ("encoder.layer.{i}.attention.output.LayerNorm.{p}",)),
-    ("layers.{i}.ffn.fc1.{p}", ("encoder.layer.{i}.intermediate.dense.{p}",)),
-    ("layers.{i}.ffn.fc2.{p}", ("encoder.layer.{i}.output.dense.{p}",)),
-    ("layers.{i}.ffn_norm.{p}", ("encoder.layer.{i}.output.LayerNorm.{p}",)),
-    ("pooler.dense.{p}", ("pooler.dense.{p}",)),
-    ("mlm.transform.{p}", ("cls.predictions.transform.dense.{p}",)),
-    ("mlm.norm.{p}", ("cls.predictions.transform.LayerNorm.{p}",)),
-    ("mlm.bias", ("cls.predictions.bias",)),
-    ("nsp.{p}", ("cls.seq_relationship.{p}",)),
-    ("classifier.{p}", ("classifier.{p}",)),
-    ("qa_outputs.{p}", ("qa_outputs.{p}",)),
-]
-# Keys a checkpoint may carry that no bertkit weight needs (tied copies, legacy buffers).
-_IGNORABLE = re.compile(r"(^|\.)position_ids$|^cls\.predictions\.decoder\.(weight|bias)$")
-# Our keys that are task heads: initialised (and reported) when the checkpoint lacks them.
-_HEAD_PREFIXES = ("pooler.", "bert.pooler.", "mlm.", "nsp.", "classifier.", "qa_outputs.")
-# Our keys of heads that sit beside the encoder (no ``bert.`` prefix in HF names).
-_TOP_LEVEL = ("mlm.", "nsp.", "classifier.", "qa_outputs.")
-
 
 class CheckpointError(BertkitError, RuntimeError):
     """A checkpoint is unreadable or does not fit the model; the message names file and key."""
 
 
-def _compile(pattern: str) -> re.Pattern[str]:
-    rx = re.escape(pattern).replace(r"\{i\}", r"(?P<i>\d+)").replace(r"\{p\}", r"(?P<p>weight|bias)")
-    return re.compile(f"^{rx}$")
-
-
-_COMPILED = [(_compile(ours), hf) for ours, hf in _RULES]
-_HF_COMPILED = [_compile(p) for _, hf in _RULES for p in hf]
+def map_of(model: nn.Module) -> WeightMap:
+    """The weight map of ``model``'s family (its config's ``model_type``; BERT by default)."""
+    return weight_map(getattr(getattr(model, "config", None), "model_type", "bert"))
 
 
 def hf_names(our_key: str) -> tuple[str, ...]:
-    """The HF key(s), without the ``bert.`` prefix, that hold our parameter ``our_key``.
+    """BERT's HF key(s), without the ``bert.`` prefix, that hold our parameter ``our_key``.
 
     >>> hf_names("layers.3.attn.qkv.bias")[1]
     'encoder.layer.3.attention.self.key.bias'
     >>> hf_names("bert.embeddings.norm.weight")
     ('embeddings.LayerNorm.weight',)
     """
-    key = our_key.removeprefix("bert.")
-    for rx, targets in _COMPILED:
-        m = rx.match(key)
-        if m:
-            return tuple(t.format(**m.groupdict()) for t in targets)
-    raise KeyError(f"no Hugging Face name for bertkit parameter {our_key!r}")
+    return BERT.hf_names(our_key)
 
 
-def _normalise_hf_key(key: str) -> str:
-    """Strip a ``bert.`` prefix and rename Google-era LayerNorm gamma/beta."""
-    key = key.removeprefix("bert.")
-    return re.sub(r"\.gamma$", ".weight", re.sub(r"\.beta$", ".bias", key))
+def is_bert_key(key: str) -> bool:
+    """True when ``key`` (an HF name, any prefix or legacy form) is a weight some BERT model has."""
+    return BERT.knows(key)
 
 
 def read_state_dict(path: Path) -> dict[str, Tensor]:
@@ -121,7 +81,8 @@ def _piece_shape(shape: torch.Size, pieces: int) -> tuple[int, ...]:
 
 
 def check_shapes(hf: Mapping[str, Tensor], model_state: Mapping[str, Tensor], source: str,
-                 origin: Mapping[str, str] | None = None) -> dict[str, list[str]]:
+                 origin: Mapping[str, str] | None = None, wmap: WeightMap = BERT
+                 ) -> dict[str, list[str]]:
     """Check every HF tensor (normalised keys) that feeds ``model_state`` against its shape.
 
     Each of the fused q/k/v pieces is checked on its own, so the error names the one wrong key.
@@ -131,7 +92,7 @@ def check_shapes(hf: Mapping[str, Tensor], model_state: Mapping[str, Tensor], so
     origin = origin or {}
     missing: dict[str, list[str]] = {}
     for key, param in model_state.items():
-        names = hf_names(key)
+        names = wmap.hf_names(key)
         absent = [n for n in names if n not in hf]
         if absent:
             missing[key] = absent
@@ -154,35 +115,32 @@ def hf_to_ours(hf_state: Mapping[str, Tensor], model: nn.Module, source: str = "
     Returns (our_state, {missing our-key: the HF keys absent for it}, unused HF keys). Raises
     CheckpointError on a shape mismatch, naming ``source`` and the key (as ``origin`` names it).
     """
-    hf = {_normalise_hf_key(k): v for k, v in hf_state.items()}
-    named = {_normalise_hf_key(k): v for k, v in (origin or {}).items()}
-    missing = check_shapes(hf, model.state_dict(), source, named)
+    wmap = map_of(model)
+    hf = {wmap.normalise(k): v for k, v in hf_state.items()}
+    named = {wmap.normalise(k): v for k, v in (origin or {}).items()}
+    missing = check_shapes(hf, model.state_dict(), source, named, wmap)
     used: set[str] = set()
     ours: dict[str, Tensor] = {}
     for key, param in model.state_dict().items():
         if key in missing:
             continue
-        names = hf_names(key)
+        names = wmap.hf_names(key)
         used.update(names)
         tensor = hf[names[0]] if len(names) == 1 else torch.cat([hf[n] for n in names], dim=0)
         ours[key] = tensor.to(param.dtype)
-    unused = sorted(named.get(k, k) for k in hf if k not in used and not _IGNORABLE.search(k))
+    unused = sorted(named.get(k, k) for k in hf if k not in used and not wmap.ignorable.search(k))
     return ours, missing, unused
 
 
-def is_bert_key(key: str) -> bool:
-    """True when ``key`` (an HF name, any prefix or legacy form) is a weight some BERT model has."""
-    key = _normalise_hf_key(key)
-    return bool(_IGNORABLE.search(key)) or any(rx.match(key) for rx in _HF_COMPILED)
-
-
 def ours_to_hf(model: nn.Module) -> dict[str, Tensor]:
-    """Our state dict in HF names (``bert.`` prefix for models with heads); tied copies omitted."""
-    prefix = "bert." if getattr(model, "hf_architecture", "BertModel") != "BertModel" else ""
+    """Our state dict in HF names (base prefix for models with heads); tied copies omitted."""
+    wmap = map_of(model)
+    base = getattr(type(model), "hf_base_architecture", "BertModel")
+    prefix = wmap.prefix if getattr(model, "hf_architecture", base) != base else ""
     out: dict[str, Tensor] = {}
     for key, tensor in model.state_dict().items():
-        names = hf_names(key)
-        is_encoder = not key.startswith(_TOP_LEVEL)
+        names = wmap.hf_names(key)
+        is_encoder = not key.startswith(wmap.top_level)
         pieces = tensor.chunk(len(names), dim=0) if len(names) > 1 else (tensor,)
         for name, piece in zip(names, pieces, strict=True):
             out[(prefix if is_encoder else "") + name] = piece.detach().contiguous().clone()
@@ -219,7 +177,7 @@ def load_pretrained_into(cls: Callable[..., M], path: str | Path, **overrides: A
     model = cls(config)
     ours, missing, unused = hf_to_ours(state, model, source, origin)
     del state
-    heads = [k for k in missing if k.startswith(_HEAD_PREFIXES)]
+    heads = [k for k in missing if map_of(model).is_head(k)]
     body = [k for k in missing if k not in heads]
     if body:
         shown = ", ".join(f"{', '.join(missing[k])} (for {k})" for k in body[:5])
