@@ -6,6 +6,12 @@ Face format with vocab and tokenizer config, loadable by ``transformers`` and ``
 the best model's dev (and test) predictions, and ``results.json``. With ``--seeds 1,2,3`` each seed
 runs in ``RUN/seed-N`` and ``RUN/summary.json`` holds the mean, std, min and max of every metric.
 
+``RUN`` must be new or empty: one holding an earlier run is refused (its ``best/`` would be
+replaced and an old ``test_results.tsv`` kept beside the new results) unless ``--overwrite``,
+which removes that run's outputs once the new inputs have been read; a directory holding no run
+is never written into. A run that diverges (NaN or infinite dev outputs or weights) stops with an
+error naming it, and no model of a diverged epoch is exported.
+
 Defaults are Google's: AdamW without bias correction, lr 5e-5, 3 epochs, 10% linear warmup then
 linear decay, batch 32, max_seq_length 128 (QA: 384, doc stride 128, query 64), weight decay 0.01,
 clipping at 1.0. Batches are padded to their longest member and training batches are grouped by
@@ -18,11 +24,13 @@ import dataclasses
 import json
 import logging
 import math
+import re
 import shutil
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -30,15 +38,24 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from bertkit.errors import BertkitError
 from bertkit.fileio import atomic_write_text
 from bertkit.finetune.tasks import Settings, Split, Task, make_task
 from bertkit.train.distributed import DistEnv
-from bertkit.train.loop import LoopSettings, LoopState, autocast, to_device, train_step
+from bertkit.train.loop import (
+    LoopSettings,
+    LoopState,
+    NonFiniteLossError,
+    autocast,
+    to_device,
+    train_step,
+)
 from bertkit.train.optim import build_optimizer, build_scheduler
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FinetuneArgs", "describe", "finetune", "predict_split", "run_finetune", "summarise"]
+__all__ = ["FinetuneArgs", "NonFiniteOutputError", "describe", "finetune", "predict_split",
+           "run_finetune", "summarise"]
 
 
 @dataclass
@@ -119,6 +136,9 @@ class FinetuneArgs:
     threads: int = field(default=0, metadata={"min": 0,
         "help": "torch CPU threads (0: torch's default)"})
     save_best: bool = field(default=True, metadata={"help": "export the best epoch's model"})
+    overwrite: bool = field(default=False, metadata={
+        "help": "replace the finetune run already in --out (its outputs are removed first); "
+                "without it a non-empty --out is refused"})
     progress: bool | None = field(default=None, metadata={
         "help": "progress bar (default: when stderr is a terminal)"})
 
@@ -133,6 +153,67 @@ def settings_from(args: FinetuneArgs) -> Settings:
         doc_stride=args.doc_stride, max_query_length=args.max_query_length,
         n_best_size=args.n_best_size, max_answer_length=args.max_answer_length,
         null_score_diff_threshold=args.null_score_diff_threshold, head_init=args.head_init)
+
+
+def check_inputs(args: FinetuneArgs) -> None:
+    """Refuse, before anything is read, input flags that cannot work: a missing or directory
+    ``--train``/``--dev``/``--test``, and (qa) a ``--doc-stride`` as wide as the context window."""
+    for flag, value in (("--train", args.train), ("--dev", args.dev), ("--test", args.test)):
+        if value is None:
+            continue
+        path = Path(value)
+        if path.is_dir():
+            raise ValueError(f"{flag} {path}: is a directory, expected a file")
+        if not path.exists():
+            raise ValueError(f"{flag} {path}: no such file")
+    if args.task == "qa":
+        length = args.max_seq_length or 384
+        window = length - args.max_query_length - 3  # a question of --max-query-length pieces
+        if window < 1:
+            raise ValueError(f"--max-seq-length {length} must be greater than --max-query-length "
+                             f"{args.max_query_length} + 3 ([CLS] and two [SEP])")
+        if args.doc_stride >= window:
+            raise ValueError(
+                f"--doc-stride {args.doc_stride} must be less than the context window of "
+                f"{window} tokens (--max-seq-length {length} - --max-query-length "
+                f"{args.max_query_length} - 3): windows would not overlap, and an answer cut at "
+                f"a window's edge could not be found; try --doc-stride {max(1, window // 2)}")
+
+
+_RUN_ENTRY = re.compile(r"args\.json|metrics\.jsonl|results\.json|summary\.json|best|\.best-.*"
+                        r"|dev|test|(dev|test)_(results\.tsv|predictions\.conll)|seed-\d+")
+
+
+def check_out(out: str | Path, overwrite: bool, clear: bool = False) -> None:
+    """Refuse a ``--out`` that is a file or a non-empty directory (a finished run would be mixed
+    with this one: ``best/`` replaced, an old ``test_results.tsv`` kept). With ``overwrite`` an
+    earlier finetune run (it has ``args.json`` or ``summary.json``) may be replaced, and
+    ``clear`` removes its outputs; a directory holding no run is refused even then."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: is a file, expected a run directory")
+    entries = sorted(out.iterdir()) if out.is_dir() else []
+    if not entries:
+        return
+    names = ", ".join(e.name for e in entries[:5]) + (" ..." if len(entries) > 5 else "")
+    is_run = (out / "args.json").is_file() or (out / "summary.json").is_file()
+    if not overwrite:
+        raise ValueError(
+            f"--out {out} is not empty ({names}): "
+            + ("it holds an earlier finetune run; choose a new directory or pass --overwrite to "
+               "replace that run" if is_run else "choose a new or empty directory"))
+    if not is_run:
+        raise ValueError(f"--out {out} is not empty ({names}) and holds no finetune run (no "
+                         "args.json): --overwrite only replaces a run; choose a new or empty "
+                         "directory")
+    if clear:
+        for e in entries:
+            if _RUN_ENTRY.fullmatch(e.name):
+                if e.is_dir() and not e.is_symlink():
+                    shutil.rmtree(e)
+                else:
+                    e.unlink()
+        logger.info("--overwrite: removed the earlier run's outputs from %s", out)
 
 
 def _device(name: str) -> torch.device:
@@ -162,18 +243,53 @@ def micro_batches(task: Task, split: Split, batch_size: int, grad_accum: int, se
     return out
 
 
+class NonFiniteOutputError(BertkitError, RuntimeError):
+    """A model gave NaN or infinite outputs; ``features`` are the indices of the features (in
+    their split) whose outputs were not finite."""
+
+    def __init__(self, message: str, features: Sequence[int] = ()) -> None:
+        super().__init__(message)
+        self.features = list(features)
+
+
+def _nonfinite_rows(raw: Any) -> list[int]:
+    """Rows (batch positions) of a task's raw output (a tensor or a tuple of them) holding a
+    NaN or an infinity."""
+    parts = raw if isinstance(raw, tuple | list) else (raw,)
+    bad = torch.zeros(parts[0].shape[0], dtype=torch.bool, device=parts[0].device)
+    for t in parts:
+        bad |= ~torch.isfinite(t.detach()).reshape(t.shape[0], -1).all(1)
+    return bad.nonzero().flatten().tolist()
+
+
 @torch.no_grad()
 def predict_split(task: Task, model: nn.Module, split: Split, batch_size: int,
-                  device: torch.device, dtype: torch.dtype | None = None) -> list[Any]:
-    """Model outputs for every feature of ``split``, in feature order (length-sorted batches)."""
+                  device: torch.device, dtype: torch.dtype | None = None, *,
+                  progress: bool = False) -> list[Any]:
+    """Model outputs for every feature of ``split``, in feature order (length-sorted batches).
+
+    Raises :class:`NonFiniteOutputError` (naming the features) on a batch with NaN or infinite
+    outputs, so that no NaN reaches a metric, a prediction or an exported model. ``progress``
+    shows a tqdm bar of the batches on stderr.
+    """
+    from tqdm import tqdm
+
     from bertkit.finetune.features import eval_order
 
     model.eval()
     outputs: list[Any] = [None] * len(split.features)
-    for idx in eval_order(split.lengths(), batch_size):
+    order = eval_order(split.lengths(), batch_size)
+    for idx in tqdm(order, disable=not progress, desc=split.name, unit="batch",
+                    dynamic_ncols=True):
         batch = to_device(task.collate([split.features[j] for j in idx]), device)
         with autocast(device, dtype):
             raw = task.forward(model, batch)
+        bad = _nonfinite_rows(raw)
+        if bad:
+            features = sorted(idx[i] for i in bad)
+            raise NonFiniteOutputError(f"{split.path or split.name}: the model's outputs are not "
+                                       f"finite (NaN or inf) for {len(features)} input(s)",
+                                       features)
         for j, out in zip(idx, task.outputs(raw), strict=True):
             outputs[j] = out
     return outputs
@@ -182,8 +298,21 @@ def predict_split(task: Task, model: nn.Module, split: Split, batch_size: int,
 # ----------------------------------------------------------------------------- one run
 
 
+def _check_finite(model: nn.Module, run: Path) -> None:
+    """Refuse to go on with (and export) a model holding a NaN or infinite weight."""
+    bad = [name for name, t in model.state_dict().items()
+           if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise NonFiniteOutputError(
+            f"{run}: training diverged: {len(bad)} weight tensor(s) hold NaN or inf (first: "
+            f"{bad[0]}); nothing exported. Lower --lr or check the data")
+
+
 def _save_model(model: nn.Module, tokenizer: Any, target: Path) -> None:
-    """Write the model + vocab to ``target`` through a temp dir and a rename (never half a dir)."""
+    """Write the model + vocab to ``target`` through a temp dir and a rename (never half a dir).
+
+    A model with a NaN or infinite weight is never written (:class:`NonFiniteOutputError`)."""
+    _check_finite(model, target.parent)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
     try:
         model.save_pretrained(tmp)  # type: ignore[attr-defined]
@@ -202,13 +331,22 @@ def _better(new: float, best: float | None, metric: str) -> bool:
     return best is None or (new < best if lower_is_better else new > best)
 
 
-def finetune(args: FinetuneArgs, run: Path, seed: int) -> dict[str, Any]:
-    """Train and evaluate one seed into ``run``; returns ``results.json``'s content."""
+def finetune(args: FinetuneArgs, run: Path, seed: int, *, claim: Path | None = None
+             ) -> dict[str, Any]:
+    """Train and evaluate one seed into ``run``; returns ``results.json``'s content.
+
+    ``claim`` (the command line's ``--out``): once the inputs are read, a non-empty ``claim`` is
+    refused, or with ``args.overwrite`` the earlier run's outputs there are removed (see
+    :func:`check_out`). Without it ``run`` is written over as it is.
+    """
+    from bertkit.models.heads import check_model_dir
     from bertkit.tokenization import BertTokenizer
     from bertkit.train.pretrain import _seed_all
 
     device = _device(args.device)
     dtype = torch.bfloat16 if args.precision == "bf16" else None
+    check_inputs(args)
+    check_model_dir(args.model, "--model", fine_tuned=False)
     tokenizer = BertTokenizer.from_pretrained(args.model)
     task = make_task(args.task, settings_from(args), tokenizer)
     t0 = time.perf_counter()
@@ -221,6 +359,8 @@ def finetune(args: FinetuneArgs, run: Path, seed: int) -> dict[str, Any]:
     for split, path in ((train, args.train), (dev, args.dev), (test, args.test)):
         if path and not split.features:  # an empty --test would silently predict nothing
             raise ValueError(f"{path}: no {split.name} examples")
+    if claim is not None:
+        check_out(claim, args.overwrite, clear=True)
     run.mkdir(parents=True, exist_ok=True)  # only now: bad input leaves no empty RUN behind
     task.fit_loss_scale(train)
     _seed_all(seed)
@@ -263,14 +403,26 @@ def finetune(args: FinetuneArgs, run: Path, seed: int) -> dict[str, Any]:
                                      args.length_groups):
                 if state.step >= total:
                     break
-                res = train_step(model, mbs, optimizer, scheduler, loss_fn, count_fn, state,
-                                 settings, env)
+                try:
+                    res = train_step(model, mbs, optimizer, scheduler, loss_fn, count_fn, state,
+                                     settings, env)
+                except NonFiniteLossError as e:
+                    kept = (f"{run / 'best'} holds epoch {best_epoch}'s model"
+                            if best_epoch and args.save_best else "no model was exported")
+                    raise NonFiniteLossError(f"{run}: training diverged: {e}; {kept}") from e
                 losses.append(res.metrics["loss"])
                 bar.update(1)
                 bar.set_postfix(loss=f"{res.metrics['loss']:.4f}", lr=f"{res.lr:.2e}")
             train_seconds = time.perf_counter() - t_epoch
-            dev_metrics = task.evaluate(dev, predict_split(task, model, dev, args.eval_batch_size,
-                                                           device, dtype))
+            try:
+                dev_out = predict_split(task, model, dev, args.eval_batch_size, device, dtype)
+            except NonFiniteOutputError as e:
+                raise NonFiniteOutputError(
+                    f"{run}: training diverged: after epoch {epoch + 1} (step {state.step}) the "
+                    f"model's outputs on {dev.path} are NaN or inf; no model of this epoch is "
+                    f"exported. Lower --lr (now {args.lr:g}) or check the data", e.features
+                ) from e
+            dev_metrics = task.evaluate(dev, dev_out)
             record = {"epoch": epoch + 1, "step": state.step,
                       "train_loss": sum(losses) / max(1, len(losses)),
                       "train_seconds": round(train_seconds, 3),
@@ -290,6 +442,7 @@ def finetune(args: FinetuneArgs, run: Path, seed: int) -> dict[str, Any]:
                 best_epoch = epoch + 1
             epoch += 1
     model.load_state_dict(best_state)
+    _check_finite(model, run)
     results = _final_outputs(task, model, dev, test, run, args, device, dtype)
     results.update(seed=seed, best_epoch=best_epoch, epochs=history, main_metric=task.main_metric,
                    train_seconds_per_epoch=statistics.median(h["train_seconds"] for h in history),
@@ -356,11 +509,13 @@ def run_finetune(args: FinetuneArgs) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     run = Path(args.out)
+    check_inputs(args)
+    check_out(run, args.overwrite)  # early: before minutes of reading and encoding
     seeds = list(args.seeds) if args.seeds else [args.seed]
     results = []
-    for seed in seeds:
+    for i, seed in enumerate(seeds):
         target = run / f"seed-{seed}" if args.seeds else run
-        results.append(finetune(args, target, seed))
+        results.append(finetune(args, target, seed, claim=run if i == 0 else None))
         print(f"seed {seed}: best epoch {results[-1]['best_epoch']}, dev "
               + _fmt(results[-1]["dev"]))
     summary = summarise(results)

@@ -98,6 +98,9 @@ class Task:
     def fit_labels(self, train_examples: Sequence[Any], other_examples: Sequence[Any] = ()) -> None:
         """Fix the label list from the data when none was given (training data first)."""
 
+    def check_train(self, path: Path, examples: Sequence[Any]) -> None:
+        """Refuse training data this task cannot learn from (one class only)."""
+
     def encode(self, examples: Sequence[Any], training: bool) -> list[Any]:
         raise NotImplementedError
 
@@ -105,6 +108,8 @@ class Task:
         """Read every split, fix the labels (from ``train``, plus any only in the others), encode."""
         examples = {name: self.read(p, optional_labels=name == "test") if p is not None else []
                     for name, p in paths.items()}
+        if paths.get("train") is not None and examples["train"]:
+            self.check_train(Path(paths["train"]), examples["train"])  # type: ignore[arg-type]
         others = [e for name, ex in examples.items() if name != "train" for e in ex]
         self.fit_labels(examples.get("train", []), others)
         return {name: Split(name, paths[name], ex, self.encode(ex, training=name == "train"))
@@ -184,9 +189,13 @@ class ClassificationTask(Task):
     def __init__(self, settings: Settings, tokenizer: Any, glue: str | None = None) -> None:
         super().__init__(settings, tokenizer, glue)
         if glue is not None:
-            from bertkit.data.glue import glue_task
+            from bertkit.data.glue import GLUE_TASKS, glue_task
 
-            task = glue_task(glue)
+            try:
+                task = glue_task(glue)
+            except KeyError:
+                raise ValueError(f"unknown task 'glue:{glue}'; the GLUE tasks are "
+                                 + ", ".join(f"glue:{n}" for n in GLUE_TASKS)) from None
             self.regression = task.labels is None
             self.labels = None if task.labels is None else list(task.labels)
             self.main_metric = task.metrics[0]
@@ -200,6 +209,15 @@ class ClassificationTask(Task):
                               self.s.label_column, labels=self.labels, regression=self.regression,
                               skip_bad_rows=self.s.skip_bad_rows, label_optional=optional_labels)
         return _all_or_none_labelled(path, examples, "label", None)
+
+    def check_train(self, path: Path, examples: Sequence[Any]) -> None:
+        from bertkit.data.errors import DataError
+        from bertkit.data.glue import label_list
+
+        found = [] if self.regression else label_list(examples)
+        if len(found) == 1:
+            raise DataError(path, None, f"every example has label {found[0]!r}; classification "
+                                        "needs at least two labels")
 
     def fit_labels(self, train_examples: Sequence[Any], other_examples: Sequence[Any] = ()) -> None:
         if self.regression or self.labels is not None:
@@ -293,6 +311,13 @@ class NerTask(Task):
 
     def labelled(self, examples: Sequence[Any]) -> bool:
         return all(e.tags for e in examples)
+
+    def check_train(self, path: Path, examples: Sequence[Any]) -> None:
+        from bertkit.data.errors import DataError
+
+        if all(t == "O" for e in examples for t in e.tags):
+            raise DataError(path, None, "every token is tagged 'O'; NER needs at least one "
+                                        "entity tag (B-TYPE, I-TYPE) to learn from")
 
     def fit_labels(self, train_examples: Sequence[Any], other_examples: Sequence[Any] = ()) -> None:
         if self.labels is None:

@@ -34,9 +34,9 @@ from bertkit.models.bert import BertModel, PreTrainedMixin, init_weights
 
 __all__ = ["ARCHITECTURES", "BertForMultipleChoice", "BertForQuestionAnswering",
            "BertForSequenceClassification", "BertForTokenClassification", "IGNORE_INDEX",
-           "HEAD_INITS", "classification_loss", "head_init", "is_regression", "label_entries",
-           "label_names", "load_task_model", "num_labels", "qa_loss", "token_classification_loss",
-           "with_labels"]
+           "HEAD_INITS", "check_model_dir", "classification_loss", "head_init", "is_regression",
+           "label_entries", "label_names", "load_task_model", "num_labels", "qa_loss",
+           "token_classification_loss", "with_labels"]
 
 IGNORE_INDEX = -100  # label of word pieces and special tokens that carry no loss
 
@@ -206,16 +206,46 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
                                          BertForQuestionAnswering, BertForMultipleChoice)}
 
 
-def load_task_model(path: Any) -> nn.Module:
-    """Load a fine-tuned HF directory with the head its config's ``architectures`` names."""
+def check_model_dir(path: Any, flag: str = "--model", fine_tuned: bool = True) -> None:
+    """Raise ``ValueError`` naming ``flag`` and ``path`` unless ``path`` is a model directory in
+    Hugging Face layout (``config.json``); with ``fine_tuned``, one whose ``architectures`` name a
+    fine-tuned head. A pre-training run directory (checkpoints, no ``config.json``) is named as
+    such, with the command that exports it."""
     from pathlib import Path
 
+    d = Path(path)
+    if not d.exists():
+        raise ValueError(f"{flag} {d}: no such directory")
+    if not d.is_dir():
+        raise ValueError(f"{flag} {d}: is a file, expected a model directory")
+    if not (d / "config.json").is_file():
+        if any(p.name.startswith("checkpoint-") for p in d.iterdir()):
+            raise ValueError(f"{flag} {d} is a pre-training run, not a model directory: export "
+                             f"it first (bertkit export {d} --out MODEL)"
+                             + (", then fine-tune MODEL with bertkit finetune" if fine_tuned
+                                else ""))
+        raise ValueError(f"{flag} {d}: no config.json (not a model directory in Hugging Face "
+                         "layout)")
+    if not fine_tuned:
+        return
+    names = BertConfig.from_json_file(d / "config.json").extra.get("architectures") or []
+    if not any(n in ARCHITECTURES for n in names):
+        raise ValueError(f"{flag} {d}: not a fine-tuned model (config.json architectures "
+                         f"{names}, none of {sorted(ARCHITECTURES)}); fine-tune it with bertkit "
+                         "finetune first")
+
+
+def load_task_model(path: Any) -> nn.Module:
+    """Load a fine-tuned HF directory with the head its config's ``architectures`` names.
+
+    A missing directory, a pre-training run or a model without a fine-tuned head raises
+    ``ValueError`` naming ``path`` (:func:`check_model_dir`)."""
+    from pathlib import Path
+
+    check_model_dir(path, "model")
     config = BertConfig.from_json_file(Path(path) / "config.json")
     names = config.extra.get("architectures") or []
     found = [ARCHITECTURES[n] for n in names if n in ARCHITECTURES]
-    if not found:
-        raise ValueError(f"{path}/config.json: architectures {names} name no fine-tuned head; "
-                         f"expected one of {sorted(ARCHITECTURES)}")
     return found[0].from_pretrained(path)  # type: ignore[attr-defined]
 
 
