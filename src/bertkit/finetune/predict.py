@@ -5,8 +5,19 @@ The task comes from the model's config (``architectures``). Inputs are JSON line
 - classification / regression: ``{"text": ..., "text_b": ...}`` or a line ``text`` or
   ``text<TAB>text_b``; out: ``{"label", "probabilities"}`` (regression: ``{"value"}``).
 - ner: ``{"tokens": [...]}`` or a line of whitespace-separated tokens; out: ``{"tokens", "tags"}``.
-- qa: ``{"question": ..., "context": ...}``; out: ``{"answer", "nbest"}`` (best few).
+- qa: ``{"question": ..., "context": ...}``; out: ``{"answer", "nbest"}`` (best few). When no
+  span of the context can be an answer (a context of characters the tokenizer drops, such as a
+  zero-width space, or a v1 model whose best starts and ends pair into no valid span), the
+  output is ``{"answer": "", "nbest": [], "no_span": true}``: Google's post-processing puts a
+  placeholder answer ``"empty"`` there, which bertkit never shows as an answer.
 - multiple-choice: ``{"context": ..., "choices": [...]}``; out: ``{"choice", "scores"}``.
+
+Input must be UTF-8: a line that is not names its number. A field (or plain line) longer than
+``--max-input-chars`` is an error naming the line, as a 20 MB line would otherwise be cut into
+tens of thousands of windows and run for many minutes; a chunk of inputs with many windows is
+logged, and a progress bar on stderr (when it is a terminal) counts the batches. A model whose
+outputs are NaN or infinite (a diverged training run) is an error naming the input line, never
+a line of ``NaN`` probabilities (which is not JSON).
 """
 
 from __future__ import annotations
@@ -43,13 +54,30 @@ class PredictArgs:
     batch_size: int = field(default=32, metadata={"min": 1, "help": "inputs per batch"})
     chunk: int = field(default=1024, metadata={"min": 1,
         "help": "records read, predicted and written at a time (bounds memory on large inputs)"})
+    max_input_chars: int = field(default=1_000_000, metadata={"min": 1,
+        "help": "longest text field (or plain line) accepted, in characters; a longer one is an "
+                "error naming its line"})
+    progress: bool | None = field(default=None, metadata={
+        "help": "progress bar of the batches (default: when stderr is a terminal)"})
     threads: int = field(default=0, metadata={"min": 0,
         "help": "torch CPU threads (0: torch's default)"})
 
 
-def _records(stream: IO[str], source: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    for n, line in enumerate(stream, 1):
-        line = line.rstrip("\n")
+def _records(stream: IO[str] | IO[bytes], source: str
+             ) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """(line number, JSON object or plain line) of each non-blank line; a binary stream is
+    decoded here, line by line, so that bytes that are not UTF-8 name their line."""
+    from bertkit.data.glue import not_utf8_line
+
+    for n, raw in enumerate(stream, 1):
+        if isinstance(raw, bytes):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise not_utf8_line(source, n, raw, e) from e
+            line = line.rstrip("\n").rstrip("\r")
+        else:
+            line = raw.rstrip("\n")
         if not line.strip():
             continue
         if line.lstrip().startswith("{"):
@@ -86,8 +114,25 @@ def _strings(rec: dict[str, Any], name: str, source: str, n: int) -> list[str]:
     return value
 
 
-def _examples(kind: str, records: list[tuple[int, dict[str, Any] | str]], source: str) -> list[Any]:
-    """Records -> the task's example objects (labels unknown)."""
+def _check_size(rec: dict[str, Any] | str, source: str, n: int, limit: int | None) -> None:
+    """A record's text fields (or plain line) of at most ``limit`` characters each."""
+    if limit is None:
+        return
+    fields = {"the line": rec} if isinstance(rec, str) else {f"field {k!r}": v
+                                                             for k, v in rec.items()}
+    for name, value in fields.items():
+        size = (len(value) if isinstance(value, str) else
+                sum(len(v) for v in value if isinstance(v, str)) if isinstance(value, list) else 0)
+        if size > limit:
+            raise DataError(source, n, f"{name} has {size:,} characters, more than "
+                                       f"--max-input-chars {limit:,}: split the text, or raise "
+                                       "the limit")
+
+
+def _examples(kind: str, records: list[tuple[int, dict[str, Any] | str]], source: str,
+              max_chars: int | None = None) -> list[Any]:
+    """Records -> the task's example objects (labels unknown); ``max_chars`` bounds each text
+    field (:func:`_check_size`)."""
     from bertkit.data.glue import Example
     from bertkit.data.multiple_choice import MultipleChoiceExample
     from bertkit.data.ner import NerSentence
@@ -95,6 +140,7 @@ def _examples(kind: str, records: list[tuple[int, dict[str, Any] | str]], source
 
     out: list[Any] = []
     for n, rec in records:
+        _check_size(rec, source, n, max_chars)
         guid = f"{Path(source).stem}-{n}"
         if kind in ("classification", "regression"):
             if isinstance(rec, str):
@@ -126,7 +172,8 @@ class Predictor:
     """A fine-tuned model loaded once, predicting record lists (see the module doc)."""
 
     def __init__(self, model_dir: str | Path, max_seq_length: int | None = None,
-                 long_inputs: str = "window", batch_size: int = 32) -> None:
+                 long_inputs: str = "window", batch_size: int = 32,
+                 max_input_chars: int | None = None, progress: bool = False) -> None:
         from bertkit.finetune.tasks import Settings, make_task, task_for_model
         from bertkit.models.heads import label_names, load_task_model
         from bertkit.tokenization import BertTokenizer
@@ -139,19 +186,36 @@ class Predictor:
                             long_inputs=long_inputs, labels=self.names)
         self.task = make_task(self.kind, settings, BertTokenizer.from_pretrained(model_dir))
         self.batch_size = batch_size
+        self.max_input_chars = max_input_chars
+        self.progress = progress
+        self.model_dir = model_dir
 
     def __call__(self, records: list[tuple[int, dict[str, Any] | str]], source: str = "<input>"
                  ) -> list[dict[str, Any]]:
         """One prediction dict per record, in order."""
-        from bertkit.finetune.run import predict_split
+        from bertkit.finetune.run import NonFiniteOutputError, predict_split
         from bertkit.finetune.tasks import Split
 
         if not records:
             return []
-        examples = _examples(self.kind, records, source)
+        examples = _examples(self.kind, records, source, self.max_input_chars)
         split = Split("predict", None, examples, self.task.encode(examples, training=False))
-        outputs = predict_split(self.task, self.model, split, self.batch_size, torch.device("cpu"))
+        if len(split.features) >= _MANY_FEATURES:
+            logger.info("%s, lines %d-%d: %d inputs make %d windows of up to %d tokens; predicting",
+                        source, records[0][0], records[-1][0], len(examples),
+                        len(split.features), self.task.s.max_seq_length)
+        try:
+            outputs = predict_split(self.task, self.model, split, self.batch_size,
+                                    torch.device("cpu"), progress=self.progress)
+        except NonFiniteOutputError as e:
+            line = records[split.features[e.features[0]].example_index][0]
+            raise NonFiniteOutputError(
+                f"{source}:{line}: the model's outputs are NaN or inf; {self.model_dir} is broken "
+                "(its training diverged?), nothing more is predicted", e.features) from e
         return _format(self.kind, self.task, split, outputs, self.names)
+
+
+_MANY_FEATURES = 2048  # a chunk making this many windows is logged (it may take minutes)
 
 
 def predict_records(model_dir: str | Path, records: list[tuple[int, dict[str, Any] | str]],
@@ -188,7 +252,8 @@ def _format(kind: str, task: Any, split: Any, outputs: list[Any], names: list[st
                 for e, tags in zip(split.examples, task.tags(split, outputs), strict=True)]
     if kind == "qa":
         preds = task.predictions(split, outputs)
-        return [{"answer": preds.predictions[e.qid], "nbest": preds.nbest[e.qid][:5]}
+        return [{"answer": "", "nbest": [], "no_span": True} if e.qid in preds.no_span
+                else {"answer": preds.predictions[e.qid], "nbest": preds.nbest[e.qid][:5]}
                 for e in split.examples]
     import numpy as np
 
@@ -203,11 +268,21 @@ def run_predict(args: PredictArgs) -> int:
         torch.set_num_threads(args.threads)
     if args.chunk < 1:
         raise ValueError(f"--chunk must be at least 1, got {args.chunk}")
+    from bertkit.models.heads import check_model_dir
+
     source = "<stdin>" if args.input == "-" else args.input
+    if args.input != "-" and Path(args.input).is_dir():
+        raise ValueError(f"--input {args.input}: is a directory, expected a file")
+    if args.input != "-" and not Path(args.input).exists():
+        raise ValueError(f"--input {args.input}: no such file")
+    check_model_dir(args.model, "--model")
+    progress = args.progress if args.progress is not None else sys.stderr.isatty()
     with contextlib.ExitStack() as stack:
-        stream = sys.stdin if args.input == "-" else stack.enter_context(
-            open(args.input, encoding="utf-8"))  # a missing input fails before the model loads
-        predictor = Predictor(args.model, args.max_seq_length, args.long_inputs, args.batch_size)
+        # bytes, decoded line by line by _records (a line that is not UTF-8 is named)
+        stream = getattr(sys.stdin, "buffer", sys.stdin) if args.input == "-" else \
+            stack.enter_context(open(args.input, "rb"))
+        predictor = Predictor(args.model, args.max_seq_length, args.long_inputs, args.batch_size,
+                              args.max_input_chars, progress)
         if args.output == "-":
             out = sys.stdout
         else:
@@ -217,6 +292,6 @@ def run_predict(args: PredictArgs) -> int:
                                            encoding="utf-8"))
         for chunk in _chunks(_records(stream, source), args.chunk):
             for r in predictor(chunk, source):
-                out.write(json.dumps(r, ensure_ascii=False) + "\n")
+                out.write(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n")
             out.flush()
     return 0

@@ -373,11 +373,15 @@ class QAPredictions:
 
     ``nbest[qid]``: dicts with ``text``, ``probability``, ``start_logit``, ``end_logit``, best first.
     ``null_odds[qid]`` (v2 only): null score - best non-null score (higher: more likely no answer).
+    ``no_span``: ids of the (v1) questions for which no span was valid; their prediction and
+    n-best list hold Google's placeholder text ``"empty"``, which is no answer (``bertkit
+    predict`` shows ``""`` and ``no_span``).
     """
 
     predictions: dict[str, str]
     nbest: dict[str, list[dict[str, Any]]]
     null_odds: dict[str, float]
+    no_span: set[str] = field(default_factory=set)
 
 
 def _rows(logits: Sequence[Any] | np.ndarray, features: Sequence[QAFeature], name: str
@@ -450,10 +454,13 @@ def _softmax(scores: list[float]) -> list[float]:
     return [x / total for x in exps]
 
 
+_NO_SPAN = "empty"  # Google's n-best text when no span is valid: not an answer
+
+
 def _predict_example(ex: SquadExample, feats: list[tuple[QAFeature, np.ndarray, np.ndarray]],
                      n_best: int, max_len: int, version_2: bool, word_tokens: _WordTokens
-                     ) -> tuple[list[dict[str, Any]], float | None]:
-    """N-best entries of one example and (v2) its null score."""
+                     ) -> tuple[list[dict[str, Any]], float | None, bool]:
+    """N-best entries of one example, (v2) its null score, and whether no span was valid."""
     cand_f, cand_s, cand_e, cand_score = [], [], [], []
     score_null, null_logits = 1_000_000.0, (0.0, 0.0)  # the lowest [CLS] score (Google's start)
     for k, (f, start, end) in enumerate(feats):
@@ -490,12 +497,13 @@ def _predict_example(ex: SquadExample, feats: list[tuple[QAFeature, np.ndarray, 
         entries.append((text, float(start[s]), float(end[e])))
     if version_2 and "" not in seen:
         entries.append(("", float(null_logits[0]), float(null_logits[1])))
-    if not entries:
-        entries.append(("empty", 0.0, 0.0))
+    no_span = not entries
+    if no_span:  # Google's placeholder (see QAPredictions.no_span)
+        entries.append((_NO_SPAN, 0.0, 0.0))
     probs = _softmax([a + b for _, a, b in entries])
     nbest = [{"text": t, "probability": p, "start_logit": a, "end_logit": b}
              for (t, a, b), p in zip(entries, probs, strict=True)]
-    return nbest, (float(score_null) if version_2 else None)
+    return nbest, (float(score_null) if version_2 else None), no_span
 
 
 def postprocess(examples: Sequence[SquadExample], features: Sequence[QAFeature],
@@ -519,10 +527,12 @@ def postprocess(examples: Sequence[SquadExample], features: Sequence[QAFeature],
     out = QAPredictions({}, {}, {})
     word_tokens = _WordTokens(do_lower_case)
     for index, ex in enumerate(examples):
-        nbest, score_null = _predict_example(
+        nbest, score_null, no_span = _predict_example(
             ex, by_example.get(index, []), n_best_size, max_answer_length, version_2,
             word_tokens)
         out.nbest[ex.qid] = nbest
+        if no_span:
+            out.no_span.add(ex.qid)
         if score_null is None:
             out.predictions[ex.qid] = nbest[0]["text"]
             continue
