@@ -34,6 +34,9 @@ class BertConfig:
     """Hyper-parameters of a BERT encoder (defaults: BERT-Base, uncased)."""
 
     model_type: ClassVar[str] = "bert"  # HF's family name: picks the weight map and classes
+    has_token_types: ClassVar[bool] = True  # DistilBERT has no token-type embeddings
+    hf_keys: ClassVar[dict[str, str]] = {}  # HF config key -> our field, where they differ
+    hf_omitted: ClassVar[tuple[str, ...]] = ()  # our fields the family's HF config does not have
     vocab_size: int = 30522
     hidden_size: int = 768
     num_hidden_layers: int = 12
@@ -84,14 +87,19 @@ class BertConfig:
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> BertConfig:
         """A named preset: tiny/mini/small/medium/base/large or a compact model ``L-4_H-256``."""
-        presets = _presets()
+        presets = cls.preset_table()
         if name not in presets:
             raise ConfigError(f"unknown preset {name!r}; choose from {', '.join(presets)}")
         return cls(**{**presets[name], **overrides})
 
-    @staticmethod
-    def preset_names() -> list[str]:
-        return list(_presets())
+    @classmethod
+    def preset_table(cls) -> dict[str, dict[str, Any]]:
+        """{preset name: field values}; each family has its own."""
+        return _presets()
+
+    @classmethod
+    def preset_names(cls) -> list[str]:
+        return list(cls.preset_table())
 
     # -- json ---------------------------------------------------------------------------------
     @classmethod
@@ -103,13 +111,14 @@ class BertConfig:
         if model_type != cls.model_type:
             raise ConfigError(f"{source}: model_type is {model_type!r}, not {cls.model_type!r}: "
                               f"a {model_type} checkpoint cannot load as {cls.__name__}")
+        data = {cls.hf_keys.get(k, k): v for k, v in data.items()}
         known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         kwargs = {k: v for k, v in data.items() if k in known}
         extra = {k: v for k, v in data.items() if k not in known}
         if "hidden_act" in kwargs and kwargs["hidden_act"] == "gelu_fast":
             kwargs["hidden_act"] = "gelu_new"
         for k, v in kwargs.items():
-            if k != "hidden_act" and not isinstance(v, (int, float)):
+            if k != "hidden_act" and not isinstance(v, (int, float)):  # bool is an int
                 raise ConfigError(f"{source}: {k} must be a number, got {v!r}")
         if kwargs.get("pad_token_id") is None:
             kwargs.pop("pad_token_id", None)
@@ -136,10 +145,13 @@ class BertConfig:
     def to_dict(self, architectures: list[str] | None = None) -> dict[str, Any]:
         """HF-style dict (a superset of Google's keys)."""
         out: dict[str, Any] = dict(self.extra)
-        out.update({f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                    if f.name != "extra"})
+        ours = {v: k for k, v in self.hf_keys.items()}
+        out.update({ours.get(f.name, f.name): getattr(self, f.name)
+                    for f in dataclasses.fields(self)
+                    if f.name != "extra" and f.name not in self.hf_omitted})
         out["model_type"] = self.model_type
-        out.setdefault("position_embedding_type", "absolute")
+        if self.has_token_types:
+            out.setdefault("position_embedding_type", "absolute")
         if architectures is not None:
             out["architectures"] = architectures
         return out
@@ -165,3 +177,138 @@ def _presets() -> dict[str, dict[str, int]]:
                   "intermediate_size": 4096},
     })
     return table
+
+
+# -- the BERT family ----------------------------------------------------------------------------
+
+def _family_presets(prefix: str, sizes: dict[str, tuple[int, int, int]], **common: Any
+                    ) -> dict[str, dict[str, Any]]:
+    """{prefix-size: fields} from (layers, hidden, heads); the FFN is 4 x hidden."""
+    return {f"{prefix}-{name}": {"num_hidden_layers": L, "hidden_size": H,
+                                 "num_attention_heads": N, "intermediate_size": 4 * H, **common}
+            for name, (L, H, N) in sizes.items()}
+
+
+@dataclass
+class RobertaConfig(BertConfig):
+    """RoBERTa: BERT's encoder with positions counted from ``pad_token_id + 1``, one token type."""
+
+    model_type: ClassVar[str] = "roberta"
+    vocab_size: int = 50265
+    max_position_embeddings: int = 514
+    type_vocab_size: int = 1
+    layer_norm_eps: float = 1e-5
+    pad_token_id: int = 1
+    bos_token_id: int = 0
+    eos_token_id: int = 2
+
+    @classmethod
+    def preset_table(cls) -> dict[str, dict[str, Any]]:
+        return _family_presets("roberta", {"mini": (4, 256, 4), "base": (12, 768, 12),
+                                           "large": (24, 1024, 16)})
+
+
+@dataclass
+class AlbertConfig(BertConfig):
+    """ALBERT: factorised embeddings (E < H) and groups of layers whose parameters are shared."""
+
+    model_type: ClassVar[str] = "albert"
+    vocab_size: int = 30000
+    embedding_size: int = 128
+    num_hidden_groups: int = 1
+    inner_group_num: int = 1
+    hidden_act: str = "gelu_new"
+    hidden_dropout_prob: float = 0.0
+    attention_probs_dropout_prob: float = 0.0
+    classifier_dropout_prob: float = 0.1
+    bos_token_id: int = 2
+    eos_token_id: int = 3
+
+    def validate(self, source: str = "AlbertConfig") -> None:
+        super().validate(source)
+        for name in ("embedding_size", "num_hidden_groups", "inner_group_num"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"{source}: {name} must be a positive integer, got {value!r}")
+        if self.num_hidden_groups > self.num_hidden_layers:
+            raise ConfigError(f"{source}: num_hidden_groups ({self.num_hidden_groups}) exceeds "
+                              f"num_hidden_layers ({self.num_hidden_layers})")
+
+    @classmethod
+    def preset_table(cls) -> dict[str, dict[str, Any]]:
+        table = _family_presets("albert", {"mini": (4, 256, 4)})
+        table.update({f"{k}-v2": v for k, v in _family_presets(
+            "albert", {"base": (12, 768, 12), "large": (24, 1024, 16)}).items()})
+        return table
+
+
+@dataclass
+class DistilBertConfig(BertConfig):
+    """DistilBERT: BERT's layers without token types or pooler; HF names its keys differently."""
+
+    model_type: ClassVar[str] = "distilbert"
+    has_token_types: ClassVar[bool] = False
+    hf_keys: ClassVar[dict[str, str]] = {
+        "dim": "hidden_size", "n_layers": "num_hidden_layers", "n_heads": "num_attention_heads",
+        "hidden_dim": "intermediate_size", "activation": "hidden_act",
+        "dropout": "hidden_dropout_prob", "attention_dropout": "attention_probs_dropout_prob"}
+    hf_omitted: ClassVar[tuple[str, ...]] = ("type_vocab_size", "layer_norm_eps")
+    num_hidden_layers: int = 6
+    type_vocab_size: int = 1            # unused: kept so the shared checks hold
+    sinusoidal_pos_embds: bool = False
+    qa_dropout: float = 0.1
+    seq_classif_dropout: float = 0.2
+
+    @classmethod
+    def preset_table(cls) -> dict[str, dict[str, Any]]:
+        return _family_presets("distilbert", {"mini": (4, 256, 4), "base": (6, 768, 12)})
+
+
+CONFIG_CLASSES: dict[str, type[BertConfig]] = {
+    c.model_type: c for c in (BertConfig, RobertaConfig, AlbertConfig, DistilBertConfig)}
+
+
+def config_class(model_type: str, source: str = "config") -> type[BertConfig]:
+    """The config class of a family, by HF's ``model_type``."""
+    if model_type not in CONFIG_CLASSES:
+        raise ConfigError(f"{source}: model_type {model_type!r} is not a family bertkit knows "
+                          f"({', '.join(CONFIG_CLASSES)})")
+    return CONFIG_CLASSES[model_type]
+
+
+class AutoConfig:
+    """The family's config from its ``model_type`` (Google's ``bert_config.json``: BERT)."""
+
+    @staticmethod
+    def from_dict(data: dict[str, Any], source: str = "config") -> BertConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        return config_class(data.get("model_type", "bert"), source).from_dict(data, source)
+
+    @staticmethod
+    def from_json_file(path: str | os.PathLike[str]) -> BertConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: not valid JSON ({e})") from e
+        return AutoConfig.from_dict(data, str(path))
+
+    @staticmethod
+    def from_pretrained(path: str | os.PathLike[str]) -> BertConfig:
+        """``config.json`` of a model directory (or ``bert_config.json`` of Google's layout)."""
+        d = Path(path)
+        name = "config.json" if (d / "config.json").is_file() or not (
+            d / "bert_config.json").is_file() else "bert_config.json"
+        return AutoConfig.from_json_file(d / name)
+
+    @staticmethod
+    def from_preset(name: str, **overrides: Any) -> BertConfig:
+        """A preset of any family: ``mini``, ``roberta-mini``, ``albert-base-v2``, ..."""
+        for cls in CONFIG_CLASSES.values():
+            if name in cls.preset_table():
+                return cls.from_preset(name, **overrides)
+        names = [n for c in CONFIG_CLASSES.values() for n in c.preset_names()]
+        raise ConfigError(f"unknown preset {name!r}; choose from {', '.join(names)}")

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor, nn
 
-from bertkit.config import BertConfig
+from bertkit.config import AutoConfig, BertConfig, ConfigError
 from bertkit.convert.weight_maps import BERT, WeightMap, weight_map
 from bertkit.errors import BertkitError
 from bertkit.fileio import atomic_path
@@ -133,17 +133,19 @@ def hf_to_ours(hf_state: Mapping[str, Tensor], model: nn.Module, source: str = "
 
 
 def ours_to_hf(model: nn.Module) -> dict[str, Tensor]:
-    """Our state dict in HF names (base prefix for models with heads); tied copies omitted."""
+    """Our state dict in HF names; tied copies omitted.
+
+    Our head models keep the base model under the family's prefix (``bert.``, ``roberta.``, ...)
+    as HF does, so a key keeps its prefix; heads beside the base model have none.
+    """
     wmap = map_of(model)
-    base = getattr(type(model), "hf_base_architecture", "BertModel")
-    prefix = wmap.prefix if getattr(model, "hf_architecture", base) != base else ""
     out: dict[str, Tensor] = {}
     for key, tensor in model.state_dict().items():
         names = wmap.hf_names(key)
-        is_encoder = not key.startswith(wmap.top_level)
+        prefix = wmap.prefix if key.startswith(wmap.prefix) else ""
         pieces = tensor.chunk(len(names), dim=0) if len(names) > 1 else (tensor,)
         for name, piece in zip(names, pieces, strict=True):
-            out[(prefix if is_encoder else "") + name] = piece.detach().contiguous().clone()
+            out[prefix + name] = piece.detach().contiguous().clone()
     return out
 
 
@@ -155,7 +157,7 @@ def _read_directory(directory: Path) -> tuple[BertConfig, dict[str, Tensor], str
     if is_google_dir(directory):
         config, state, google = load_google_state(directory)
         return config, state, str(google.index), google.origin
-    config = BertConfig.from_json_file(directory / "config.json")
+    config = AutoConfig.from_json_file(directory / "config.json")
     weights = find_weights(directory)
     return config, read_state_dict(weights), str(weights), None
 
@@ -167,6 +169,12 @@ def load_pretrained_into(cls: Callable[..., M], path: str | Path, **overrides: A
     if not directory.is_dir():
         raise FileNotFoundError(f"model directory not found: {directory}")
     config, state, source, origin = _read_directory(directory)
+    expected = getattr(cls, "config_class", BertConfig)
+    if type(config) is not expected:
+        raise ConfigError(
+            f"{directory / 'config.json'}: model_type is {config.model_type!r}, not "
+            f"{expected.model_type!r}: a {config.model_type} checkpoint cannot load as "
+            f"{getattr(cls, '__name__', cls)} (bertkit.AutoModel picks the family)")
     known = {f for f in vars(config) if f != "extra"}
     for k, v in overrides.items():  # unknown keys (id2label, problem_type, ...) go to ``extra``
         if k in known:

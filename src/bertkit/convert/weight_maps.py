@@ -21,8 +21,9 @@ Rule = tuple[str, tuple[str, ...]]
 
 
 def _compile(pattern: str) -> re.Pattern[str]:
-    """A key pattern with ``{i}`` (a layer index) and ``{p}`` (weight|bias) as a regex."""
-    rx = re.escape(pattern).replace(r"\{i\}", r"(?P<i>\d+)").replace(r"\{p\}", r"(?P<p>weight|bias)")
+    """A key pattern with ``{i}``, ``{j}`` (indexes) and ``{p}`` (weight|bias) as a regex."""
+    rx = (re.escape(pattern).replace(r"\{i\}", r"(?P<i>\d+)").replace(r"\{j\}", r"(?P<j>\d+)")
+          .replace(r"\{p\}", r"(?P<p>weight|bias)"))
     return re.compile(f"^{rx}$")
 
 
@@ -73,6 +74,22 @@ class WeightMap:
         return our_key.startswith(self.heads)
 
 
+def _encoder(layer: str, names: dict[str, str]) -> tuple[Rule, ...]:
+    """One encoder layer's rules: ``layer`` is the HF path of layer {i}; ``names`` the HF names of
+    q, k, v, out, attn_norm, fc1, fc2, ffn_norm."""
+    ours = {"attn.out": "out", "attn_norm": "attn_norm", "ffn.fc1": "fc1", "ffn.fc2": "fc2",
+            "ffn_norm": "ffn_norm"}
+    qkv = tuple(f"{layer}.{names[n]}.{{p}}" for n in ("q", "k", "v"))
+    our_layer = "groups.{i}.{j}" if "{j}" in layer else "layers.{i}"
+    return ((f"{our_layer}.attn.qkv.{{p}}", qkv),
+            *((f"{our_layer}.{k}.{{p}}", (f"{layer}.{names[v]}.{{p}}",)) for k, v in ours.items()))
+
+
+_BERT_LAYER = {"q": "attention.self.query", "k": "attention.self.key",
+               "v": "attention.self.value", "out": "attention.output.dense",
+               "attn_norm": "attention.output.LayerNorm", "fc1": "intermediate.dense",
+               "fc2": "output.dense", "ffn_norm": "output.LayerNorm"}
+
 BERT = WeightMap(
     model_type="bert",
     prefix="bert.",
@@ -81,13 +98,7 @@ BERT = WeightMap(
         ("embeddings.position.weight", ("embeddings.position_embeddings.weight",)),
         ("embeddings.token_type.weight", ("embeddings.token_type_embeddings.weight",)),
         ("embeddings.norm.{p}", ("embeddings.LayerNorm.{p}",)),
-        ("layers.{i}.attn.qkv.{p}", tuple(f"encoder.layer.{{i}}.attention.self.{n}.{{p}}"
-                                          for n in ("query", "key", "value"))),
-        ("layers.{i}.attn.out.{p}", ("encoder.layer.{i}.attention.output.dense.{p}",)),
-        ("layers.{i}.attn_norm.{p}", ("encoder.layer.{i}.attention.output.LayerNorm.{p}",)),
-        ("layers.{i}.ffn.fc1.{p}", ("encoder.layer.{i}.intermediate.dense.{p}",)),
-        ("layers.{i}.ffn.fc2.{p}", ("encoder.layer.{i}.output.dense.{p}",)),
-        ("layers.{i}.ffn_norm.{p}", ("encoder.layer.{i}.output.LayerNorm.{p}",)),
+        *_encoder("encoder.layer.{i}", _BERT_LAYER),
         ("pooler.dense.{p}", ("pooler.dense.{p}",)),
         ("mlm.transform.{p}", ("cls.predictions.transform.dense.{p}",)),
         ("mlm.norm.{p}", ("cls.predictions.transform.LayerNorm.{p}",)),
@@ -102,7 +113,80 @@ BERT = WeightMap(
     renames=((".gamma", ".weight"), (".beta", ".bias")),
 )
 
-WEIGHT_MAPS: dict[str, WeightMap] = {m.model_type: m for m in (BERT,)}
+
+ROBERTA = WeightMap(
+    model_type="roberta",
+    prefix="roberta.",
+    rules=(
+        ("embeddings.word.weight", ("embeddings.word_embeddings.weight",)),
+        ("embeddings.position.weight", ("embeddings.position_embeddings.weight",)),
+        ("embeddings.token_type.weight", ("embeddings.token_type_embeddings.weight",)),
+        ("embeddings.norm.{p}", ("embeddings.LayerNorm.{p}",)),
+        *_encoder("encoder.layer.{i}", _BERT_LAYER),
+        ("pooler.dense.{p}", ("pooler.dense.{p}",)),
+        ("mlm.transform.{p}", ("lm_head.dense.{p}",)),
+        ("mlm.norm.{p}", ("lm_head.layer_norm.{p}",)),
+        ("mlm.bias", ("lm_head.bias",)),
+        ("classifier.dense.{p}", ("classifier.dense.{p}",)),
+        ("classifier.out_proj.{p}", ("classifier.out_proj.{p}",)),
+        ("classifier.{p}", ("classifier.{p}",)),
+        ("qa_outputs.{p}", ("qa_outputs.{p}",)),
+    ),
+    ignorable=re.compile(r"(^|\.)(position_ids|token_type_ids)$|^lm_head\.decoder\.(weight|bias)$"),
+    heads=("pooler.", "roberta.pooler.", "mlm.", "classifier.", "qa_outputs."),
+    top_level=("mlm.", "classifier.", "qa_outputs."),
+)
+
+DISTILBERT = WeightMap(
+    model_type="distilbert",
+    prefix="distilbert.",
+    rules=(
+        ("embeddings.word.weight", ("embeddings.word_embeddings.weight",)),
+        ("embeddings.position.weight", ("embeddings.position_embeddings.weight",)),
+        ("embeddings.norm.{p}", ("embeddings.LayerNorm.{p}",)),
+        *_encoder("transformer.layer.{i}", {
+            "q": "attention.q_lin", "k": "attention.k_lin", "v": "attention.v_lin",
+            "out": "attention.out_lin", "attn_norm": "sa_layer_norm", "fc1": "ffn.lin1",
+            "fc2": "ffn.lin2", "ffn_norm": "output_layer_norm"}),
+        ("mlm.transform.{p}", ("vocab_transform.{p}",)),
+        ("mlm.norm.{p}", ("vocab_layer_norm.{p}",)),
+        ("mlm.bias", ("vocab_projector.bias",)),
+        ("pre_classifier.{p}", ("pre_classifier.{p}",)),
+        ("classifier.{p}", ("classifier.{p}",)),
+        ("qa_outputs.{p}", ("qa_outputs.{p}",)),
+    ),
+    ignorable=re.compile(r"(^|\.)position_ids$|^vocab_projector\.weight$"),
+    heads=("mlm.", "pre_classifier.", "classifier.", "qa_outputs."),
+    top_level=("mlm.", "pre_classifier.", "classifier.", "qa_outputs."),
+)
+
+ALBERT = WeightMap(
+    model_type="albert",
+    prefix="albert.",
+    rules=(
+        ("embeddings.word.weight", ("embeddings.word_embeddings.weight",)),
+        ("embeddings.position.weight", ("embeddings.position_embeddings.weight",)),
+        ("embeddings.token_type.weight", ("embeddings.token_type_embeddings.weight",)),
+        ("embeddings.norm.{p}", ("embeddings.LayerNorm.{p}",)),
+        ("embed_proj.{p}", ("encoder.embedding_hidden_mapping_in.{p}",)),
+        *_encoder("encoder.albert_layer_groups.{i}.albert_layers.{j}", {
+            "q": "attention.query", "k": "attention.key", "v": "attention.value",
+            "out": "attention.dense", "attn_norm": "attention.LayerNorm", "fc1": "ffn",
+            "fc2": "ffn_output", "ffn_norm": "full_layer_layer_norm"}),
+        ("pooler.dense.{p}", ("pooler.{p}",)),
+        ("mlm.transform.{p}", ("predictions.dense.{p}",)),
+        ("mlm.norm.{p}", ("predictions.LayerNorm.{p}",)),
+        ("mlm.bias", ("predictions.bias",)),
+        ("sop.{p}", ("sop_classifier.classifier.{p}",)),
+        ("classifier.{p}", ("classifier.{p}",)),
+        ("qa_outputs.{p}", ("qa_outputs.{p}",)),
+    ),
+    ignorable=re.compile(r"(^|\.)(position_ids|token_type_ids)$|^predictions\.decoder\.(weight|bias)$"),
+    heads=("pooler.", "albert.pooler.", "mlm.", "sop.", "classifier.", "qa_outputs."),
+    top_level=("mlm.", "sop.", "classifier.", "qa_outputs."),
+)
+
+WEIGHT_MAPS: dict[str, WeightMap] = {m.model_type: m for m in (BERT, ROBERTA, DISTILBERT, ALBERT)}
 
 
 def weight_map(model_type: str) -> WeightMap:

@@ -75,25 +75,33 @@ class PreTrainingOutput:
 
 
 class Embeddings(nn.Module):
-    """word + position + token type, then LayerNorm and dropout."""
+    """word + position (+ token type), then LayerNorm and dropout.
 
-    def __init__(self, cfg: BertConfig) -> None:
+    ``width`` is the embedding size: H for BERT, ALBERT's smaller E. Families without token
+    types (``config.has_token_types`` False: DistilBERT) have no token-type table.
+    """
+
+    def __init__(self, cfg: BertConfig, width: int | None = None) -> None:
         super().__init__()
-        self.word = nn.Embedding(cfg.vocab_size, cfg.hidden_size, padding_idx=cfg.pad_token_id)
-        self.position = nn.Embedding(cfg.max_position_embeddings, cfg.hidden_size)
-        self.token_type = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)
-        self.norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        width = width or cfg.hidden_size
+        self.word = nn.Embedding(cfg.vocab_size, width, padding_idx=cfg.pad_token_id)
+        self.position = nn.Embedding(cfg.max_position_embeddings, width)
+        self.token_type = (nn.Embedding(cfg.type_vocab_size, width) if cfg.has_token_types
+                           else None)
+        self.norm = nn.LayerNorm(width, eps=cfg.layer_norm_eps)
         self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor | None,
                 position_ids: Tensor | None) -> Tensor:
-        """(B, T) ids -> (B, T, H)."""
+        """(B, T) ids -> (B, T, width)."""
         T = input_ids.shape[1]
         if T > self.position.num_embeddings:
             raise ValueError(f"sequence length {T} exceeds max_position_embeddings "
                              f"{self.position.num_embeddings}")
         if position_ids is None:
             position_ids = torch.arange(T, device=input_ids.device)[None]  # (1, T)
+        if self.token_type is None:
+            return self.dropout(self.norm(self.word(input_ids) + self.position(position_ids)))
         if token_type_ids is None:
             types = self.token_type.weight[0]
         else:
@@ -198,6 +206,7 @@ class PreTrainedMixin:
     """``from_pretrained`` / ``save_pretrained`` for every bertkit model (HF directory layout)."""
 
     config: BertConfig
+    config_class: type[BertConfig] = BertConfig  # the family's config (from config.json)
     hf_architecture: str = "BertModel"
 
     @classmethod
@@ -262,17 +271,21 @@ class BertModel(PreTrainedMixin, nn.Module):
 
 
 class MaskedLMHead(nn.Module):
-    """dense(H, H) + act + LayerNorm, then the tied decoder (word embeddings^T) + its own bias."""
+    """dense(H, E) + act + LayerNorm, then the tied decoder (word embeddings^T) + its own bias.
 
-    def __init__(self, cfg: BertConfig) -> None:
+    E = H except for ALBERT; ``act`` defaults to the config's (RoBERTa's head is always GELU).
+    """
+
+    def __init__(self, cfg: BertConfig, width: int | None = None, act: str | None = None) -> None:
         super().__init__()
-        self.transform = nn.Linear(cfg.hidden_size, cfg.hidden_size)
-        self.act = activation(cfg.hidden_act)
-        self.norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        width = width or cfg.hidden_size
+        self.transform = nn.Linear(cfg.hidden_size, width)
+        self.act = activation(act or cfg.hidden_act)
+        self.norm = nn.LayerNorm(width, eps=cfg.layer_norm_eps)
         self.bias = nn.Parameter(torch.zeros(cfg.vocab_size))
 
     def forward(self, h: Tensor, decoder_weight: Tensor) -> Tensor:
-        """h (..., H), decoder_weight (V, H): the word embeddings -> (..., V) logits."""
+        """h (..., H), decoder_weight (V, E): the word embeddings -> (..., V) logits."""
         return F.linear(self.norm(self.act(self.transform(h))), decoder_weight, self.bias)
 
 
