@@ -180,3 +180,14 @@ def test_unknown_family_and_wrong_class_are_named(tmp_path):
     ref.save_pretrained(tmp_path / "d")
     with pytest.raises(ConfigError, match=r"model_type is 'distilbert', not 'bert'.*BertModel"):
         bertkit.BertModel.from_pretrained(tmp_path / "d")
+
+
+def test_distilbert_sinusoidal_positions_equal_transformers_and_stay_fixed():
+    hf_config = _hf_config("distilbert", "small")
+    hf_config.sinusoidal_pos_embds = True
+    ref = transformers.DistilBertModel(hf_config)
+    ours = bertkit.DistilBertModel(AutoConfig.from_dict(hf_config.to_dict()))
+    want = ref.embeddings.position_embeddings.weight
+    got = ours.embeddings.position.weight
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+    assert not got.requires_grad
