@@ -190,6 +190,21 @@ def test_empty_input_leaves_nothing_so_the_fixed_input_runs(work, monkeypatch, c
     assert (work.root / "o" / "index.json").is_file() and _leftovers(work.root) == []
 
 
+@pytest.mark.parametrize("files", [{"notes.txt": "mine\n"}, {"run.json": "{not json\n",
+                                                            "vocab.txt": "[PAD]\n"}],
+                         ids=["unrelated", "foreign-run-json"])
+def test_a_refused_out_keeps_its_files(files, work, monkeypatch, capsys, caplog) -> None:
+    """An --out that is not ours is refused and left exactly as it was."""
+    out = work.root / "o"
+    out.mkdir()
+    for name, text in files.items():
+        (out / name).write_text(text)
+    code, lines = _cli(_cpd(str(work.corpus), str(work.vocab), str(out)), None, monkeypatch,
+                       capsys, caplog)
+    assert code == 2 and len(lines) == 1 and str(out) in lines[0], lines
+    assert {p.name: p.read_text() for p in out.iterdir()} == files
+
+
 def test_a_second_run_into_the_same_out_is_refused(work, monkeypatch, capsys, caplog) -> None:
     """Two runs into one --out at once would race: the one that finds OUT/.lock held stops."""
     import fcntl
@@ -311,6 +326,10 @@ PRETRAIN_PROBES = [
          ["data/index.json:1", "invalid JSON"], absent=("r",), id="data-index-malformed"),
     _row(lambda w: ["pretrain", "--out", w.r, *TINY], ["--data"], absent=("r",),
          id="no-data-no-resume"),
+    _row(lambda w: _pt(w, "--out", w.r, "--eval-data", w.adir), ["adir/index.json"],
+         absent=("r",), id="eval-data-without-index"),
+    _row(lambda w: _pt(w, "--out", w.r, "--init", str(w.corpus)), ["corpus.txt", "--init"],
+         absent=("r",), id="init-is-a-text-file"),
     _row(lambda w: _pt(w, "--out", _unrelated(w)), ["notes", "not empty", "notes.txt"],
          absent=("notes/args.json", "notes/vocab.txt"), id="out-unrelated-non-empty"),
     _row(lambda w: ["pretrain", "--resume", str(w.run), "--config", "mini"],
@@ -386,15 +405,16 @@ def test_resume_needs_only_the_run_dir(work, monkeypatch, capsys, caplog) -> Non
     assert steps == sorted(steps) and steps[-1] == 6
 
 
-def test_pretrain_restarts_its_own_run_without_checkpoint(work, monkeypatch, capsys,
+@pytest.mark.parametrize("resume", [[], ["--resume", "auto"]], ids=["again", "resume-auto"])
+def test_pretrain_restarts_its_own_run_without_checkpoint(resume, work, monkeypatch, capsys,
                                                           caplog) -> None:
-    """--resume auto into a bertkit run that has no checkpoint yet starts it (no refusal)."""
+    """A bertkit run that stopped before its first checkpoint starts again in its directory
+    (the same command, or --resume auto), its old metrics lines dropped, not appended to."""
     run = work.root / "r"
     run.mkdir()
     (run / "args.json").write_text("{}\n")
     (run / "metrics.jsonl").write_text('{"step": 1, "split": "train", "loss": 9}\n')
-    code, lines = _cli(_pt(work, "--out", str(run), "--resume", "auto"), None, monkeypatch,
-                       capsys, caplog)
+    code, lines = _cli(_pt(work, "--out", str(run), *resume), None, monkeypatch, capsys, caplog)
     assert code == 0, lines
     assert [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()] \
         == [2]

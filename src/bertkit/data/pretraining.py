@@ -713,17 +713,23 @@ def create_pretraining_data(inputs: list[str], vocab_file: str | os.PathLike[str
     out.mkdir(parents=True, exist_ok=True)
     with _OutLock(out), _StopOnSignals():
         _remove_stale_temps(out)
+        fresh = not (out / "run.json").exists() and not (out / "index.json").exists()
         try:
             run = S.begin_run(out, settings_dict=asdict(settings), vocab_file=Path(vocab_file),
                               inputs=[{"path": str(p), "bytes": p.stat().st_size}
                                       for p in paths])
-            if run.get("complete"):
-                logger.info("%s is already complete", out)
-                return run["index"]
+        except BaseException:
+            if created:
+                _undo_empty_run(out, created)
+            raise
+        if run.get("complete"):
+            logger.info("%s is already complete", out)
+            return run["index"]
+        try:
             return _create(paths, vocab_file, out, settings, encoder, vocab, workers, errors,
                            progress)
         except BaseException as e:
-            if not isinstance(e, KeyboardInterrupt):
+            if fresh and not isinstance(e, KeyboardInterrupt):  # this run's files only
                 _undo_empty_run(out, created)
             raise
         finally:

@@ -20,6 +20,7 @@ DDP, or sharded with FSDP2 (``--fsdp``); checkpoints are the same full state dic
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import logging
@@ -268,6 +269,9 @@ def build_model(args: PretrainArgs, index: dict[str, Any], resume_dir: Path | No
         source = str(resume_dir)
     elif args.init:
         init = Path(args.init)
+        if init.is_file():
+            raise NotADirectoryError(errno.ENOTDIR, "--init: is a file, not a model directory "
+                                     "(config.json, model.safetensors)", str(init))
         model = BertForPreTraining.from_pretrained(init)
         source = str(init)
         if (init / "vocab.txt").is_file() and sha256_file(init / "vocab.txt") != vocab["sha256"]:
@@ -421,12 +425,12 @@ def _grad_scaler(precision: str, fsdp: bool) -> torch.amp.GradScaler | None:
 def _prepare_run(args: PretrainArgs, index: dict[str, Any], run: Path, resuming: bool) -> None:
     """Create RUN (rank 0): args.json, vocab.txt, tokenizer_config.json.
 
-    A new run needs a new or empty RUN; only a restart of a bertkit run that has no checkpoint
-    yet (``--resume auto``, RUN holding args.json) may start in a used one."""
+    A new run needs a new or empty RUN; only a bertkit run that stopped before its first
+    checkpoint (RUN holding args.json) may start again in it (its metrics lines are dropped)."""
     if not resuming and C.list_checkpoints(run):
         raise ValueError(f"{run} already holds checkpoints; continue it with --resume {run} "
                          "or choose a new --out")
-    restart = args.resume == "auto" and (run / "args.json").is_file()
+    restart = (run / "args.json").is_file()
     if not resuming and not restart and run.is_dir() and any(run.iterdir()):
         names = sorted(p.name for p in run.iterdir())
         shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
@@ -562,14 +566,16 @@ def _train(args: PretrainArgs, env: DistEnv, run: Path, resume_dir: Path | None,
     if ck is not None:
         model.load_state_dict(ck["model"])  # the full weights, before sharding
     model = shard_model(model, env, model.bert.layers) if fsdp else model.to(env.device)
-    if env.is_main:
-        _prepare_run(args, index, run, resume_dir is not None)
     ds = dataset_cls(args.data, rank=env.rank, world_size=env.world_size, seed=args.seed)
     eval_ds = (dataset_cls(args.eval_data, rank=env.rank, world_size=env.world_size,
                            seed=args.seed) if args.eval_data else None)
     if eval_ds is not None and eval_ds.index["vocab"]["sha256"] != index["vocab"]["sha256"]:
         raise ValueError(f"--eval-data {args.eval_data} was made with another vocabulary than "
                          f"--data {args.data}")
+    # a bertkit run that stopped before its first checkpoint starts again from step 0
+    again = resume_dir is None and (run / "args.json").is_file() and not C.list_checkpoints(run)
+    if env.is_main:  # only now: bad input above leaves no run directory behind
+        _prepare_run(args, index, run, resume_dir is not None)
     opt = build_optimizer(model, args.optimizer, args.lr, args.weight_decay,
                           (args.beta1, args.beta2), args.adam_eps, args.bias_correction)
     warmup = args.warmup_steps if args.warmup_steps is not None else args.max_steps // 10
@@ -611,7 +617,7 @@ def _train(args: PretrainArgs, env: DistEnv, run: Path, resume_dir: Path | None,
     settings = LoopSettings(max_grad_norm=args.max_grad_norm or None, autocast_dtype=dtype,
                             max_nonfinite_in_row=args.max_nonfinite)
     # a restart (--resume auto) drops the lines logged after its checkpoint (or all, before one)
-    restart = resume_dir is not None or args.resume == "auto"
+    restart = resume_dir is not None or args.resume == "auto" or again
     log = MetricsLog(run, env.is_main, truncate_after=state.step if restart else None)
 
     def save() -> None:
