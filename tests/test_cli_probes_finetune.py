@@ -235,36 +235,36 @@ PROBES = [
     Probe("predict-huge-line", _predict("cls", input="big.txt"),
           ("{ws:big.txt}:1", "1,250,005 characters", "--max-input-chars 1,000,000")),
     # 7. not UTF-8, every format
-    *(Probe(f"not-utf8-{key}", _ft_out(task=task, train=key), (f"{{ws:{key}}}:{line}",
-                                                                "not UTF-8", "0xe9"))
+    *(Probe(f"not-utf8-{key}", _ft_out(task=task, train=key), (f"{{ws:{key}}}:{line}: not valid "
+                                                                "UTF-8", "save the file as UTF-8"))
       for key, task, line in [("latin.csv", "classification", 3), ("latin.tsv", "classification", 3),
                               ("latin.jsonl", "classification", 2),
                               ("latin.csv.gz", "classification", 3),
                               ("latin-sst.tsv", "glue:sst-2", 3), ("latin.conll", "ner", 2),
                               ("latin.json", "qa", 2), ("latin-swag.csv", "multiple-choice", 3)]),
-    Probe("not-utf8-dev", _ft_out(dev="latin.jsonl"), ("{ws:latin.jsonl}:2", "not UTF-8")),
-    Probe("binary-train", _ft_out(train="binary.jsonl"), ("{ws:binary.jsonl}:1", "not UTF-8")),
+    Probe("not-utf8-dev", _ft_out(dev="latin.jsonl"), ("{ws:latin.jsonl}:2: not valid UTF-8",)),
+    Probe("binary-train", _ft_out(train="binary.jsonl"),
+          ("{ws:binary.jsonl}:1: not valid UTF-8 (invalid start byte at byte 0",)),
     Probe("predict-not-utf8", _predict("cls", input="latin-predict.txt"),
-          ("{ws:latin-predict.txt}:2", "not UTF-8", "0xe9")),
+          ("{ws:latin-predict.txt}:2: not valid UTF-8",)),
     # 8. formats and task names in the command line's terms
     Probe("train-no-format", _ft_out(train="empty.txt"),
           ("{ws:empty.txt}", "*.csv, *.tsv or *.jsonl", "rename it")),
     Probe("glue-unknown", _ft_out(task="glue:foo"), ("glue:foo", "glue:sst-2", "glue:mnli")),
     # 9. paths
-    Probe("train-is-dir", _ft_out(train="a_dir"), ("--train {ws:a_dir}", "is a directory")),
-    Probe("dev-is-dir", _ft_out(dev="a_dir"), ("--dev {ws:a_dir}", "is a directory")),
-    Probe("test-missing", _ft_out("--test", "no-such.jsonl"), ("--test no-such.jsonl",
-                                                               "no such file")),
+    Probe("train-is-dir", _ft_out(train="a_dir"), ("{ws:a_dir}: --train is a directory",)),
+    Probe("dev-is-dir", _ft_out(dev="a_dir"), ("{ws:a_dir}: --dev is a directory",)),
+    Probe("test-missing", _ft_out("--test", "no-such.jsonl"), ("no-such.jsonl: --test not found",)),
     Probe("model-missing", lambda ws, out: [*_ft(ws), "--model", str(ws.root / "nope"),
                                             "--out", str(out)],
           ("--model {ws_root}/nope", "no such directory")),
     Probe("model-pretraining-run", lambda ws, out: [*_ft(ws), "--model", str(ws["pretrain_run"]),
                                                     "--out", str(out)],
           ("--model {ws:pretrain_run}", "pre-training run", "bertkit export")),
-    Probe("predict-input-dir", _predict("cls", input="a_dir"), ("--input {ws:a_dir}",
-                                                                "is a directory")),
+    Probe("predict-input-dir", _predict("cls", input="a_dir"),
+          ("{ws:a_dir}: --input is a directory",)),
     Probe("predict-input-missing", _predict("cls", input="no-such.txt"),
-          ("--input no-such.txt", "no such file")),
+          ("no-such.txt: --input not found",)),
     Probe("predict-model-missing", _predict("no-such-model"),
           ("--model no-such-model", "no such directory")),
     Probe("predict-pretraining-run", _predict("pretrain_run"),
@@ -342,7 +342,7 @@ def test_predict_names_the_line_of_stdin_that_is_not_utf8(ws: Workspace,
     assert main(["predict", "--model", str(ws["cls"])]) == 2
     out = capsys.readouterr()
     assert len(out.out.splitlines()) == 0  # the chunk failed before anything was written
-    assert "<stdin>:3: not UTF-8 text (byte 0xe9" in out.err
+    assert "<stdin>:3: not valid UTF-8 (invalid continuation byte at byte 3 of the line)" in out.err
 
 
 def test_predict_logs_many_windows_and_shows_progress(ws: Workspace, tmp_path: Path,
@@ -372,7 +372,7 @@ def test_postprocess_marks_no_span_and_keeps_google_text() -> None:
     import numpy as np
 
     from bertkit.data.squad import make_example
-    from bertkit.finetune.qa import QAFeature, postprocess  # noqa: F401
+    from bertkit.finetune.qa import postprocess
 
     ex = make_example("q", "Who?", "\u200b", [])
     preds = postprocess([ex], [], [], [], n_best_size=2)

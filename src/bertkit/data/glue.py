@@ -41,6 +41,8 @@ from pathlib import Path
 from typing import IO, Literal
 
 from bertkit.data.errors import BadRows, DataError
+from bertkit.errors import BertkitError
+from bertkit.fileio import NotUTF8Error, decode_line
 
 logger = logging.getLogger(__name__)
 
@@ -146,32 +148,28 @@ def glue_split_path(task: str, data_dir: str | os.PathLike[str], split: str) -> 
     return Path(data_dir) / f"{split}.tsv"
 
 
-def not_utf8_line(path: str | os.PathLike[str], line: int, raw: bytes,
-                  error: UnicodeDecodeError) -> DataError:
-    """The error for line ``line`` (its bytes ``raw``) that ``error`` found not to be UTF-8."""
-    return DataError(path, line, f"not UTF-8 text (byte 0x{raw[error.start]:02x} at byte "
-                                 f"{error.start + 1} of the line); save the file as UTF-8")
+UTF8_HINT = "; save the file as UTF-8"
 
 
-def not_utf8(path: str | os.PathLike[str], error: UnicodeDecodeError) -> DataError:
-    """A :class:`DataError` naming the first line of ``path`` that is not UTF-8.
+def not_utf8(path: str | os.PathLike[str], error: UnicodeDecodeError) -> BertkitError:
+    """:class:`~bertkit.fileio.NotUTF8Error` naming the first line of ``path`` that is not UTF-8.
 
     Python's own message (``'utf-8' codec can't decode byte 0xe9 in position 14``) counts bytes
-    of an internal buffer; this one reads the file again, as bytes, to name the line. UTF-8 never
-    uses the byte of ``\\n`` inside a character, so decoding line by line finds the same error.
+    of an internal buffer; this reads the file again as bytes (``.gz``/``.bz2`` decompressed) to
+    name the line. UTF-8 never uses the byte of ``\\n`` inside a character, so decoding line by
+    line finds the same error.
     """
     path = Path(path)
     opener = {".gz": gzip.open, ".bz2": bz2.open}.get(path.suffix.lower(), open)
     try:
         with opener(path, "rb") as f:  # type: ignore[operator]
             for n, raw in enumerate(f, 1):
-                try:
-                    raw.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    return not_utf8_line(path, n, raw, e)
+                decode_line(raw, str(path), n, UTF8_HINT)
+    except NotUTF8Error as e:
+        return e
     except OSError:
         pass
-    return DataError(path, None, f"not UTF-8 text ({error.reason}); save the file as UTF-8")
+    return DataError(path, None, f"not valid UTF-8 ({error.reason}){UTF8_HINT}")
 
 
 @contextlib.contextmanager

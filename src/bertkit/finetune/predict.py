@@ -65,19 +65,13 @@ class PredictArgs:
 
 def _records(stream: IO[str] | IO[bytes], source: str
              ) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    """(line number, JSON object or plain line) of each non-blank line; a binary stream is
-    decoded here, line by line, so that bytes that are not UTF-8 name their line."""
-    from bertkit.data.glue import not_utf8_line
+    """(line number, JSON object or plain line) of each non-blank line; bytes that are not UTF-8
+    are an error naming the line (:func:`bertkit.fileio.utf8_lines`)."""
+    from bertkit.data.glue import UTF8_HINT
+    from bertkit.fileio import utf8_lines
 
-    for n, raw in enumerate(stream, 1):
-        if isinstance(raw, bytes):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise not_utf8_line(source, n, raw, e) from e
-            line = line.rstrip("\n").rstrip("\r")
-        else:
-            line = raw.rstrip("\n")
+    for n, line in enumerate(utf8_lines(stream, source, UTF8_HINT), 1):
+        line = line.rstrip("\n").rstrip("\r")
         if not line.strip():
             continue
         if line.lstrip().startswith("{"):
@@ -268,19 +262,19 @@ def run_predict(args: PredictArgs) -> int:
         torch.set_num_threads(args.threads)
     if args.chunk < 1:
         raise ValueError(f"--chunk must be at least 1, got {args.chunk}")
+    from bertkit.fileio import check_input_file, check_output_file
     from bertkit.models.heads import check_model_dir
 
     source = "<stdin>" if args.input == "-" else args.input
-    if args.input != "-" and Path(args.input).is_dir():
-        raise ValueError(f"--input {args.input}: is a directory, expected a file")
-    if args.input != "-" and not Path(args.input).exists():
-        raise ValueError(f"--input {args.input}: no such file")
+    if args.input != "-":
+        check_input_file(args.input, "--input")
+    if args.output != "-":
+        check_output_file(args.output)  # before the model loads
     check_model_dir(args.model, "--model")
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
     with contextlib.ExitStack() as stack:
         # bytes, decoded line by line by _records (a line that is not UTF-8 is named)
-        stream = getattr(sys.stdin, "buffer", sys.stdin) if args.input == "-" else \
-            stack.enter_context(open(args.input, "rb"))
+        stream = sys.stdin if args.input == "-" else stack.enter_context(open(args.input, "rb"))
         predictor = Predictor(args.model, args.max_seq_length, args.long_inputs, args.batch_size,
                               args.max_input_chars, progress)
         if args.output == "-":

@@ -158,14 +158,11 @@ def settings_from(args: FinetuneArgs) -> Settings:
 def check_inputs(args: FinetuneArgs) -> None:
     """Refuse, before anything is read, input flags that cannot work: a missing or directory
     ``--train``/``--dev``/``--test``, and (qa) a ``--doc-stride`` as wide as the context window."""
+    from bertkit.fileio import check_input_file
+
     for flag, value in (("--train", args.train), ("--dev", args.dev), ("--test", args.test)):
-        if value is None:
-            continue
-        path = Path(value)
-        if path.is_dir():
-            raise ValueError(f"{flag} {path}: is a directory, expected a file")
-        if not path.exists():
-            raise ValueError(f"{flag} {path}: no such file")
+        if value is not None:
+            check_input_file(value, flag)
     if args.task == "qa":
         length = args.max_seq_length or 384
         window = length - args.max_query_length - 3  # a question of --max-query-length pieces
