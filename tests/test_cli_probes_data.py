@@ -381,6 +381,10 @@ PLOT_PROBES = [
     _row(lambda w: ["plot", str(_bad_metrics(w))], ["run/metrics.jsonl:", "invalid JSON"],
          absent=("run/curves.png",), id="malformed-metrics"),
     _row(lambda w: ["plot", w.adir], ["adir/metrics.jsonl"], id="not-a-run"),
+    _row(lambda w: ["plot", str(w.run), "--out", w.adir], ["adir", "is a directory"],
+         id="out-is-a-directory"),
+    _row(lambda w: ["plot", str(w.run), "--out", w.afile + "/c.png"], ["afile"],
+         id="out-under-a-file"),
 ]
 
 

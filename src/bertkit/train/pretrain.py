@@ -781,8 +781,12 @@ def read_metrics(run: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 
 def run_plot(args: PlotArgs) -> int:
-    """Write loss (train and eval) and accuracy (eval) curves as one PNG."""
+    """Write loss (train and eval) and accuracy (eval) curves as one PNG (atomically)."""
+    from bertkit.fileio import atomic_path, check_output_file
+
     records = read_metrics(args.run)
+    out = Path(args.out) if args.out else Path(args.run) / "curves.png"
+    check_output_file(out)
     try:
         import matplotlib
 
@@ -791,8 +795,9 @@ def run_plot(args: PlotArgs) -> int:
     except ImportError:
         logger.error("bertkit plot needs matplotlib: pip install matplotlib")
         return 2
-    train = [r for r in records if r.get("split") == "train"]
-    ev = [r for r in records if r.get("split") == "eval"]
+    train = [r for r in records if r.get("split") == "train" and "step" in r and "loss" in r]
+    ev = [r for r in records if r.get("split") == "eval" and "step" in r
+          and "masked_lm_loss" in r]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     ax1.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss")
     if ev:
@@ -800,15 +805,16 @@ def run_plot(args: PlotArgs) -> int:
                  label="eval masked_lm_loss")
         for k in ("masked_lm_accuracy", "next_sentence_accuracy"):
             if k in ev[0]:
-                ax2.plot([r["step"] for r in ev], [r[k] for r in ev], "o-", label=k)
+                ax2.plot([r["step"] for r in ev], [r.get(k) for r in ev], "o-", label=k)
     ax1.set_xlabel("step")
     ax2.set_xlabel("step")
-    ax1.legend()
-    ax2.legend()
+    for ax in (ax1, ax2):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
     ax2.set_ylim(0, 1)
-    out = Path(args.out) if args.out else Path(args.run) / "curves.png"
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     logger.info("wrote %s", out)
     return 0
