@@ -205,6 +205,29 @@ def test_a_refused_out_keeps_its_files(files, work, monkeypatch, capsys, caplog)
     assert {p.name: p.read_text() for p in out.iterdir()} == files
 
 
+def test_disk_full_while_writing_a_shard(work, monkeypatch, capsys, caplog) -> None:
+    """A full disk names the shard being written (not a temp file); a run that wrote no shard
+    leaves nothing behind."""
+    from bertkit.data import shards
+    from bertkit.fileio import atomic_path
+
+    real = shards.atomic_write_bytes
+
+    def full(path, data):
+        if not Path(path).name.startswith("shard-"):
+            return real(path, data)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data[:10])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as f.write() raises it
+
+    monkeypatch.setattr(shards, "atomic_write_bytes", full)
+    code, lines = _cli(_cpd(str(work.corpus), str(work.vocab), work.o), None, monkeypatch,
+                       capsys, caplog)
+    assert code == 2 and len(lines) == 1, lines
+    assert "o/shard-00000-000-000.npy: No space left on device" in lines[0], lines[0]
+    assert not (work.root / "o").exists() and _leftovers(work.root) == []
+
+
 def test_a_second_run_into_the_same_out_is_refused(work, monkeypatch, capsys, caplog) -> None:
     """Two runs into one --out at once would race: the one that finds OUT/.lock held stops."""
     import fcntl

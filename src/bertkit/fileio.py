@@ -16,6 +16,9 @@ from typing import IO
 
 from bertkit.errors import BertkitError
 
+# errors of writing a file that Python reports without its name
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS}
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
@@ -35,8 +38,13 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         # result gets the mode of any new file, 0644 under the usual umask 022
         os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno is not None and (
+                (isinstance(e.filename, str | os.PathLike) and os.fspath(e.filename) == tmp)
+                or (e.filename is None and e.errno in _WRITE_ERRNOS)):
+            # e.g. a full disk: name the file being written, not our temp file (or no file)
+            raise type(e)(e.errno, e.strerror or os.strerror(e.errno), str(path)) from e
         raise
 
 
