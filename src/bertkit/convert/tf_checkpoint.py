@@ -34,6 +34,12 @@ import numpy as np
 import torch
 
 from bertkit.convert.hf import CheckpointError
+from bertkit.protowire import WireError as _WireError
+from bertkit.protowire import fields as _fields
+from bertkit.protowire import ints as _ints
+from bertkit.protowire import scalar as _scalar
+from bertkit.protowire import signed64 as _signed64
+from bertkit.protowire import varint as _varint
 
 logger = logging.getLogger(__name__)
 
@@ -195,83 +201,6 @@ def unmask_crc(masked: int) -> int:
     """Inverse of :func:`mask_crc`."""
     rot = (masked - _MASK_DELTA) & _U32
     return ((rot >> 17) | (rot << 15)) & _U32
-
-
-# ----------------------------------------------------------------------------- protobuf wire
-
-class _WireError(ValueError):
-    """Malformed protobuf or table bytes (turned into TFCheckpointError with the file name)."""
-
-
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    """Decode a base-128 varint at ``pos``; return (value, next position)."""
-    result = 0
-    shift = 0
-    while True:
-        if pos >= len(buf):
-            raise _WireError("truncated varint")
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-        if shift >= 70:
-            raise _WireError("varint longer than 10 bytes")
-
-
-def _signed64(v: int) -> int:
-    return v - (1 << 64) if v >= 1 << 63 else v
-
-
-def _fields(buf: bytes) -> Iterator[tuple[int, int, int | bytes]]:
-    """Yield ``(field number, wire type, value)`` of a serialized message; bytes for type 2."""
-    pos = 0
-    while pos < len(buf):
-        tag, pos = _varint(buf, pos)
-        field, wire = tag >> 3, tag & 7
-        if wire == 0:
-            value, pos = _varint(buf, pos)
-        elif wire == 1:
-            if pos + 8 > len(buf):
-                raise _WireError("truncated 64-bit field")
-            value = int.from_bytes(buf[pos:pos + 8], "little")
-            pos += 8
-        elif wire == 2:
-            length, pos = _varint(buf, pos)
-            if pos + length > len(buf):
-                raise _WireError("truncated length-delimited field")
-            value = bytes(buf[pos:pos + length])
-            pos += length
-        elif wire == 5:
-            if pos + 4 > len(buf):
-                raise _WireError("truncated 32-bit field")
-            value = int.from_bytes(buf[pos:pos + 4], "little")
-            pos += 4
-        else:
-            raise _WireError(f"unsupported wire type {wire} (field {field})")
-        if field == 0:
-            raise _WireError("field number 0")
-        yield field, wire, value
-
-
-def _ints(wire: int, value: int | bytes) -> list[int]:
-    """A repeated integer field's values, packed (type 2) or not (type 0)."""
-    if wire == 0:
-        return [int(value)]  # type: ignore[arg-type]
-    if wire != 2 or not isinstance(value, bytes):
-        raise _WireError(f"wire type {wire} for an integer field")
-    out, pos = [], 0
-    while pos < len(value):
-        v, pos = _varint(value, pos)
-        out.append(v)
-    return out
-
-
-def _scalar(wire: int, value: int | bytes, want: int) -> int:
-    if wire != want or isinstance(value, bytes):
-        raise _WireError(f"wire type {wire}, expected {want}")
-    return value
 
 
 # ----------------------------------------------------------------------------- bundle protos
