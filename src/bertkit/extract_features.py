@@ -242,8 +242,8 @@ def layer_values(model: Any, chunk: Sequence[Feature], indices: Sequence[int], b
             ids, types, mask = _pad(chunk, batch, pad_id)
             res = model(ids, attention_mask=mask, token_type_ids=types, output_hidden_states=True)
             h = select_layers(res.hidden_states, indices).float().numpy()  # (B, T, n, H)
-            for row, i in enumerate(batch):
-                out[i] = h[row, :len(chunk[i].input_ids)]
+            for row, i in enumerate(batch):  # a copy: views would pin every batch's buffer
+                out[i] = h[row, :len(chunk[i].input_ids)].copy()
     return out
 
 
