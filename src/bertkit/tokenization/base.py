@@ -6,7 +6,9 @@ A tokenizer names its special tokens and ids, turns texts into ids with characte
     BERT, ALBERT   [CLS] A [SEP] B [SEP]        token types 0 for A, 1 for B
     RoBERTa        <s> A </s></s> B </s>        token types all 0
 
-Truncation is longest-first for pairs, as Google and transformers do. ``is_word_start`` says
+Pairs are truncated longest-first: Google's rule (BERT, ALBERT: one token at a time from the
+longer, from B on ties) or transformers' (RoBERTa, which has no original rule of its own: the
+shorter keeps up to half the budget); the two differ only when the budget is odd. ``is_word_start`` says
 whether a token begins a word (for whole-word masking): WordPiece pieces do unless they start
 with ``##``, byte-level BPE tokens when they start with ``Ġ`` (an encoded space), SentencePiece
 pieces when they start with ``▁``.
@@ -39,12 +41,29 @@ def truncate_longest_first(len_a: int, len_b: int, max_tokens: int) -> tuple[int
     return len_a, len_b
 
 
+def truncate_balanced(len_a: int, len_b: int, max_tokens: int) -> tuple[int, int]:
+    """transformers' (Rust) longest-first: the shorter keeps at most half the budget (A counts as
+    the shorter on ties), the longer gets the rest. Differs from Google's rule on odd budgets.
+
+    >>> truncate_balanced(10, 3, 8), truncate_balanced(4, 4, 5)
+    ((5, 3), (2, 3))
+    """
+    if len_a + len_b <= max_tokens:
+        return len_a, len_b
+    if len_a > len_b:
+        kept_b = min(len_b, max_tokens // 2)
+        return max_tokens - kept_b, kept_b
+    kept_a = min(len_a, max_tokens // 2)
+    return kept_a, max_tokens - kept_a
+
+
 class TokenizerBase:
     """Shared template, truncation, batching and padding; subclasses supply the vocabulary."""
 
     tokenizer_class: str = ""        # HF's name, written to tokenizer_config.json
     seps_between: int = 1            # separators between A and B (RoBERTa: 2)
     b_token_type: int = 1            # token type of segment B (RoBERTa: 0)
+    truncate_pair = staticmethod(truncate_longest_first)  # Google's; RoBERTa: transformers'
     cls_token_id: int
     sep_token_id: int
     pad_token_id: int
@@ -91,7 +110,7 @@ class TokenizerBase:
             if max_length < n_special:
                 raise ValueError(f"max_length={max_length} leaves no room for {n_special} "
                                  f"special tokens")
-            n_a, n_b = truncate_longest_first(n_a, n_b, max_length - n_special)
+            n_a, n_b = self.truncate_pair(n_a, n_b, max_length - n_special)
         ids = [self.cls_token_id, *ids_a[:n_a], self.sep_token_id]
         types = [0] * len(ids)
         if ids_b is not None:

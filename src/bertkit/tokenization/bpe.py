@@ -17,7 +17,7 @@ from typing import Any
 
 from bertkit.errors import BertkitError
 from bertkit.fileio import atomic_path, atomic_write_text
-from bertkit.tokenization.base import Span, TokenizerBase
+from bertkit.tokenization.base import Span, TokenizerBase, truncate_balanced
 
 SPECIALS = {"bos": "<s>", "pad": "<pad>", "eos": "</s>", "unk": "<unk>", "mask": "<mask>"}
 
@@ -79,6 +79,7 @@ class ByteLevelBPETokenizer(TokenizerBase):
     tokenizer_class = "RobertaTokenizer"
     seps_between = 2
     b_token_type = 0
+    truncate_pair = staticmethod(truncate_balanced)
 
     def __init__(self, vocab_file: str | Path, merges_file: str | Path,
                  add_prefix_space: bool = False) -> None:
