@@ -171,3 +171,10 @@ def test_bad_files_are_named(tmp_path, vocab_text, merges_text, match):
     (tmp_path / "merges.txt").write_text(merges_text, encoding="utf-8")
     with pytest.raises(BPEFileError, match=match):
         ByteLevelBPETokenizer(tmp_path / "vocab.json", tmp_path / "merges.txt")
+
+
+def test_auto_tokenizer_picks_the_family(files, tmp_path):
+    from bertkit import AutoTokenizer
+
+    ByteLevelBPETokenizer(*files).save_pretrained(tmp_path)
+    assert isinstance(AutoTokenizer.from_pretrained(tmp_path), ByteLevelBPETokenizer)

@@ -262,3 +262,15 @@ def test_real_bert_tiny_mlm_from_google_layout_matches_transformers(real_sentenc
     assert not info["missing_keys"] and not info["unexpected_keys"]
     with torch.inference_mode():
         torch.testing.assert_close(conv.eval()(**batch).logits, want.logits, atol=1e-4, rtol=0)
+
+
+def test_tokenizer_of_a_google_dir_guesses_case_from_the_vocab(tmp_path):
+    from bertkit import AutoTokenizer, BertTokenizer
+
+    d = _copy("pretraining", tmp_path)
+    assert BertTokenizer.from_pretrained(d).do_lower_case is True
+    vocab = (d / "vocab.txt").read_text(encoding="utf-8").split("\n")
+    cased = [w.capitalize() if w.isalpha() and not w.startswith("[") else w for w in vocab]
+    (d / "vocab.txt").write_text("\n".join(cased), encoding="utf-8")
+    tok = AutoTokenizer.from_pretrained(d)
+    assert isinstance(tok, BertTokenizer) and tok.do_lower_case is False

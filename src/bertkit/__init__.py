@@ -26,6 +26,7 @@ _EXPORTS = {
     "BertForQuestionAnswering": "bertkit.models.heads",
     "BertForMultipleChoice": "bertkit.models.heads",
     "BertTokenizer": "bertkit.tokenization",
+    "AutoTokenizer": "bertkit.tokenization",
     "CheckpointError": "bertkit.convert.hf",
     "AutoConfig": "bertkit.config",
     "RobertaConfig": "bertkit.config",
