@@ -230,21 +230,25 @@ def layer_values(model: Any, chunk: Sequence[Feature], indices: Sequence[int], b
                  pad_id: int) -> list[np.ndarray]:
     """Per feature, float32 (T_i, n_layers, H): ``hidden_states[j]`` for j in ``indices``.
 
-    Batches are length-sorted within the chunk; results come back in chunk order.
+    Batches are length-sorted within the chunk; results come back in chunk order, as views of
+    one buffer (n_tokens, n_layers, H) for the chunk: one allocation, freed whole, so the heap
+    does not fragment into many small rows.
     """
     import torch
 
     from bertkit.inference import length_sorted_batches, select_layers
 
-    out: list[np.ndarray] = [np.empty(0)] * len(chunk)
+    lengths = [len(f.input_ids) for f in chunk]
+    starts = np.cumsum([0, *lengths])
+    buf = np.empty((int(starts[-1]), len(indices), model.config.hidden_size), dtype=np.float32)
     with torch.inference_mode():
-        for batch in length_sorted_batches([len(f.input_ids) for f in chunk], batch_size):
+        for batch in length_sorted_batches(lengths, batch_size):
             ids, types, mask = _pad(chunk, batch, pad_id)
             res = model(ids, attention_mask=mask, token_type_ids=types, output_hidden_states=True)
             h = select_layers(res.hidden_states, indices).float().numpy()  # (B, T, n, H)
-            for row, i in enumerate(batch):  # a copy: views would pin every batch's buffer
-                out[i] = h[row, :len(chunk[i].input_ids)].copy()
-    return out
+            for row, i in enumerate(batch):
+                buf[starts[i]:starts[i + 1]] = h[row, :lengths[i]]
+    return [buf[starts[i]:starts[i + 1]] for i in range(len(chunk))]
 
 
 # ----------------------------------------------------------------------------- writing
