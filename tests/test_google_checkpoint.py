@@ -274,3 +274,40 @@ def test_tokenizer_of_a_google_dir_guesses_case_from_the_vocab(tmp_path):
     (d / "vocab.txt").write_text("\n".join(cased), encoding="utf-8")
     tok = AutoTokenizer.from_pretrained(d)
     assert isinstance(tok, BertTokenizer) and tok.do_lower_case is False
+
+
+def _damage_index(d: Path) -> None:
+    index = d / "bert_model.ckpt.index"
+    data = bytearray(index.read_bytes())
+    data[40] ^= 0xFF
+    index.write_bytes(bytes(data))
+
+
+def _truncate_shard(d: Path) -> None:
+    shard = next(d.glob("*.data-*"))
+    shard.write_bytes(shard.read_bytes()[:1000])
+
+
+CONVERT_PROBES = [  # (setup(tmp, src) -> argv tail, what the one line must name)
+    (lambda t, s: [str(t / "nowhere"), "--out", str(t / "o")], "nowhere"),
+    (lambda t, s: [str(s / "vocab.txt"), "--out", str(t / "o")], "vocab.txt"),
+    (lambda t, s: [str(t), "--out", str(t / "o")], "not a Google checkpoint directory"),
+    (lambda t, s: (_damage_index(s), [str(s), "--out", str(t / "o")])[1], "bert_model.ckpt.index"),
+    (lambda t, s: (_truncate_shard(s), [str(s), "--out", str(t / "o")])[1], "data-00000-of-00001"),
+    (lambda t, s: ((t / "f").write_text("x"), [str(s), "--out", str(t / "f")])[1], "not a directory"),
+    (lambda t, s: ((s / "bert_config.json").write_text("{oops"), [str(s), "--out", str(t / "o")])[1],
+     "bert_config.json"),
+]
+
+
+@pytest.mark.parametrize("i", range(len(CONVERT_PROBES)))
+def test_convert_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, i):
+    from bertkit.cli import main
+
+    src = _copy("pretraining", tmp_path / "src")
+    setup, named = CONVERT_PROBES[i]
+    argv = setup(tmp_path, src)
+    assert main(["convert", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and named in err[0] and "Traceback" not in err[0], err
+    assert not (tmp_path / "o" / "model.safetensors").exists()

@@ -21,6 +21,7 @@ import json
 import logging
 import re
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -322,7 +323,7 @@ def run_convert(args: ConvertArgs) -> int:
         raise GoogleCheckpointError(f"{args.out}: not empty; pass --overwrite to replace the "
                                     f"model files in it, or choose another --out")
     lower = None if args.cased is None else not args.cased
-    convert_google_dir(args.src, args.out, do_lower_case=lower, progress=True)
+    convert_google_dir(args.src, args.out, do_lower_case=lower, progress=sys.stderr.isatty())
     return 0
 
 
