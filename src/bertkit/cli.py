@@ -52,6 +52,9 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "extract-features": ("bertkit.extract_features", "ExtractFeaturesArgs", "run_extract_features",
                          "per-token states of chosen layers, Google's extract_features.py "
                          "(JSON lines, .npy or .safetensors)"),
+    "convert": ("bertkit.convert.google", "ConvertArgs", "run_convert",
+                "convert a Google TensorFlow checkpoint directory to Hugging Face format "
+                "(no TensorFlow needed)"),
     "dataset list": ("bertkit.data.labelled", "DatasetListArgs", "run_dataset_list",
                      "list the real labelled datasets bertkit can fetch for fine-tuning"),
     "dataset fetch": ("bertkit.data.labelled", "DatasetFetchArgs", "run_dataset_fetch",
