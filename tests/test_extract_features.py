@@ -251,7 +251,7 @@ def test_flag_and_file_errors(input_file, minilm_dir, tmp_path, capsys):
                  str(minilm_dir), "--out", str(tmp_path / "o.jsonl")]) == 2
     assert "nope.txt: No such file" in capsys.readouterr().err
     assert main(["extract-features", "--input-file", str(input_file), "--model", str(minilm_dir),
-                 "--out", str(tmp_path / "o.jsonl"), "--layers=-1,-7"]) == 2
+                 "--out", str(tmp_path / "o.jsonl"), "--layers", "-1,-7"]) == 2  # as Google wrote
     err = capsys.readouterr().err
     assert "--layers" in err and "-7" in err and "6 encoder layers" in err
     assert main(["extract-features", "--input-file", str(input_file), "--model", str(minilm_dir),

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import json
 import logging
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     args_cls = getattr(module, args_name)
     sub = argparse.ArgumentParser(prog=f"bertkit {name}",
                                   description=(args_cls.__doc__ or help_text).strip())
+    # "-1,-2" (extract-features --layers) is a value, not an option: no flag looks like a number.
+    sub._negative_number_matcher = re.compile(r"^-\d+(\.\d+)?(,-?\d+(\.\d+)?)*$")
     add_dataclass_args(sub, args_cls)
     args = dataclass_from_namespace(args_cls, sub.parse_args(ns.rest), sub)
     try:

@@ -86,8 +86,8 @@ class ExtractFeaturesArgs:
                 "<stem>.tokens.jsonl (and npy <stem>.offsets.npy) beside it",
         "aliases": ["--output-file", "--output_file"], "metavar": "PATH"})
     layers: list[int] = field(default_factory=lambda: [-1, -2, -3, -4], metadata={
-        "help": "encoder layers, Google's indexes: -1 last, 0 first (write --layers=-1,-2 "
-                "or --layers -1 -2)", "metavar": "N"})
+        "help": "encoder layers, Google's indexes: -1 last, 0 first (--layers -1,-2 or "
+                "--layers -1 -2)", "metavar": "N"})
     format: Literal["jsonl", "npy", "safetensors"] = field(default="jsonl", metadata={
         "help": "jsonl: Google's layout; npy / safetensors: float32 (n_tokens, n_layers, H)"})
     max_seq_length: int = field(default=128, metadata={
