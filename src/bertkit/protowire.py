@@ -13,10 +13,12 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 
+from bertkit.errors import BertkitError
+
 __all__ = ["WireError", "fields", "float32", "ints", "scalar", "signed64", "varint"]
 
 
-class WireError(ValueError):
+class WireError(BertkitError, ValueError):
     """Malformed protobuf (or table) bytes; callers turn it into an error naming the file."""
 
 
