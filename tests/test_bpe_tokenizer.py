@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from realdata import fetch_or_skip
-from tokenizer_corpus import adversarial_lines, real_lines
+from tokenizer_corpus import adversarial_lines, pairs_in_chunks, real_lines
 
 from bertkit import artifacts
 from bertkit.tokenization.bpe import BPEFileError, ByteLevelBPETokenizer
@@ -124,8 +124,9 @@ def test_pairs_template_and_truncation_equal_transformers(files, lines, max_leng
     a, b = lines[:4000:2], lines[1:4000:2]
     got = ours(a, b, max_length=max_length, padding=False, return_tensors=None,
                return_offsets=True)
-    want = fast(a, b, max_length=max_length, truncation=True, return_offsets_mapping=True,
-                return_token_type_ids=True)
+    want = pairs_in_chunks(fast, a, b, ("input_ids", "token_type_ids", "offset_mapping"),
+                           max_length=max_length, truncation=True, return_offsets_mapping=True,
+                           return_token_type_ids=True)
     assert got["input_ids"] == want["input_ids"]
     assert got["token_type_ids"] == want["token_type_ids"]
     assert got["offsets"] == [[tuple(o) for o in row] for row in want["offset_mapping"]]

@@ -216,3 +216,20 @@ def load_google_tokenization(path: str | Path) -> ModuleType:
         for name in added:
             del sys.modules[name]
     return module
+
+
+def pairs_in_chunks(tokenizer, a: list[str], b: list[str], keys: tuple[str, ...], size: int = 50,
+                    **kwargs) -> dict[str, list]:
+    """A ``tokenizers``-backed peer called on pairs ``size`` at a time, keeping only ``keys``.
+
+    With ``truncation=True`` the Rust ``tokenizers`` builds the overflow of every pair (the cross
+    product of A's and B's overflowing windows) even when nobody asks for it; two 2,000-token
+    lines at ``max_length=16`` make tens of thousands of encodings. On the whole batch at once
+    that took 19 GB, so the peer sees small chunks and its overflow is dropped between them.
+    """
+    out: dict[str, list] = {k: [] for k in keys}
+    for start in range(0, len(a), size):
+        enc = tokenizer(a[start:start + size], b[start:start + size], **kwargs)
+        for k in keys:
+            out[k] += enc[k]
+    return out
