@@ -23,22 +23,21 @@ class WordPieceEncoder:
     """Google's FullTokenizer ids in bulk (no specials), on :class:`bertkit.BertTokenizer`.
 
     ``encode(lines) -> (ids [T] int32, lengths [S] int64, cont)``: the ids of all lines
-    concatenated. Text that looks like ``[SEP]`` is split like any other text, as in Google's code.
+    concatenated. Text that looks like a special token is split like any other text, as in
+    Google's code. ``tokenizer`` is the :class:`~bertkit.tokenization.base.TokenizerBase` (special
+    ids, ``is_word_start``).
     """
 
     def __init__(self, vocab_file: str | os.PathLike[str], do_lower_case: bool = True) -> None:
         from bertkit.tokenization.tokenizer import BertTokenizer
 
         self.bert = BertTokenizer(vocab_file, do_lower_case=do_lower_case)
+        self.tokenizer = self.bert
         self.vocab = self.bert.vocab
         self.tokens = [""] * (max(self.vocab.values()) + 1)
         for t, i in self.vocab.items():
             self.tokens[i] = t
-        for special in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"):
-            if special not in self.vocab:
-                raise ValueError(f"{vocab_file}: vocabulary has no {special}")
-        self.cls_id, self.sep_id = self.vocab["[CLS]"], self.vocab["[SEP]"]
-        self.mask_id, self.pad_id = self.vocab["[MASK]"], self.vocab["[PAD]"]
+        _set_special_ids(self, self.bert, vocab_file)
         self._word_index: dict[str, int] = {}  # unique chunk -> its row in the piece table
         self._piece_ids: list[int] = []
         self._piece_off: list[int] = [0]
@@ -134,6 +133,18 @@ class WordPieceEncoder:
     def encode_reference(self, lines: list[str]) -> list[list[int]]:
         """Ids per line, each line tokenized whole (the test oracle)."""
         return self.bert.encode_batch(lines)
+
+
+def _set_special_ids(encoder: Any, tokenizer: Any, source: str | os.PathLike[str]) -> None:
+    """``cls_id``, ``sep_id``, ``mask_id``, ``pad_id`` of ``encoder`` from ``tokenizer``.
+
+    Raises:
+        ValueError: the vocabulary has no mask token (pre-training needs one), naming ``source``.
+    """
+    if tokenizer.mask_token_id is None:
+        raise ValueError(f"{source}: vocabulary has no mask token (pre-training masks with it)")
+    encoder.cls_id, encoder.sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
+    encoder.mask_id, encoder.pad_id = tokenizer.mask_token_id, tokenizer.pad_token_id
 
 
 _SPLIT_MISMATCH = re.compile("[\x0b\x0c\x1c-\x1f\x85\u2028\u2029]")

@@ -5,14 +5,15 @@ A batch is a padded id matrix ``input_ids`` [N, L] plus ``lengths`` [N] (tokens 
 
 Google's rule, per sequence (``create_pretraining_data.py``):
 
-1. Candidates are all positions except ``[CLS]`` and ``[SEP]`` (and, here, padding).
-2. With whole-word masking a piece that continues a word (``##`` in WordPiece, or a supplied word
-   boundary) joins the group of the candidate before it; otherwise each candidate is its own group.
-   Google's quirk is kept: a ``##`` piece right after ``[SEP]`` joins the last group before it.
+1. Candidates are all positions except the start token and the separators (and, here, padding).
+2. With whole-word masking a piece that continues a word (one the tokenizer's ``is_word_start``
+   rejects, or a supplied word boundary) joins the group of the candidate before it; otherwise
+   each candidate is its own group. Google's quirk is kept: a continuation piece right after a
+   separator joins the last group before it.
 3. ``num_to_predict = min(P, max(1, round(len(tokens) * masked_lm_prob)))``, len counting specials,
    ``round`` being Python's (half to even).
 4. Groups are shuffled and taken in that order, skipping a group that would overshoot the number.
-5. Each chosen position: 80% ``[MASK]``, 10% unchanged, 10% a uniformly random vocabulary id.
+5. Each chosen position: 80% the mask token, 10% unchanged, 10% a uniformly random vocabulary id.
 6. Positions are sorted; labels are the original ids.
 
 The randomness comes in as a :class:`MaskNoise` (four [N, L] arrays) so the same code serves the
@@ -20,7 +21,8 @@ static masking of instance creation (noise from a seeded ``numpy`` generator) an
 masking of the loader (noise from a counter-based hash of ``(seed, epoch, row)``, so a row's mask
 does not depend on which batch or worker fetched it).
 
-Worked example (no whole-word masking, 1 of the 3 words masked; ``[CLS]=101 [SEP]=102``)::
+Worked example (no whole-word masking, 1 of the 3 words masked; start token 101, separator 102,
+mask token 103, as in BERT's vocabulary)::
 
     >>> import numpy as np
     >>> ids = np.array([[101, 7, 8, 9, 102, 0]])
@@ -38,6 +40,7 @@ Here ``round(5 * 0.15) = 1``; the group keys of candidates 1, 2, 3 are .5, .1, .
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,7 +68,7 @@ class MaskNoise:
     """Uniform noise for one batch; every array is [N, L].
 
     group_keys: float64 in [0, 1) (53 random bits, so ties never occur): the shuffle of groups is the order of their keys (a group's key is
-        the key at its first position). u_mask < 0.8 -> ``[MASK]``; else u_keep < 0.5 -> unchanged;
+        the key at its first position). u_mask < 0.8 -> the mask token; else u_keep < 0.5 -> unchanged;
         else ``random_ids`` (int in [0, V)).
     """
 
@@ -90,13 +93,15 @@ class MaskedBatch:
     counts: np.ndarray
 
 
-def continuation_table(vocab_tokens: list[str]) -> np.ndarray:
-    """bool [V]: True for WordPiece pieces that continue a word (``##`` prefix).
+def continuation_table(vocab_tokens: list[str], is_word_start: Callable[[str], bool]
+                       ) -> np.ndarray:
+    """bool [V]: True for the pieces that continue a word (``not is_word_start(token)``).
 
-    >>> continuation_table(["[PAD]", "un", "##aff", "##able", "#"]).tolist()
+    >>> continuation_table(["<s>", "Ġun", "aff", "able", "Ġ#"],
+    ...                    lambda t: t.startswith("Ġ") or t == "<s>").tolist()
     [False, False, True, True, False]
     """
-    return np.fromiter((t.startswith("##") for t in vocab_tokens), dtype=bool,
+    return np.fromiter((not is_word_start(t) for t in vocab_tokens), dtype=bool,
                        count=len(vocab_tokens))
 
 
@@ -113,7 +118,7 @@ def num_to_predict(lengths: np.ndarray, masked_lm_prob: float,
 
 def candidate_mask(input_ids: np.ndarray, lengths: np.ndarray, cls_id: int,
                    sep_id: int) -> np.ndarray:
-    """bool [N, L]: positions that may be masked (inside the length, not ``[CLS]``/``[SEP]``)."""
+    """bool [N, L]: positions that may be masked (inside the length, not ``cls_id``/``sep_id``)."""
     L = input_ids.shape[1]
     inside = np.arange(L)[None, :] < np.asarray(lengths)[:, None]
     return inside & (input_ids != cls_id) & (input_ids != sep_id)
@@ -124,7 +129,7 @@ def group_ids(candidates: np.ndarray, continuation: np.ndarray | None) -> np.nda
 
     ``continuation`` (bool [N, L], or None for no whole-word masking) marks pieces that continue the
     previous word. A continuation piece joins the last candidate group before it, even across a
-    ``[SEP]`` (Google's behaviour); one with no candidate before it starts a group.
+    separator (Google's behaviour); one with no candidate before it starts a group.
 
     >>> c = np.array([[False, True, True, True, False, True]])
     >>> group_ids(c, np.array([[0, 0, 1, 0, 0, 1]], dtype=bool)).tolist()

@@ -34,9 +34,12 @@ How it differs from Google's program, and why the distributions still match:
 
 Objectives: ``nsp`` (Google), ``sop`` (ALBERT: B is the real continuation, swapped with A half of
 the time, label 1 = swapped; a one-sentence chunk takes a random B as in ALBERT's code), ``none``
-(RoBERTa FULL-SENTENCES: ``[CLS]`` + whole contiguous sentences up to ``max_seq_length - 2``
-tokens + ``[SEP]``, crossing documents with a ``[SEP]`` between them, no pair label; a sentence
+(RoBERTa FULL-SENTENCES: the start token + whole contiguous sentences up to ``max_seq_length - 2``
+tokens + a separator, crossing documents with a separator between them, no pair label; a sentence
 longer than the limit is cut into pieces; ``short_seq_prob`` does not apply).
+
+Special tokens and word starts come from the tokenizer (:mod:`bertkit.tokenization.base`): a pair
+is laid out as ``start A sep B sep`` whatever the family calls those tokens.
 """
 
 from __future__ import annotations
@@ -101,7 +104,7 @@ class InstanceSettings:
 
     def validate(self) -> None:
         if self.max_seq_length < 5:
-            raise ValueError("max_seq_length must be >= 5 ([CLS] A [SEP] B [SEP] with 2 tokens)")
+            raise ValueError("max_seq_length must be >= 5 (start, A, separator, B, separator)")
         if not 0 < self.max_predictions_per_seq < self.max_seq_length:
             raise ValueError("max_predictions_per_seq must be in [1, max_seq_length)")
         if not 0.0 < self.masked_lm_prob < 1.0 or not 0.0 <= self.short_seq_prob <= 1.0:
@@ -241,8 +244,8 @@ def _tokenize_block(block: _Block, encoder: WordPieceEncoder, settings: Instance
         cont = np.concatenate([p[2] for p in parts]) if by_space else None  # type: ignore[misc]
     else:
         ids, lens, cont = encoder.encode(lines, with_words=by_space)
-    if settings.do_whole_word_mask and cont is None:  # "##" pieces continue a word
-        cont = M.continuation_table(encoder.tokens)[ids]
+    if settings.do_whole_word_mask and cont is None:  # the tokenizer's word starts
+        cont = M.continuation_table(encoder.tokens, encoder.tokenizer.is_word_start)[ids]
     # drop sentences that tokenize to nothing, then documents left empty (Google does both)
     doc_of_line = np.repeat(np.arange(len(block.docs)), [len(d) for d in block.docs])
     keep = lens > 0
@@ -353,13 +356,13 @@ def _truncate(spans: np.ndarray, max_num_tokens: int, rng: np.random.Generator) 
 
 def _assemble_pairs(tb: _Tokenized, spans: np.ndarray, L: int, cls_id: int, sep_id: int
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """[CLS] A [SEP] B [SEP] rows: ids [n, L] int64, lengths [n], a_lengths [n], cont [n, L]."""
+    """``cls A sep B sep`` rows: ids [n, L] int64, lengths [n], a_lengths [n], cont [n, L]."""
     a_s, a_e, b_s, b_e = (spans[:, c] for c in range(4))
     la, lb = a_e - a_s, b_e - b_s
     length = la + lb + 3
     pos = np.arange(L)
-    in_a = pos <= la[:, None]  # and [CLS]
-    tail = pos >= (length - 1)[:, None]  # last [SEP] and padding
+    in_a = pos <= la[:, None]  # and the start token
+    tail = pos >= (length - 1)[:, None]  # last separator and padding
     # Row r is the window of L tokens placing A at 1..la, then (where not in_a) the window
     # placing B at la+2..: windows of the token stream padded with L zeros on both sides.
     starts_a, starts_b = a_s - 1 + L, b_s - la - 2 + L
@@ -390,7 +393,7 @@ def _packed_rows(tb: _Tokenized, doc_lo: int, doc_hi: int, rng: random.Random, L
     room = L - 2
     order = list(range(doc_lo, doc_hi))
     rng.shuffle(order)
-    seqs: list[list[int]] = []  # flat [start, end, start, end, ...]; (-1, -1) is a [SEP]
+    seqs: list[list[int]] = []  # flat [start, end, start, end, ...]; (-1, -1) is a separator
     cur: list[int] = []
     used = 0
     sent_off, doc_off = tb.sent_off, tb.doc_off
@@ -873,8 +876,9 @@ class CreatePretrainingDataArgs:
     do_whole_word_mask: bool = field(default=False, metadata={
         "help": "mask all pieces of a word together"})
     word_boundaries: Literal["wordpiece", "whitespace"] = field(default="wordpiece", metadata={
-        "help": "words for whole-word masking: '##' pieces, or words separated by spaces in the "
-                "input (e.g. a segmented Chinese corpus's .words.txt)"})
+        "help": "words for whole-word masking: the tokenizer's word starts (WordPiece: not a "
+                "continuation piece), or words separated by spaces in the input (e.g. a "
+                "segmented Chinese corpus's .words.txt)"})
     objective: Literal["nsp", "sop", "none"] = field(default="nsp", metadata={
         "help": "nsp (BERT), sop (ALBERT sentence order), none (RoBERTa full sentences)"})
     masking: Literal["static", "dynamic"] = field(default="static", metadata={

@@ -8,7 +8,7 @@ A data directory holds:
   at most 65,536 entries, else int32):
 
   ``input_ids`` [L] (masked for static masking, 0-padded), ``length`` (tokens incl. specials),
-  ``a_length`` (``[CLS]`` A ``[SEP]``: segment 0), ``next_sentence_label``, ``num_masked``,
+  ``a_length`` (start token, A, separator: segment 0), ``next_sentence_label``, ``num_masked``,
   ``masked_lm_positions`` [P], ``masked_lm_ids`` [P] and, for dynamic whole-word masking,
   ``continuation`` [ceil(L/8)] (packed bits: the piece continues the previous word).
 * ``shard-*.json``: the shard's row count, sha256 and statistics (written after the shard; a shard
@@ -348,7 +348,7 @@ def _decode_row(tokens: list[str], f: dict[str, np.ndarray], i: int, original: n
 def inspect_data(data_dir: str | os.PathLike[str], num_examples: int = 3) -> str:
     """A readable report of a data directory: settings, counts, shards, decoded instances.
 
-    Masked positions show as ``shown(label)``: ``[MASK](cat)``, ``cat(cat)`` (kept) or
+    Masked positions show as ``shown(label)``: ``<mask token>(cat)``, ``cat(cat)`` (kept) or
     ``dog(cat)`` (random); `` | `` separates segment A from B.
     """
     d = Path(data_dir)
