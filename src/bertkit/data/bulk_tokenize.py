@@ -1,8 +1,10 @@
 """Bulk tokenization for pre-training data: Google's ids for millions of lines, fast.
 
 :class:`WordPieceEncoder` wraps :class:`bertkit.tokenization.tokenizer.BertTokenizer` (Google-exact
-ids) and encodes each unique whitespace chunk once (see :meth:`WordPieceEncoder.encode`). The
-encoder cache and pool helpers let worker processes reuse the main process's built engine.
+ids) and encodes each unique whitespace chunk once (see :meth:`WordPieceEncoder.encode`).
+:class:`TokenizerEncoder` does the same job for the other families' tokenizers (byte-level BPE,
+SentencePiece), whose Rust engines encode whole lines fast enough. The encoder cache and pool
+helpers let worker processes reuse the main process's built engine.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["WordPieceEncoder", "encode_chunk", "encoder_key", "get_encoder", "install_encoder"]
+__all__ = ["TokenizerEncoder", "WordPieceEncoder", "encode_chunk", "encoder_key", "get_encoder",
+           "install_encoder"]
 
 
 class WordPieceEncoder:
@@ -41,6 +44,10 @@ class WordPieceEncoder:
         self._word_index: dict[str, int] = {}  # unique chunk -> its row in the piece table
         self._piece_ids: list[int] = []
         self._piece_off: list[int] = [0]
+
+    def prepare(self) -> None:
+        """Build the Rust engine now, so that workers receive it built."""
+        self.bert.engine  # noqa: B018
 
     def __getstate__(self) -> dict[str, Any]:  # pickled for workers: without the chunk table
         state = dict(self.__dict__)
@@ -135,6 +142,49 @@ class WordPieceEncoder:
         return self.bert.encode_batch(lines)
 
 
+class TokenizerEncoder:
+    """Bulk ids (no specials) from any :class:`~bertkit.tokenization.base.TokenizerBase`.
+
+    ``encode(lines) -> (ids [T] int32, lengths [S] int64, cont)`` as :class:`WordPieceEncoder`;
+    lines go to the tokenizer's batch encoder 4,096 at a time.
+    """
+
+    def __init__(self, tokenizer: Any, source: str | os.PathLike[str]) -> None:
+        self.tokenizer = tokenizer
+        self.vocab: dict[str, int] = tokenizer.vocab
+        self.tokens = [""] * (max(self.vocab.values()) + 1)
+        for t, i in self.vocab.items():
+            self.tokens[i] = t
+        _set_special_ids(self, tokenizer, source)
+
+    def prepare(self) -> None:
+        """Nothing to build ahead: the engine exists once the tokenizer does."""
+
+    def encode(self, lines: list[str], with_words: bool = False
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """ids [T] int32, lengths [S] int64 and (``with_words``) continuation flags [T] bool
+        (a token continues a word when it starts in the same whitespace-delimited chunk)."""
+        ids: list[int] = []
+        lens = np.zeros(len(lines), dtype=np.int64)
+        conts: list[np.ndarray] = []
+        step = 4096
+        for lo in range(0, len(lines), step):
+            batch = lines[lo:lo + step]
+            for j, (x, offsets) in enumerate(self.tokenizer.encode_batch_with_offsets(batch)):
+                ids.extend(x)
+                lens[lo + j] = len(x)
+                if with_words:
+                    conts.append(_whitespace_continuation(batch[j], offsets))
+        cont = None
+        if with_words:
+            cont = np.concatenate(conts) if conts else np.zeros(0, dtype=bool)
+        return np.array(ids, dtype=np.int32), lens, cont
+
+    def encode_reference(self, lines: list[str]) -> list[list[int]]:
+        """Ids per line (the test oracle)."""
+        return self.tokenizer.encode_batch(lines)
+
+
 def _set_special_ids(encoder: Any, tokenizer: Any, source: str | os.PathLike[str]) -> None:
     """``cls_id``, ``sep_id``, ``mask_id``, ``pad_id`` of ``encoder`` from ``tokenizer``.
 
@@ -176,16 +226,30 @@ def _whitespace_continuation(line: str, offsets: list[tuple[int, int]]) -> np.nd
     return out
 
 
-_ENCODERS: dict[tuple[str, bool], WordPieceEncoder] = {}
+Encoder = WordPieceEncoder | TokenizerEncoder
+_ENCODERS: dict[tuple[str, bool], Any] = {}
 
 
 def encoder_key(vocab_file: str | os.PathLike[str], do_lower_case: bool) -> tuple[str, bool]:
-    import hashlib
+    from bertkit.data.vocab_files import vocab_sha256
 
-    return hashlib.sha256(Path(vocab_file).read_bytes()).hexdigest(), do_lower_case
+    return vocab_sha256(vocab_file), do_lower_case
 
 
-def get_encoder(vocab_file: str | os.PathLike[str], do_lower_case: bool) -> WordPieceEncoder:
+def _build_encoder(vocab_file: str | os.PathLike[str], do_lower_case: bool) -> Encoder:
+    """A WordPiece ``vocab.txt`` (or a directory holding only one): :class:`WordPieceEncoder`;
+    another family's tokenizer directory: :class:`TokenizerEncoder` (its casing from its files)."""
+    from bertkit.tokenization import AutoTokenizer
+
+    path = Path(vocab_file)
+    if path.is_dir():
+        if AutoTokenizer.kind(path) == "wordpiece":
+            return WordPieceEncoder(path / "vocab.txt", do_lower_case)
+        return TokenizerEncoder(AutoTokenizer.from_pretrained(path), path)
+    return WordPieceEncoder(path, do_lower_case)
+
+
+def get_encoder(vocab_file: str | os.PathLike[str], do_lower_case: bool) -> Encoder:
     """One encoder per vocabulary (by content) and casing per process.
 
     Building one costs ~0.1 s once the tokenizer's Unicode tables are in the JSON cache (see
@@ -194,8 +258,8 @@ def get_encoder(vocab_file: str | os.PathLike[str], do_lower_case: bool) -> Word
     """
     key = encoder_key(vocab_file, do_lower_case)
     if key not in _ENCODERS:
-        enc = WordPieceEncoder(vocab_file, do_lower_case)
-        enc.bert.engine  # noqa: B018 -- build it now, so that workers receive it built
+        enc = _build_encoder(vocab_file, do_lower_case)
+        enc.prepare()  # build it now, so that workers receive it built
         _ENCODERS[key] = enc
     return _ENCODERS[key]
 

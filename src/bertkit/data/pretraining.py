@@ -64,6 +64,7 @@ import numpy as np
 from bertkit.data import masking as M
 from bertkit.data import shards as S
 from bertkit.data.bulk_tokenize import (
+    Encoder,
     WordPieceEncoder,
     encode_chunk,
     encoder_key,
@@ -228,7 +229,7 @@ class _Tokenized:
 _PARALLEL_TOKENIZE_LINES = 2_000  # per worker; below it the main process tokenizes alone
 
 
-def _tokenize_block(block: _Block, encoder: WordPieceEncoder, settings: InstanceSettings,
+def _tokenize_block(block: _Block, encoder: Encoder, settings: InstanceSettings,
                     pool: Any = None, vocab_file: str = "") -> _Tokenized:
     """Tokenize a block, split over ``pool``'s workers when given (same ids either way)."""
     lines = [s for d in block.docs for s in d]
@@ -246,6 +247,8 @@ def _tokenize_block(block: _Block, encoder: WordPieceEncoder, settings: Instance
         ids, lens, cont = encoder.encode(lines, with_words=by_space)
     if settings.do_whole_word_mask and cont is None:  # the tokenizer's word starts
         cont = M.continuation_table(encoder.tokens, encoder.tokenizer.is_word_start)[ids]
+        # a line starts a word (byte-level BPE encodes a line's first word without its space)
+        cont[(np.cumsum(lens) - lens)[lens > 0]] = False
     # drop sentences that tokenize to nothing, then documents left empty (Google does both)
     doc_of_line = np.repeat(np.arange(len(block.docs)), [len(d) for d in block.docs])
     keep = lens > 0
@@ -631,7 +634,10 @@ def _remove_stale_temps(out: Path) -> None:
     """Delete temp files of this format's writers left by a killed run (we hold the lock)."""
     import shutil
 
-    for pattern in (".shard-*.tmp", ".index.json.*.tmp", ".run.json.*.tmp", ".vocab.txt.*.tmp"):
+    from bertkit.data.vocab_files import TOKENIZER_FILES
+
+    for pattern in (".shard-*.tmp", ".index.json.*.tmp", ".run.json.*.tmp",
+                    *(f".{name}.*.tmp" for name in TOKENIZER_FILES)):
         for p in out.glob(pattern):
             if p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)
@@ -641,13 +647,15 @@ def _remove_stale_temps(out: Path) -> None:
 
 def _undo_empty_run(out: Path, created: bool) -> None:
     """After a failure before any shard was written, remove what the run wrote (``run.json``,
-    ``vocab.txt``, ``.work``; ``out`` itself when this run created it), so that a rerun with
-    corrected input is not refused as "an unfinished run with other inputs"."""
+    the vocabulary's files, ``.work``; ``out`` itself when this run created it), so that a rerun
+    with corrected input is not refused as "an unfinished run with other inputs"."""
     import shutil
+
+    from bertkit.data.vocab_files import TOKENIZER_FILES
 
     if any(out.glob("shard-*.npy")) or (out / "index.json").exists():
         return
-    for name in ("run.json", "vocab.txt"):
+    for name in ("run.json", *TOKENIZER_FILES):
         (out / name).unlink(missing_ok=True)
     shutil.rmtree(out / ".work", ignore_errors=True)
     if created:
@@ -701,16 +709,21 @@ def create_pretraining_data(inputs: list[str], vocab_file: str | os.PathLike[str
         InputError: missing, empty or undecodable input.
         ValueError: bad settings, or ``out_dir`` holds data made with other settings.
     """
-    from bertkit.fileio import check_input_file, check_output_dir
+    from bertkit.data.vocab_files import vocab_files
+    from bertkit.fileio import check_output_dir
 
     settings.validate()
     paths = expand_inputs(inputs)
     out = Path(out_dir)
-    check_input_file(vocab_file, "vocab")
+    files = vocab_files(vocab_file)
     check_output_dir(out)
     encoder = get_encoder(vocab_file, settings.do_lower_case)
-    vocab = {"size": len(encoder.tokens), "cls_id": encoder.cls_id, "sep_id": encoder.sep_id,
-             "mask_id": encoder.mask_id, "pad_id": encoder.pad_id}
+    vocab: dict[str, Any] = {"size": len(encoder.tokens), "cls_id": encoder.cls_id,
+                             "sep_id": encoder.sep_id, "mask_id": encoder.mask_id,
+                             "pad_id": encoder.pad_id}
+    if Path(vocab_file).is_dir():  # a tokenizer directory: its files, under their names
+        vocab.update(file=files[0].name, files=[f.name for f in files],
+                     tokenizer_class=type(encoder.tokenizer).__name__)
     _check_inputs(paths, errors)  # undecodable or empty input: found before anything is written
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
@@ -740,7 +753,7 @@ def create_pretraining_data(inputs: list[str], vocab_file: str | os.PathLike[str
 
 
 def _create(paths: list[Path], vocab_file: str | os.PathLike[str], out: Path,
-            settings: InstanceSettings, encoder: WordPieceEncoder, vocab: dict[str, Any],
+            settings: InstanceSettings, encoder: Encoder, vocab: dict[str, Any],
             workers: int, errors: Literal["strict", "replace"], progress: bool | None
             ) -> dict[str, Any]:
     """The run itself, in a claimed ``out`` (see :func:`create_pretraining_data`)."""
@@ -763,7 +776,7 @@ def _create(paths: list[Path], vocab_file: str | os.PathLike[str], out: Path,
     if workers > 1:
         import pickle
 
-        encoder.bert.engine  # noqa: B018 -- build the Rust engine once, here, then ship it
+        encoder.prepare()  # build the Rust engine once, here, then ship it
         blob = out / ".work" / "encoder.pickle"
         blob.parent.mkdir(parents=True, exist_ok=True)
         blob.write_bytes(pickle.dumps(encoder))
@@ -857,7 +870,8 @@ class CreatePretrainingDataArgs:
     input: list[str] = field(metadata={"help": "input text files or globs (one sentence per "
                                        "line, blank line between documents)",
                                        "aliases": ["--input_file", "--input-file"]})
-    vocab: str = field(metadata={"help": "WordPiece vocab.txt",
+    vocab: str = field(metadata={"help": "WordPiece vocab.txt, or a tokenizer directory "
+                                 "(vocab.json + merges.txt, or spiece.model)",
                                  "aliases": ["--vocab_file", "--vocab-file"]})
     out: str = field(metadata={"help": "output directory (shards + index.json)",
                                "aliases": ["--output_dir", "--output-dir"]})

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from bertkit.data import masking as M
+from bertkit.data.vocab_files import data_tokenizer, vocab_sha256
 from bertkit.errors import BertkitError
 from bertkit.fileio import atomic_write_bytes, atomic_write_text, sha256_file
 from bertkit.tokenization.tokenizer import load_vocab
@@ -96,9 +97,9 @@ def read_shard_meta(out: Path, name: str) -> dict[str, Any] | None:
 def begin_run(out: Path, settings_dict: dict[str, Any], vocab_file: Path,
               inputs: list[dict[str, Any]]) -> dict[str, Any]:
     """Claim ``out`` for a run: fresh, resumable (same ``run.json``), or already complete."""
-    if not vocab_file.is_file():
-        raise FileNotFoundError(f"vocab {vocab_file} not found")
-    run = {"format": FORMAT, "settings": settings_dict, "vocab_sha256": sha256_file(vocab_file),
+    from bertkit.data.vocab_files import copy_vocab
+
+    run = {"format": FORMAT, "settings": settings_dict, "vocab_sha256": vocab_sha256(vocab_file),
            "inputs": inputs}
     out.mkdir(parents=True, exist_ok=True)
     index_path, run_path = out / "index.json", out / "run.json"
@@ -115,7 +116,7 @@ def begin_run(out: Path, settings_dict: dict[str, Any], vocab_file: Path,
         logger.info("resuming the unfinished run in %s", out)
     elif any(p.name not in (".work", ".lock") for p in out.iterdir()):
         raise ValueError(f"{out} is not empty; choose an empty or new directory")
-    atomic_write_bytes(out / "vocab.txt", vocab_file.read_bytes())
+    copy_vocab(vocab_file, out)
     atomic_write_text(run_path, json.dumps(run, indent=1) + "\n")
     return run
 
@@ -215,7 +216,7 @@ class PretrainingDataset:
         if not 0 <= self.rank < self.world_size:
             raise ValueError(f"rank {self.rank} not in [0, world_size={self.world_size})")
         want = self.index["vocab"]["sha256"]
-        if self.vocab_file is not None and sha256_file(Path(self.vocab_file)) != want:
+        if self.vocab_file is not None and vocab_sha256(self.vocab_file) != want:
             raise ShardError(f"vocab {self.vocab_file} does not match the vocabulary {d} was "
                              f"made with (sha256 {want[:12]}...); use that vocab or remake the data")
         settings = self.index["settings"]
@@ -300,6 +301,9 @@ class PretrainingDataset:
             labels = r["masked_lm_ids"].astype(np.int64)
             P = positions.shape[1]
             weights = (np.arange(P)[None, :] < r["num_masked"][:, None]).astype(np.float32)
+        pad_id = self.index["vocab"].get("pad_id", 0)
+        if pad_id:  # shards pad with 0; a family whose padding id is not 0 (RoBERTa: 1)
+            ids = np.where(pos < length[:, None], ids, pad_id)
         feats = {"input_ids": ids, "input_mask": (pos < length[:, None]).astype(np.int64),
                  "segment_ids": ((pos >= a_len[:, None]) & (pos < length[:, None])
                                  ).astype(np.int64),
@@ -354,7 +358,10 @@ def inspect_data(data_dir: str | os.PathLike[str], num_examples: int = 3) -> str
     d = Path(data_dir)
     ds = PretrainingDataset(d, verify=True)
     idx = ds.index
-    vocab = load_vocab(d / "vocab.txt")  # not str.splitlines: a vocab line may hold U+2028
+    if (d / "vocab.txt").is_file():  # not str.splitlines: a vocab line may hold U+2028
+        vocab = load_vocab(d / "vocab.txt")
+    else:
+        vocab = data_tokenizer(d).vocab
     tokens = sorted(vocab, key=vocab.__getitem__)
     lines = [f"data directory: {d}", f"format: {idx['format']}",
              "settings: " + ", ".join(f"{k}={v}" for k, v in idx["settings"].items()),
