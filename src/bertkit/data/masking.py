@@ -16,7 +16,11 @@ Google's rule, per sequence (``create_pretraining_data.py``):
 5. Each chosen position: 80% the mask token, 10% unchanged, 10% a uniformly random vocabulary id.
 6. Positions are sorted; labels are the original ids.
 
-The randomness comes in as a :class:`MaskNoise` (four [N, L] arrays) so the same code serves the
+N-gram masking (ALBERT, ``ngram=3``): instead of single groups, spans of n consecutive groups
+(words with whole-word masking, else pieces), n drawn with p(n) proportional to 1/n (6/11, 3/11,
+2/11 for n <= 3); see :func:`choose_ngram_positions`.
+
+The randomness comes in as a :class:`MaskNoise` (four [N, L] arrays, five with n-grams) so the same code serves the
 static masking of instance creation (noise from a seeded ``numpy`` generator) and the dynamic
 masking of the loader (noise from a counter-based hash of ``(seed, epoch, row)``, so a row's mask
 does not depend on which batch or worker fetched it).
@@ -40,6 +44,7 @@ Here ``round(5 * 0.15) = 1``; the group keys of candidates 1, 2, 3 are .5, .1, .
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -49,6 +54,7 @@ __all__ = [
     "MaskNoise",
     "MaskedBatch",
     "candidate_mask",
+    "choose_ngram_positions",
     "choose_positions",
     "continuation_table",
     "counter_noise",
@@ -56,6 +62,7 @@ __all__ = [
     "generator_noise",
     "group_ids",
     "mask_batch",
+    "ngram_probs",
     "num_to_predict",
     "replace_80_10_10",
 ]
@@ -69,13 +76,15 @@ class MaskNoise:
 
     group_keys: float64 in [0, 1) (53 random bits, so ties never occur): the shuffle of groups is the order of their keys (a group's key is
         the key at its first position). u_mask < 0.8 -> the mask token; else u_keep < 0.5 -> unchanged;
-        else ``random_ids`` (int in [0, V)).
+        else ``random_ids`` (int in [0, V)). u_ngram: float in [0, 1), the span length drawn for
+        a span starting at that position (n-gram masking only; None otherwise).
     """
 
     group_keys: np.ndarray
     u_mask: np.ndarray
     u_keep: np.ndarray
     random_ids: np.ndarray
+    u_ngram: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -83,7 +92,8 @@ class MaskedBatch:
     """Result of :func:`mask_batch`.
 
     input_ids [N, L] with the replacements; positions [N, P] (sorted, 0-padded); labels [N, P]
-    (original ids, 0-padded); weights [N, P] float32 (1.0 real, 0.0 padding); counts [N].
+    (original ids, 0-padded); weights [N, P] float32 (1.0 real, 0.0 padding); counts [N];
+    span_counts [N, max_n] (n-gram masking only: spans of n groups taken per row).
     """
 
     input_ids: np.ndarray
@@ -91,6 +101,7 @@ class MaskedBatch:
     labels: np.ndarray
     weights: np.ndarray
     counts: np.ndarray
+    span_counts: np.ndarray | None = None
 
 
 def continuation_table(vocab_tokens: list[str], is_word_start: Callable[[str], bool]
@@ -182,6 +193,106 @@ def choose_positions(gids: np.ndarray, k: np.ndarray, group_keys: np.ndarray) ->
     return taken_group[rows, flat] & valid
 
 
+def ngram_probs(max_n: int) -> np.ndarray:
+    """float64 [max_n]: p(n) proportional to 1/n, n = 1..max_n.
+
+    >>> (ngram_probs(3) * 11).round(6).tolist()
+    [6.0, 3.0, 2.0]
+    """
+    inv = 1.0 / np.arange(1, max_n + 1)
+    return inv / inv.sum()
+
+
+@functools.lru_cache(maxsize=512)
+def _ngram_draw_cdf(budget: int, max_n: int) -> np.ndarray:
+    """float64 [max_n]: the CDF to draw span lengths from so that the spans taken under a budget
+    of ``budget`` pieces come out at p(n) proportional to 1/n (see :func:`choose_ngram_positions`).
+
+    Spans are taken until the budget is met and the last one is cut to fit, which by itself
+    shifts the shares toward short spans (to about 57/27/16% at 19 predictions). The expected
+    span counts under that rule are computed exactly (spans of one piece each, drawn
+    independently) and the draw is re-weighted until they match the target.
+    """
+    m = max(1, min(max_n, budget))
+    target = ngram_probs(max_n)[:m] / ngram_probs(max_n)[:m].sum()
+    q = target.copy()
+    for _ in range(200):
+        reach = np.zeros(budget + 1)
+        reach[0] = 1.0
+        taken = np.zeros(m)
+        for used in range(budget):
+            for n in range(1, m + 1):
+                w = reach[used] * q[n - 1]
+                cut = min(n, budget - used)
+                taken[cut - 1] += w
+                reach[used + cut] += w
+        share = taken / taken.sum()
+        if np.abs(share - target).max() < 1e-6:
+            break
+        q = q * target / np.maximum(share, 1e-12)
+        q /= q.sum()
+    out = np.ones(max_n)
+    out[:m] = np.cumsum(q)
+    out[m - 1:] = 1.0
+    return out
+
+
+def choose_ngram_positions(gids: np.ndarray, k: np.ndarray, group_keys: np.ndarray,
+                           u_ngram: np.ndarray, max_n: int
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """N-gram masking: bool [N, L] chosen positions and int64 [N, max_n] span counts.
+
+    Per row, the groups are cut from left to right into spans of 1..``max_n`` groups (the length
+    of the span starting at group g is drawn with ``u_ngram`` at g's first position), so spans
+    never overlap. Spans are visited in increasing order of their key (``group_keys`` at their
+    first position) and taken until ``k`` [N] pieces are chosen; a span that would overshoot is
+    cut to the groups that fit, and skipped when none does (Google's rule for a long word).
+    ALBERT draws n with p(n) proportional to 1/n and cuts the last span the same way, which leaves
+    too many short spans; here the draw is re-weighted for the row's budget
+    (:func:`_ngram_draw_cdf`) so that the spans taken come out at 1/n (6/11, 3/11, 2/11).
+    ``counts[r, n-1]`` is the number of spans of n groups taken in row r.
+    """
+    N, L = gids.shape
+    chosen = np.zeros((N, L), dtype=bool)
+    counts = np.zeros((N, max_n), dtype=np.int64)
+    for r in range(N):
+        valid = np.flatnonzero(gids[r] >= 0)
+        if not len(valid):
+            continue
+        g_of = gids[r][valid]
+        n_groups = int(g_of.max()) + 1
+        sizes = np.bincount(g_of, minlength=n_groups).tolist()
+        firsts = valid[np.unique(g_of, return_index=True)[1]]  # first position of each group
+        budget = int(k[r])
+        cdf = _ngram_draw_cdf(budget, max_n)
+        draws = (np.searchsorted(cdf, u_ngram[r, firsts], side="right") + 1).tolist()
+        starts, lens = [], []
+        g = 0
+        while g < n_groups:
+            n = min(draws[g], n_groups - g)
+            starts.append(g)
+            lens.append(n)
+            g += n
+        keys = group_keys[r, firsts[starts]]
+        taken = np.zeros(n_groups, dtype=bool)
+        count = 0
+        for i in np.argsort(keys, kind="stable").tolist():
+            if count >= budget:
+                break
+            g, n = starts[i], lens[i]
+            size = sum(sizes[g:g + n])
+            while n > 1 and count + size > budget:
+                n -= 1
+                size -= sizes[g + n]
+            if count + size > budget:
+                continue
+            taken[g:g + n] = True
+            count += size
+            counts[r, n - 1] += 1
+        chosen[r, valid] = taken[g_of]
+    return chosen, counts
+
+
 def replace_80_10_10(input_ids: np.ndarray, chosen: np.ndarray, noise: MaskNoise,
                      mask_id: int) -> np.ndarray:
     """[N, L]: ids after replacement at ``chosen`` positions (80% mask, 10% keep, 10% random)."""
@@ -226,14 +337,21 @@ def _gather(original_ids: np.ndarray, flat: np.ndarray, counts: np.ndarray, P: i
 
 def mask_batch(input_ids: np.ndarray, lengths: np.ndarray, noise: MaskNoise, *, cls_id: int,
                sep_id: int, mask_id: int, masked_lm_prob: float, max_predictions_per_seq: int,
-               continuation: np.ndarray | None = None) -> MaskedBatch:
+               continuation: np.ndarray | None = None, ngram: int = 1) -> MaskedBatch:
     """Google's masking of a padded batch ``input_ids`` [N, L] (see the module docstring).
 
     ``continuation`` (bool [N, L]) turns on whole-word masking; None masks pieces independently.
+    ``ngram`` > 1 masks spans of up to that many groups (needs ``noise.u_ngram``).
     """
     cands = candidate_mask(input_ids, lengths, cls_id, sep_id)
     k = num_to_predict(lengths, masked_lm_prob, max_predictions_per_seq)
-    if continuation is None:  # every group is one position: the k smallest keys (same result)
+    spans = None
+    if ngram > 1:
+        if noise.u_ngram is None:
+            raise ValueError("n-gram masking needs MaskNoise.u_ngram")
+        chosen, spans = choose_ngram_positions(group_ids(cands, continuation), k, noise.group_keys,
+                                           noise.u_ngram, ngram)
+    elif continuation is None:  # every group is one position: the k smallest keys (same result)
         keys = np.where(cands, noise.group_keys, np.inf)
         L = keys.shape[1]
         kth = np.sort(keys, axis=1)[np.arange(len(k)), np.clip(k, 1, L) - 1][:, None]
@@ -247,15 +365,20 @@ def mask_batch(input_ids: np.ndarray, lengths: np.ndarray, noise: MaskNoise, *, 
     positions, labels, weights, counts = _gather(input_ids, flat, counts,
                                                  max_predictions_per_seq)
     return MaskedBatch(_replace(input_ids, flat, noise, mask_id), positions, labels, weights,
-                       counts)
+                       counts, spans)
 
 
 def generator_noise(rng: np.random.Generator, shape: tuple[int, int],
-                    vocab_size: int) -> MaskNoise:
-    """:class:`MaskNoise` of ``shape`` [N, L] drawn from a numpy generator."""
-    return MaskNoise(rng.random(shape), rng.random(shape, dtype=np.float32),
-                     rng.random(shape, dtype=np.float32),
-                     rng.integers(0, vocab_size, size=shape, dtype=np.int32))
+                    vocab_size: int, ngram: bool = False) -> MaskNoise:
+    """:class:`MaskNoise` of ``shape`` [N, L] drawn from a numpy generator (``u_ngram`` last,
+    only when ``ngram``, so the other draws do not depend on it)."""
+    noise = MaskNoise(rng.random(shape), rng.random(shape, dtype=np.float32),
+                      rng.random(shape, dtype=np.float32),
+                      rng.integers(0, vocab_size, size=shape, dtype=np.int32))
+    if ngram:
+        noise = MaskNoise(noise.group_keys, noise.u_mask, noise.u_keep, noise.random_ids,
+                          rng.random(shape))
+    return noise
 
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:
@@ -274,12 +397,17 @@ def _counter_uniform(key: int, rows: np.ndarray, L: int, stream: int) -> np.ndar
     return (h >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 
-def counter_noise(key: int, rows: np.ndarray, L: int, vocab_size: int) -> MaskNoise:
+def counter_noise(key: int, rows: np.ndarray, L: int, vocab_size: int,
+                  ngram: bool = False) -> MaskNoise:
     """:class:`MaskNoise` [len(rows), L] that depends only on ``(key, row)``, not on the batch.
 
     Used for dynamic masking: ``key`` mixes the seed and the epoch, ``rows`` are global row ids.
     """
     rand = np.minimum((_counter_uniform(key, rows, L, 3) * vocab_size).astype(np.int64),
                       vocab_size - 1)
+    u_ngram = None
+    if ngram:  # its own key: stream 4 of ``key`` would be stream 0 of ``key + 1`` (next epoch)
+        key2 = int(_splitmix64(np.array([key ^ 0x6E6772616D], dtype=np.uint64))[0])
+        u_ngram = _counter_uniform(key2, rows, L, 0)
     return MaskNoise(_counter_uniform(key, rows, L, 0), _counter_uniform(key, rows, L, 1),
-                     _counter_uniform(key, rows, L, 2), rand)
+                     _counter_uniform(key, rows, L, 2), rand, u_ngram)

@@ -102,6 +102,15 @@ class InstanceSettings:
     masking: Literal["static", "dynamic"] = "static"
     pool_mb: float = 16.0
     part_mb: float = 4.0
+    ngram: int = 1  # mask spans of up to this many words (ALBERT: 3); 1 = Google's masking
+
+    def as_dict(self) -> dict[str, Any]:
+        """The settings recorded in ``index.json`` (``ngram`` only when used, so that data made
+        before it existed keeps its index)."""
+        out = asdict(self)
+        if self.ngram == 1:
+            del out["ngram"]
+        return out
 
     def validate(self) -> None:
         if self.max_seq_length < 5:
@@ -112,6 +121,8 @@ class InstanceSettings:
             raise ValueError("masked_lm_prob must be in (0, 1) and short_seq_prob in [0, 1]")
         if self.dupe_factor < 1 or self.pool_mb <= 0 or self.part_mb <= 0:
             raise ValueError("dupe_factor, pool_mb and part_mb must be positive")
+        if not 1 <= self.ngram <= 10:
+            raise ValueError(f"ngram must be in [1, 10], got {self.ngram}")
         if self.objective not in ("nsp", "sop", "none") or self.masking not in ("static",
                                                                                 "dynamic"):
             raise ValueError(f"unknown objective/masking {self.objective}/{self.masking}")
@@ -268,6 +279,14 @@ class _Stats:
     single_sentence_chunks: int = 0
     random_next: int = 0
     random_next_multi: int = 0  # random B among chunks of >= 2 sentences
+    ngram_spans: list[int] = field(default_factory=list)  # spans of 1, 2, ... words taken
+
+    def as_dict(self) -> dict[str, int]:
+        """The shard's stats (``ngram_spans_N`` only with n-gram masking)."""
+        out = asdict(self)
+        spans = out.pop("ngram_spans")
+        out.update({f"ngram_spans_{n}": c for n, c in enumerate(spans, 1)})
+        return out
 
 
 def _pair_spans(tb: _Tokenized, doc_lo: int, doc_hi: int, rng: random.Random,
@@ -496,10 +515,13 @@ def make_rows(tb: _Tokenized, part: int, dupe: int, block: int, settings: Instan
     rows["length"], rows["a_length"], rows["next_sentence_label"] = lengths, a_len, labels
     wwm_cont = cont if settings.do_whole_word_mask else None
     if settings.masking == "static" and len(ids):
-        out = M.mask_batch(ids, lengths, M.generator_noise(np_rng, ids.shape, vocab["size"]),
-                           cls_id=cls_id, sep_id=sep_id, mask_id=vocab["mask_id"],
-                           masked_lm_prob=settings.masked_lm_prob,
-                           max_predictions_per_seq=P, continuation=wwm_cont)
+        noise = M.generator_noise(np_rng, ids.shape, vocab["size"], ngram=settings.ngram > 1)
+        out = M.mask_batch(ids, lengths, noise, cls_id=cls_id, sep_id=sep_id,
+                           mask_id=vocab["mask_id"], masked_lm_prob=settings.masked_lm_prob,
+                           max_predictions_per_seq=P, continuation=wwm_cont,
+                           ngram=settings.ngram)
+        if out.span_counts is not None:
+            stats.ngram_spans = out.span_counts.sum(axis=0).tolist()
         rows["input_ids"], rows["masked_lm_positions"] = out.input_ids, out.positions
         rows["masked_lm_ids"], rows["num_masked"] = out.labels, out.counts
     else:
@@ -514,7 +536,7 @@ def _run_task(task: _Task) -> dict[str, Any]:
     tb = _load_block(task.work_dir)
     rows, stats = make_rows(tb, task.part, task.dupe, task.block, task.settings, task.vocab)
     name = S.shard_name(task.block, task.part, task.dupe)
-    return S.write_shard(Path(task.out_dir), name, rows, asdict(stats))
+    return S.write_shard(Path(task.out_dir), name, rows, stats.as_dict())
 
 
 # ----------------------------------------------------------------------------- driver
@@ -731,7 +753,7 @@ def create_pretraining_data(inputs: list[str], vocab_file: str | os.PathLike[str
         _remove_stale_temps(out)
         fresh = not (out / "run.json").exists() and not (out / "index.json").exists()
         try:
-            run = S.begin_run(out, settings_dict=asdict(settings), vocab_file=Path(vocab_file),
+            run = S.begin_run(out, settings_dict=settings.as_dict(), vocab_file=Path(vocab_file),
                               inputs=[{"path": str(p), "bytes": p.stat().st_size}
                                       for p in paths])
         except BaseException:
@@ -897,6 +919,8 @@ class CreatePretrainingDataArgs:
         "help": "nsp (BERT), sop (ALBERT sentence order), none (RoBERTa full sentences)"})
     masking: Literal["static", "dynamic"] = field(default="static", metadata={
         "help": "static (masked now, dupe_factor copies) or dynamic (masked at load time)"})
+    ngram: int = field(default=1, metadata={"min": 1, "max": 10,
+        "help": "mask spans of up to N words, p(n) proportional to 1/n (ALBERT: 3; 1 = off)"})
     workers: int = field(default=0, metadata={"min": 1, "help": "processes (0 = all cores)"})
     errors: Literal["strict", "replace"] = field(default="strict", metadata={
         "help": "non-UTF-8 input: strict (error naming file and line) or replace (U+FFFD)"})
@@ -915,7 +939,7 @@ def run_create_pretraining_data(args: CreatePretrainingDataArgs) -> int:
         do_lower_case=args.do_lower_case and not args.cased,
         do_whole_word_mask=args.do_whole_word_mask, word_boundaries=args.word_boundaries,
         objective=args.objective, masking=args.masking, pool_mb=args.pool_mb,
-        part_mb=args.part_mb)
+        part_mb=args.part_mb, ngram=args.ngram)
     try:
         index = create_pretraining_data(args.input, args.vocab, args.out, settings,
                                         workers=args.workers, errors=args.errors)

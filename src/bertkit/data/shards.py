@@ -290,11 +290,13 @@ class PretrainingDataset:
             cont = None
             if "continuation" in r.dtype.names:
                 cont = np.unpackbits(r["continuation"], axis=1, count=L).astype(bool)
-            m = M.mask_batch(ids, length, M.counter_noise(key, global_rows, L, v["size"]),
+            ngram = int(s.get("ngram", 1))
+            m = M.mask_batch(ids, length,
+                             M.counter_noise(key, global_rows, L, v["size"], ngram=ngram > 1),
                              cls_id=v["cls_id"], sep_id=v["sep_id"], mask_id=v["mask_id"],
                              masked_lm_prob=s["masked_lm_prob"],
                              max_predictions_per_seq=s["max_predictions_per_seq"],
-                             continuation=cont)
+                             continuation=cont, ngram=ngram)
             ids, positions, labels, weights = m.input_ids, m.positions, m.labels, m.weights
         else:
             positions = r["masked_lm_positions"].astype(np.int64)
