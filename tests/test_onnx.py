@@ -1,0 +1,167 @@
+"""ONNX export and the onnxruntime backend: parity with torch for every family and head, int8.
+
+Each model is exported at one (B, T) shape (2 x 8) and run at others on real, padded sentences.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None:
+    pytest.skip("onnxruntime/onnx not installed (pip install 'bertkit[onnx]')",
+                allow_module_level=True)
+
+import bertkit
+from bertkit.config import AlbertConfig, BertConfig, DistilBertConfig, RobertaConfig
+from bertkit.inference.backend import Backend
+from bertkit.inference.onnx import OnnxBackend, quantize_onnx
+from bertkit.inference.onnx_export import ExportError, _architecture_classes, export_onnx
+from bertkit.models.heads import with_labels
+
+TOL = 1e-4
+SMALL = dict(vocab_size=30522, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+             intermediate_size=128, max_position_embeddings=160)
+CONFIGS = {"bert": BertConfig(**SMALL),
+           "roberta": RobertaConfig(**{**SMALL, "max_position_embeddings": 162}),
+           "distilbert": DistilBertConfig(**SMALL),
+           "albert": AlbertConfig(**SMALL, embedding_size=32, num_hidden_groups=2,
+                                  inner_group_num=1)}
+CASES = sorted((name, cls) for name, cls in _architecture_classes().items()
+               if "MultipleChoice" not in name)
+
+
+@pytest.fixture(scope="module")
+def batches(real_sentences, uncased_vocab):
+    """Two real batches of other shapes than the export's: (5, T1) and (3, T2), padded."""
+    tok = bertkit.BertTokenizer(uncased_vocab)
+    out = []
+    for sents in (real_sentences[2:7], real_sentences[-3:]):
+        enc = tok(sents, max_length=150, truncation=True, padding=True, return_tensors="pt")
+        assert (enc["attention_mask"] == 0).any()
+        out.append(enc)
+    assert out[0]["input_ids"].shape != out[1]["input_ids"].shape
+    return out
+
+
+def _inputs(enc, config) -> dict[str, torch.Tensor]:
+    mask = enc["attention_mask"]
+    ids = enc["input_ids"].masked_fill(mask == 0, config.pad_token_id)
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    if config.has_token_types:
+        types = torch.zeros_like(ids)
+        if config.type_vocab_size > 1:
+            types[:, ids.shape[1] // 2:] = 1
+        inputs["token_type_ids"] = types * mask
+    return inputs
+
+
+def _torch_outputs(model, inputs) -> dict[str, torch.Tensor]:
+    from bertkit.inference.onnx_export import _named_outputs
+
+    with torch.inference_mode():
+        return _named_outputs(model(**inputs))
+
+
+def _max_diff(a: dict, b: dict, mask: torch.Tensor) -> float:
+    """Largest |a - b| over every output, at real (unpadded) tokens for per-token outputs."""
+    assert set(a) == set(b)
+    worst = 0.0
+    for k in a:
+        d = (a[k] - b[k]).abs()
+        if d.dim() >= 2 and d.shape[:2] == mask.shape:
+            d = d * mask.reshape(*mask.shape, *([1] * (d.dim() - 2)))
+        worst = max(worst, d.max().item())
+    return worst
+
+
+@pytest.mark.parametrize("arch,cls", CASES, ids=[c[0] for c in CASES])
+def test_export_matches_torch(arch, cls, batches, tmp_path):
+    config = CONFIGS.get(cls.config_class.model_type)
+    if config is None:
+        pytest.skip(f"no small config for {cls.config_class.model_type}")
+    config = with_labels(type(config)(**{k: v for k, v in vars(config).items() if k != "extra"}),
+                         ["neg", "neutral", "pos"])
+    torch.manual_seed(0)
+    model = cls(config).eval()
+    model.save_pretrained(tmp_path / "model")
+    out = export_onnx(tmp_path / "model", tmp_path / "model.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "model.onnx"]  # no leftovers
+    backend = OnnxBackend(out, threads=1)
+    assert isinstance(backend, Backend)
+    for enc in batches:
+        inputs = _inputs(enc, config)
+        assert backend.input_names == tuple(inputs)
+        got = backend(inputs)
+        want = _torch_outputs(model, inputs)
+        assert backend.output_names == tuple(want)
+        assert all(t.dtype == torch.float32 for t in got.values())
+        assert _max_diff(got, want, inputs["attention_mask"]) <= TOL, arch
+
+
+def test_plain_onnx_without_contrib_ops(batches, tmp_path):
+    """fused_attention=False: standard ONNX ops only, same numbers."""
+    import onnx
+
+    torch.manual_seed(0)
+    model = bertkit.BertModel(CONFIGS["bert"]).eval()
+    model.save_pretrained(tmp_path / "m")
+    out = export_onnx(tmp_path / "m", tmp_path / "plain.onnx", fused_attention=False)
+    assert {n.domain for n in onnx.load(str(out)).graph.node} <= {"", "ai.onnx"}
+    inputs = _inputs(batches[0], CONFIGS["bert"])
+    got = OnnxBackend(out, threads=1)(inputs)
+    assert _max_diff(got, _torch_outputs(model, inputs), inputs["attention_mask"]) <= TOL
+
+
+@pytest.fixture(scope="module")
+def minilm_onnx(minilm_dir, tmp_path_factory) -> tuple[Path, Path]:
+    """all-MiniLM-L6-v2 (real weights) exported fp32 and quantized to int8."""
+    d = tmp_path_factory.mktemp("minilm")
+    fp32 = export_onnx(minilm_dir, d / "fp32.onnx")
+    return fp32, quantize_onnx(fp32, d / "int8.onnx")
+
+
+def _mean_pool(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask[..., None].float()                                 # (B, T, 1)
+    return torch.nn.functional.normalize((h * m).sum(1) / m.sum(1), dim=-1)   # (B, H)
+
+
+def test_minilm_real_weights(minilm_dir, minilm_onnx, real_sentences):
+    tok = bertkit.BertTokenizer.from_pretrained(minilm_dir)
+    model = bertkit.AutoModel.from_pretrained(minilm_dir).eval()
+    enc = tok(real_sentences, max_length=256, truncation=True, padding=True, return_tensors="pt")
+    inputs = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    fp32, int8 = minilm_onnx
+    got = OnnxBackend(fp32, threads=1)(inputs)
+    want = _torch_outputs(model, inputs)
+    assert _max_diff(got, want, inputs["attention_mask"]) <= TOL
+    q = OnnxBackend(int8, threads=1)(inputs)
+    e32 = _mean_pool(got["last_hidden_state"], inputs["attention_mask"])
+    e8 = _mean_pool(q["last_hidden_state"], inputs["attention_mask"])
+    cos = (e32 * e8).sum(-1)                                     # (B,)
+    print(f"int8 vs fp32 embedding cosine on {len(cos)} sentences: min {cos.min():.4f} "
+          f"mean {cos.mean():.4f}")
+    assert cos.mean() >= 0.99 and cos.min() >= 0.98
+    import onnx
+
+    ops = [n.op_type for n in onnx.load(str(int8)).graph.node]
+    assert ops.count("QAttention") == 6 and ops.count("MatMulInteger") == 17 + 1  # + pooler
+    assert ops.count("MatMul") == 1  # the first layer's fc2 stays float32
+
+
+def test_bad_inputs(tmp_path):
+    empty = tmp_path / "noweights"
+    empty.mkdir()
+    BertConfig(**SMALL).to_json_file(empty / "config.json")
+    with pytest.raises(ExportError, match="no weights"):
+        export_onnx(empty, tmp_path / "x.onnx")
+    with pytest.raises(ExportError, match="no such model directory"):
+        export_onnx(tmp_path / "missing", tmp_path / "x.onnx")
+    with pytest.raises(ExportError, match="no config.json"):
+        export_onnx(tmp_path, tmp_path / "x.onnx")
+    with pytest.raises(ExportError, match="no such ONNX file"):
+        OnnxBackend(tmp_path / "x.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["noweights"]
