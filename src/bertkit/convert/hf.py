@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from bertkit.config import AutoConfig, BertConfig, ConfigError
-from bertkit.convert.weight_maps import BERT, WeightMap, weight_map
+from bertkit.convert.weight_maps import BERT, WEIGHT_MAPS, WeightMap, weight_map
 from bertkit.errors import BertkitError
 from bertkit.fileio import atomic_path
 
@@ -149,6 +149,25 @@ def ours_to_hf(model: nn.Module) -> dict[str, Tensor]:
     return out
 
 
+def check_family(state: Mapping[str, Tensor], wmap: WeightMap, source: str) -> None:
+    """Raise CheckpointError when ``state`` holds weights of another family than ``wmap``'s.
+
+    The error names ``source``, the first key ``wmap``'s family has no place for, and the
+    families whose maps know every key (a config.json that lies about ``model_type``).
+    """
+    unknown = [k for k in state if not wmap.knows(k)]
+    if not unknown:
+        return
+    others = [m.model_type for m in WEIGHT_MAPS.values()
+              if m is not wmap and all(m.knows(k) for k in state)]
+    if others:
+        raise CheckpointError(
+            f"{source}: these are the weights of a {' or '.join(others)} model, but config.json "
+            f"says model_type {wmap.model_type!r}: key {unknown[0]!r} is no "
+            f"{wmap.model_type} weight (config.json's model_type must name the checkpoint's "
+            f"family)")
+
+
 def _read_directory(directory: Path) -> tuple[BertConfig, dict[str, Tensor], str,
                                                dict[str, str] | None]:
     """(config, HF-named state, source file for errors, {HF key: name in the file} or None)."""
@@ -183,6 +202,7 @@ def load_pretrained_into(cls: Callable[..., M], path: str | Path, **overrides: A
             config.extra[k] = v
     config.validate(str(directory / ("config.json" if origin is None else "bert_config.json")))
     model = cls(config)
+    check_family(state, map_of(model), source)
     ours, missing, unused = hf_to_ours(state, model, source, origin)
     del state
     heads = [k for k in missing if map_of(model).is_head(k)]

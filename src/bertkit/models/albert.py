@@ -28,8 +28,12 @@ from bertkit.models.bert import (
     masked_lm_loss,
     padding_mask,
 )
+from bertkit.models.heads import PooledClassifier, SpanExtractor, TokenClassifier
+from bertkit.models.roberta import MaskedLMModel
 
-__all__ = ["AlbertModel", "AlbertForPreTraining", "AlbertPreTrainingOutput"]
+__all__ = ["AlbertModel", "AlbertForMaskedLM", "AlbertForPreTraining", "AlbertForQuestionAnswering",
+           "AlbertForSequenceClassification", "AlbertForTokenClassification",
+           "AlbertPreTrainingOutput"]
 
 
 class AlbertModel(PreTrainedMixin, nn.Module):
@@ -133,3 +137,42 @@ class AlbertForPreTraining(PreTrainedMixin, nn.Module):
             hidden_states=out.hidden_states, attentions=out.attentions)
 
 
+class AlbertTask:
+    """Family mixin of ALBERT's task models: the encoder under ``albert.``, dropout
+    ``classifier_dropout_prob`` before a classifier."""
+
+    base_name = "albert"
+    base_class = AlbertModel
+    config_class = AlbertConfig
+
+    @classmethod
+    def dropout_p(cls, config: AlbertConfig) -> float:
+        return config.classifier_dropout_prob
+
+
+class AlbertForMaskedLM(AlbertTask, MaskedLMModel):
+    """ALBERT with its MLM head only (HF's ``AlbertForMaskedLM``: no pooler, no SOP)."""
+
+    hf_architecture = "AlbertForMaskedLM"
+
+    @classmethod
+    def mlm_head(cls, config: AlbertConfig) -> MaskedLMHead:
+        return MaskedLMHead(config, width=config.embedding_size)
+
+
+class AlbertForSequenceClassification(AlbertTask, PooledClassifier):
+    """ALBERT's classifier: dropout + ``classifier`` on the pooled state."""
+
+    hf_architecture = "AlbertForSequenceClassification"
+
+
+class AlbertForTokenClassification(AlbertTask, TokenClassifier):
+    """ALBERT's token classifier (dropout + ``classifier`` on every token)."""
+
+    hf_architecture = "AlbertForTokenClassification"
+
+
+class AlbertForQuestionAnswering(AlbertTask, SpanExtractor):
+    """ALBERT's span extractor (``qa_outputs``)."""
+
+    hf_architecture = "AlbertForQuestionAnswering"

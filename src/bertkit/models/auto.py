@@ -12,21 +12,15 @@ from typing import Any
 from torch import nn
 
 from bertkit.config import AutoConfig, BertConfig, ConfigError
+from bertkit.models import albert, distilbert, heads, roberta
 from bertkit.models.albert import AlbertForPreTraining, AlbertModel
 from bertkit.models.bert import BertForPreTraining, BertModel
-from bertkit.models.distilbert import (
-    DistilBertForMaskedLM,
-    DistilBertForSequenceClassification,
-    DistilBertModel,
-)
-from bertkit.models.heads import BertForSequenceClassification
-from bertkit.models.roberta import (
-    RobertaForMaskedLM,
-    RobertaForSequenceClassification,
-    RobertaModel,
-)
+from bertkit.models.distilbert import DistilBertForMaskedLM, DistilBertModel
+from bertkit.models.roberta import RobertaForMaskedLM, RobertaModel
 
-__all__ = ["AutoModel", "AutoModelForMaskedLM", "AutoModelForSequenceClassification"]
+__all__ = ["AutoModel", "AutoModelForMaskedLM", "AutoModelForMultipleChoice",
+           "AutoModelForQuestionAnswering", "AutoModelForSequenceClassification",
+           "AutoModelForTokenClassification", "TASK_ARCHITECTURES"]
 
 
 class _Auto:
@@ -70,10 +64,45 @@ class AutoModelForMaskedLM(_Auto):
     what = "masked-LM"
 
 
+def _family_classes(suffix: str) -> dict[str, type[nn.Module]]:
+    """{model_type: the family's ``<Family>For<suffix>`` class} for the families that have one."""
+    found = {"bert": getattr(heads, f"BertFor{suffix}", None),
+             "roberta": getattr(roberta, f"RobertaFor{suffix}", None),
+             "distilbert": getattr(distilbert, f"DistilBertFor{suffix}", None),
+             "albert": getattr(albert, f"AlbertFor{suffix}", None)}
+    return {k: v for k, v in found.items() if v is not None}
+
+
 class AutoModelForSequenceClassification(_Auto):
     """The family's sequence classifier: logits (B, num_labels)."""
 
-    CLASSES = {"bert": BertForSequenceClassification,
-               "roberta": RobertaForSequenceClassification,
-               "distilbert": DistilBertForSequenceClassification}
+    CLASSES = _family_classes("SequenceClassification")
     what = "sequence-classification"
+
+
+class AutoModelForTokenClassification(_Auto):
+    """The family's token classifier: logits (B, T, num_labels)."""
+
+    CLASSES = _family_classes("TokenClassification")
+    what = "token-classification"
+
+
+class AutoModelForQuestionAnswering(_Auto):
+    """The family's span extractor: start and end logits, each (B, T)."""
+
+    CLASSES = _family_classes("QuestionAnswering")
+    what = "question-answering"
+
+
+class AutoModelForMultipleChoice(_Auto):
+    """The family's multiple-choice scorer: logits (B, K) (BERT only so far)."""
+
+    CLASSES = _family_classes("MultipleChoice")
+    what = "multiple-choice"
+
+
+TASK_ARCHITECTURES: dict[str, type[nn.Module]] = {
+    c.hf_architecture: c  # type: ignore[attr-defined]
+    for auto in (AutoModelForSequenceClassification, AutoModelForTokenClassification,
+                 AutoModelForQuestionAnswering, AutoModelForMultipleChoice)
+    for c in auto.CLASSES.values()}

@@ -13,11 +13,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bertkit.config import DistilBertConfig
-from bertkit.models.bert import BertModel, BertOutput, MaskedLMHead, PreTrainedMixin, init_weights
-from bertkit.models.heads import _linear, num_labels
-from bertkit.models.roberta import MaskedLMOutput, mlm_forward
+from bertkit.models.bert import BertModel, BertOutput
+from bertkit.models.heads import SpanExtractor, TaskModel, TokenClassifier, _linear, num_labels
+from bertkit.models.roberta import MaskedLMModel
 
-__all__ = ["DistilBertModel", "DistilBertForMaskedLM", "DistilBertForSequenceClassification",
+__all__ = ["DistilBertModel", "DistilBertForMaskedLM", "DistilBertForQuestionAnswering",
+           "DistilBertForSequenceClassification", "DistilBertForTokenClassification",
            "sinusoidal_positions"]
 
 
@@ -55,46 +56,55 @@ class DistilBertModel(BertModel):
                                output_hidden_states, output_attentions)
 
 
-class DistilBertForMaskedLM(PreTrainedMixin, nn.Module):
-    """DistilBERT with its MLM head; logits only at ``masked_lm_positions`` when given."""
+class DistilBertTask:
+    """Family mixin of DistilBERT's task models: the encoder under ``distilbert.``, HF's dropouts
+    (``dropout`` before a token classifier, ``qa_dropout`` before ``qa_outputs``)."""
 
-    hf_architecture = "DistilBertForMaskedLM"
+    base_name = "distilbert"
+    base_class = DistilBertModel
     config_class = DistilBertConfig
 
-    def __init__(self, config: DistilBertConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.distilbert = DistilBertModel(config)
-        self.mlm = MaskedLMHead(config)
-        self.mlm.apply(lambda m: init_weights(m, config.initializer_range))
+    @classmethod
+    def dropout_p(cls, config: DistilBertConfig) -> float:
+        return config.hidden_dropout_prob
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
-                token_type_ids: Tensor | None = None, masked_lm_positions: Tensor | None = None,
-                masked_lm_ids: Tensor | None = None, masked_lm_weights: Tensor | None = None,
-                output_hidden_states: bool = False, output_attentions: bool = False
-                ) -> MaskedLMOutput:
-        return mlm_forward(self.distilbert, self.mlm, input_ids, attention_mask, None,
-                           masked_lm_positions, masked_lm_ids, masked_lm_weights,
-                           output_hidden_states, output_attentions)
+    @classmethod
+    def qa_dropout_p(cls, config: DistilBertConfig) -> float:
+        return config.qa_dropout
 
 
-class DistilBertForSequenceClassification(PreTrainedMixin, nn.Module):
+class DistilBertForMaskedLM(DistilBertTask, MaskedLMModel):
+    """DistilBERT with its MLM head (``vocab_transform``, ``vocab_layer_norm``, tied
+    ``vocab_projector``); logits only at ``masked_lm_positions`` when given."""
+
+    hf_architecture = "DistilBertForMaskedLM"
+
+
+class DistilBertForSequenceClassification(DistilBertTask, TaskModel):
     """pre_classifier(H, H) + ReLU + dropout + classifier(H, C) on the first token's state."""
 
     hf_architecture = "DistilBertForSequenceClassification"
-    config_class = DistilBertConfig
 
     def __init__(self, config: DistilBertConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.distilbert = DistilBertModel(config)
+        super().__init__(config)
         self.pre_classifier = _linear(config, config.hidden_size)
         self.dropout = nn.Dropout(config.seq_classif_dropout)
         self.classifier = _linear(config, num_labels(config))
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                 token_type_ids: Tensor | None = None) -> Tensor:
-        h = self.distilbert(input_ids, attention_mask).last_hidden_state[:, 0]  # (B, H)
+        """(B, T) inputs (token types ignored) -> (B, num_labels) logits."""
+        h = self.encode(input_ids, attention_mask, None).last_hidden_state[:, 0]  # (B, H)
         return self.classifier(self.dropout(F.relu(self.pre_classifier(h))))
 
 
+class DistilBertForTokenClassification(DistilBertTask, TokenClassifier):
+    """DistilBERT's token classifier (dropout + ``classifier`` on every token)."""
+
+    hf_architecture = "DistilBertForTokenClassification"
+
+
+class DistilBertForQuestionAnswering(DistilBertTask, SpanExtractor):
+    """DistilBERT's span extractor (``qa_dropout`` + ``qa_outputs``)."""
+
+    hf_architecture = "DistilBertForQuestionAnswering"

@@ -1,7 +1,11 @@
 """Fine-tuning heads on the BERT encoder, with Hugging Face's names and checkpoint layout.
 
-Each head is a small module on :class:`~bertkit.models.bert.BertModel`, named and shaped as in
-``transformers`` so that a directory saved here loads there and back:
+Each head is a small module on a family's encoder, named and shaped as in ``transformers`` so
+that a directory saved here loads there and back. The generic heads (:class:`PooledClassifier`,
+:class:`TokenClassifier`, :class:`SpanExtractor`) serve every family: a family's class is the
+head plus a mixin naming its encoder (``RobertaForTokenClassification``, ``AlbertFor...``,
+``DistilBertFor...``; RoBERTa's and DistilBERT's sequence classifiers have their own heads).
+BERT's:
 
 ========================================  ==============  =================  ==================
 class (config ``architectures``)          encoder output  head               logits
@@ -21,18 +25,19 @@ the training loop can normalise them over a whole (accumulated, distributed) bat
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, ClassVar
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bertkit.config import BertConfig
-from bertkit.models.bert import BertModel, PreTrainedMixin, init_weights
+from bertkit.models.bert import BertModel, BertOutput, PreTrainedMixin, init_weights
 
-__all__ = ["ARCHITECTURES", "BertForMultipleChoice", "BertForQuestionAnswering",
+__all__ = ["ARCHITECTURES", "PooledClassifier", "SpanExtractor", "TaskModel", "TokenClassifier",
+           "task_architectures", "BertForMultipleChoice", "BertForQuestionAnswering",
            "BertForSequenceClassification", "BertForTokenClassification", "IGNORE_INDEX",
            "HEAD_INITS", "check_model_dir", "classification_loss", "head_init", "is_regression",
            "label_entries", "label_names", "load_task_model", "num_labels", "qa_loss",
@@ -111,81 +116,119 @@ def _linear(config: BertConfig, n_out: int) -> nn.Linear:
     return layer
 
 
-def _dropout(config: BertConfig) -> nn.Dropout:
-    p = config.extra.get("classifier_dropout")
-    return nn.Dropout(config.hidden_dropout_prob if p is None else float(p))
-
-
 # -- heads ------------------------------------------------------------------------------------
 
-class BertForSequenceClassification(PreTrainedMixin, nn.Module):
-    """Dropout + linear on the pooled [CLS] vector: class logits, or one value for regression."""
+class TaskModel(PreTrainedMixin, nn.Module):
+    """A family's encoder, kept under Hugging Face's prefix (``bert``, ``roberta``, ...), + a head.
 
-    hf_architecture = "BertForSequenceClassification"
+    Subclasses name the family (``base_name``, ``base_class``, ``config_class``; a family mixin
+    such as :class:`~bertkit.models.roberta.RobertaTask` sets them) and the head; so one head
+    class serves every family and checkpoints keep HF's keys (``roberta.encoder...``,
+    ``classifier.weight``).
+    """
+
+    base_name: ClassVar[str] = "bert"                       # attribute = HF's base prefix
+    base_class: ClassVar[Callable[..., nn.Module]] = BertModel
+    needs_pooler: ClassVar[bool] = False                    # heads on the pooled [CLS] state
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
         self.config = config
-        self.bert = BertModel(config, add_pooler=True)
-        self.dropout = _dropout(config)
+        self.add_module(self.base_name, self.base_class(config, add_pooler=self.needs_pooler))
+
+    @classmethod
+    def dropout_p(cls, config: BertConfig) -> float:
+        """Dropout before a classifier: ``classifier_dropout``, else ``hidden_dropout_prob``."""
+        p = config.extra.get("classifier_dropout")
+        return config.hidden_dropout_prob if p is None else float(p)
+
+    @classmethod
+    def qa_dropout_p(cls, config: BertConfig) -> float:
+        """Dropout before ``qa_outputs`` (none but DistilBERT's)."""
+        return 0.0
+
+    def encode(self, input_ids: Tensor, attention_mask: Tensor | None,
+               token_type_ids: Tensor | None) -> BertOutput:
+        """(B, T) inputs -> the encoder's output (``last_hidden_state`` (B, T, H))."""
+        return getattr(self, self.base_name)(input_ids, attention_mask, token_type_ids)
+
+
+class PooledClassifier(TaskModel):
+    """Dropout + linear on the pooled [CLS] vector: class logits, or one value for regression."""
+
+    needs_pooler = True
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.dropout = nn.Dropout(self.dropout_p(config))
         self.classifier = _linear(config, num_labels(config))
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                 token_type_ids: Tensor | None = None) -> Tensor:
         """(B, T) inputs -> (B, num_labels) logits."""
-        pooled = self.bert(input_ids, attention_mask, token_type_ids).pooler_output
+        pooled = self.encode(input_ids, attention_mask, token_type_ids).pooler_output
         assert pooled is not None
         return self.classifier(self.dropout(pooled))
 
 
-class BertForTokenClassification(PreTrainedMixin, nn.Module):
+class TokenClassifier(TaskModel):
     """Dropout + linear on every token: tag logits."""
 
-    hf_architecture = "BertForTokenClassification"
-
     def __init__(self, config: BertConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.bert = BertModel(config, add_pooler=False)
-        self.dropout = _dropout(config)
+        super().__init__(config)
+        self.dropout = nn.Dropout(self.dropout_p(config))
         self.classifier = _linear(config, num_labels(config))
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                 token_type_ids: Tensor | None = None) -> Tensor:
         """(B, T) inputs -> (B, T, num_labels) logits."""
-        hidden = self.bert(input_ids, attention_mask, token_type_ids).last_hidden_state
+        hidden = self.encode(input_ids, attention_mask, token_type_ids).last_hidden_state
         return self.classifier(self.dropout(hidden))
 
 
-class BertForQuestionAnswering(PreTrainedMixin, nn.Module):
+class SpanExtractor(TaskModel):
     """Linear(H, 2) on every token: answer start and end logits (Google's ``run_squad`` head)."""
 
-    hf_architecture = "BertForQuestionAnswering"
-
     def __init__(self, config: BertConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.bert = BertModel(config, add_pooler=False)
+        super().__init__(config)
+        self.dropout = nn.Dropout(self.qa_dropout_p(config))
         self.qa_outputs = _linear(config, 2)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                 token_type_ids: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(B, T) inputs -> start logits (B, T), end logits (B, T)."""
-        hidden = self.bert(input_ids, attention_mask, token_type_ids).last_hidden_state
-        start, end = self.qa_outputs(hidden).unbind(-1)
+        hidden = self.encode(input_ids, attention_mask, token_type_ids).last_hidden_state
+        start, end = self.qa_outputs(self.dropout(hidden)).unbind(-1)
         return start, end
 
 
-class BertForMultipleChoice(PreTrainedMixin, nn.Module):
+class BertForSequenceClassification(PooledClassifier):
+    """BERT's sequence classifier (pooled [CLS] -> dropout -> ``classifier``)."""
+
+    hf_architecture = "BertForSequenceClassification"
+
+
+class BertForTokenClassification(TokenClassifier):
+    """BERT's token classifier (every token -> dropout -> ``classifier``)."""
+
+    hf_architecture = "BertForTokenClassification"
+
+
+class BertForQuestionAnswering(SpanExtractor):
+    """BERT's span extractor (``qa_outputs``)."""
+
+    hf_architecture = "BertForQuestionAnswering"
+
+
+class BertForMultipleChoice(TaskModel):
     """Each choice is encoded as its own [CLS] context [SEP] choice [SEP]; one score per choice."""
 
     hf_architecture = "BertForMultipleChoice"
+    needs_pooler = True
 
     def __init__(self, config: BertConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.bert = BertModel(config, add_pooler=True)
-        self.dropout = _dropout(config)
+        super().__init__(config)
+        self.dropout = nn.Dropout(self.dropout_p(config))
         self.classifier = _linear(config, 1)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
@@ -196,7 +239,8 @@ class BertForMultipleChoice(PreTrainedMixin, nn.Module):
         def flat(x: Tensor | None) -> Tensor | None:
             return None if x is None else x.reshape(b * k, t)
 
-        pooled = self.bert(flat(input_ids), flat(attention_mask), flat(token_type_ids)).pooler_output
+        pooled = self.encode(flat(input_ids), flat(attention_mask),  # type: ignore[arg-type]
+                             flat(token_type_ids)).pooler_output
         assert pooled is not None
         return self.classifier(self.dropout(pooled)).reshape(b, k)
 
@@ -204,6 +248,13 @@ class BertForMultipleChoice(PreTrainedMixin, nn.Module):
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     cls.hf_architecture: cls for cls in (BertForSequenceClassification, BertForTokenClassification,
                                          BertForQuestionAnswering, BertForMultipleChoice)}
+
+
+def task_architectures() -> dict[str, type[nn.Module]]:
+    """{HF architecture name: class} of every family's fine-tuned heads (BERT's and the others')."""
+    from bertkit.models.auto import TASK_ARCHITECTURES
+
+    return TASK_ARCHITECTURES
 
 
 def check_model_dir(path: Any, flag: str = "--model", fine_tuned: bool = True) -> None:
@@ -228,10 +279,13 @@ def check_model_dir(path: Any, flag: str = "--model", fine_tuned: bool = True) -
                          "layout)")
     if not fine_tuned:
         return
-    names = BertConfig.from_json_file(d / "config.json").extra.get("architectures") or []
-    if not any(n in ARCHITECTURES for n in names):
+    from bertkit.config import AutoConfig
+
+    names = AutoConfig.from_json_file(d / "config.json").extra.get("architectures") or []
+    known = task_architectures()
+    if not any(n in known for n in names):
         raise ValueError(f"{flag} {d}: not a fine-tuned model (config.json architectures "
-                         f"{names}, none of {sorted(ARCHITECTURES)}); fine-tune it with bertkit "
+                         f"{names}, none of {sorted(known)}); fine-tune it with bertkit "
                          "finetune first")
 
 
@@ -242,10 +296,13 @@ def load_task_model(path: Any) -> nn.Module:
     ``ValueError`` naming ``path`` (:func:`check_model_dir`)."""
     from pathlib import Path
 
+    from bertkit.config import AutoConfig
+
     check_model_dir(path, "model")
-    config = BertConfig.from_json_file(Path(path) / "config.json")
+    config = AutoConfig.from_json_file(Path(path) / "config.json")
     names = config.extra.get("architectures") or []
-    found = [ARCHITECTURES[n] for n in names if n in ARCHITECTURES]
+    known = task_architectures()
+    found = [known[n] for n in names if n in known]
     return found[0].from_pretrained(path)  # type: ignore[attr-defined]
 
 

@@ -11,20 +11,20 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bertkit.config import RobertaConfig
+from bertkit.config import BertConfig, RobertaConfig
 from bertkit.models.bert import (
     BertModel,
     BertOutput,
     MaskedLMHead,
-    PreTrainedMixin,
     gather_positions,
     init_weights,
     masked_lm_loss,
 )
-from bertkit.models.heads import _dropout, _linear, num_labels
+from bertkit.models.heads import SpanExtractor, TaskModel, TokenClassifier, _linear, num_labels
 
-__all__ = ["RobertaModel", "RobertaForMaskedLM", "RobertaForSequenceClassification",
-           "MaskedLMOutput", "roberta_position_ids"]
+__all__ = ["RobertaModel", "RobertaForMaskedLM", "RobertaForQuestionAnswering",
+           "RobertaForSequenceClassification", "RobertaForTokenClassification", "MaskedLMModel", "MaskedLMOutput",
+           "roberta_position_ids"]
 
 
 def roberta_position_ids(input_ids: Tensor, pad_id: int) -> Tensor:
@@ -81,35 +81,54 @@ def mlm_forward(base: nn.Module, head: MaskedLMHead, input_ids: Tensor,
     return MaskedLMOutput(logits, loss, out)
 
 
-class RobertaForMaskedLM(PreTrainedMixin, nn.Module):
-    """RoBERTa with its ``lm_head`` (dense + GELU + LayerNorm + tied decoder + bias); no pooler."""
+class MaskedLMModel(TaskModel):
+    """A family's encoder (no pooler) and its MLM head; a family mixin names the encoder."""
 
-    hf_architecture = "RobertaForMaskedLM"
-    config_class = RobertaConfig
-
-    def __init__(self, config: RobertaConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.roberta = RobertaModel(config, add_pooler=False)
-        self.mlm = MaskedLMHead(config, act="gelu")
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.mlm = self.mlm_head(config)
         self.mlm.apply(lambda m: init_weights(m, config.initializer_range))
+
+    @classmethod
+    def mlm_head(cls, config: BertConfig) -> MaskedLMHead:
+        """The family's head (H -> H, or ALBERT's H -> E), tied to the word embeddings."""
+        return MaskedLMHead(config)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                 token_type_ids: Tensor | None = None, masked_lm_positions: Tensor | None = None,
                 masked_lm_ids: Tensor | None = None, masked_lm_weights: Tensor | None = None,
                 output_hidden_states: bool = False, output_attentions: bool = False
                 ) -> MaskedLMOutput:
-        return mlm_forward(self.roberta, self.mlm, input_ids, attention_mask, token_type_ids,
-                           masked_lm_positions, masked_lm_ids, masked_lm_weights,
+        """mlm_logits (B, P, V) at ``masked_lm_positions`` (B, P) when given, else (B, T, V)."""
+        return mlm_forward(getattr(self, self.base_name), self.mlm, input_ids, attention_mask,
+                           token_type_ids, masked_lm_positions, masked_lm_ids, masked_lm_weights,
                            output_hidden_states, output_attentions)
+
+
+class RobertaTask:
+    """Family mixin of RoBERTa's task models: the encoder under ``roberta.``, no pooler."""
+
+    base_name = "roberta"
+    base_class = RobertaModel
+    config_class = RobertaConfig
+
+
+class RobertaForMaskedLM(RobertaTask, MaskedLMModel):
+    """RoBERTa with its ``lm_head`` (dense + GELU + LayerNorm + tied decoder + bias); no pooler."""
+
+    hf_architecture = "RobertaForMaskedLM"
+
+    @classmethod
+    def mlm_head(cls, config: BertConfig) -> MaskedLMHead:
+        return MaskedLMHead(config, act="gelu")
 
 
 class RobertaClassificationHead(nn.Module):
     """dropout, dense(H, H), tanh, dropout, out_proj(H, C) on the ``<s>`` state (B, T, H)."""
 
-    def __init__(self, config: RobertaConfig) -> None:
+    def __init__(self, config: RobertaConfig, p_drop: float) -> None:
         super().__init__()
-        self.dropout = _dropout(config)
+        self.dropout = nn.Dropout(p_drop)
         self.dense = _linear(config, config.hidden_size)
         self.out_proj = _linear(config, num_labels(config))
 
@@ -118,19 +137,29 @@ class RobertaClassificationHead(nn.Module):
         return self.out_proj(self.dropout(F.tanh(x)))
 
 
-class RobertaForSequenceClassification(PreTrainedMixin, nn.Module):
+class RobertaForSequenceClassification(RobertaTask, TaskModel):
     """RoBERTa's classifier: class logits (B, C) from the ``<s>`` state; no pooler."""
 
     hf_architecture = "RobertaForSequenceClassification"
-    config_class = RobertaConfig
 
     def __init__(self, config: RobertaConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.roberta = RobertaModel(config, add_pooler=False)
-        self.classifier = RobertaClassificationHead(config)
+        super().__init__(config)
+        self.classifier = RobertaClassificationHead(config, self.dropout_p(config))
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                 token_type_ids: Tensor | None = None) -> Tensor:
-        return self.classifier(self.roberta(input_ids, attention_mask,
-                                            token_type_ids).last_hidden_state)
+        """(B, T) inputs -> (B, num_labels) logits."""
+        return self.classifier(self.encode(input_ids, attention_mask,
+                                           token_type_ids).last_hidden_state)
+
+
+class RobertaForTokenClassification(RobertaTask, TokenClassifier):
+    """RoBERTa's token classifier (``classifier`` on every token)."""
+
+    hf_architecture = "RobertaForTokenClassification"
+
+
+class RobertaForQuestionAnswering(RobertaTask, SpanExtractor):
+    """RoBERTa's span extractor (``qa_outputs``)."""
+
+    hf_architecture = "RobertaForQuestionAnswering"
