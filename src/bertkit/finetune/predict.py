@@ -26,7 +26,7 @@ import contextlib
 import json
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -123,43 +123,113 @@ def _check_size(rec: dict[str, Any] | str, source: str, n: int, limit: int | Non
                                        "the limit")
 
 
+def _classification_example(rec: dict[str, Any] | str, source: str, n: int, guid: str) -> Any:
+    from bertkit.data.glue import Example
+
+    if isinstance(rec, str):
+        a, _, b = rec.partition("\t")
+        return Example(a, b or None, None, guid)
+    return Example(_text(rec, "text", source, n), _text(rec, "text_b", source, n, optional=True),
+                   None, guid)
+
+
+def _ner_example(rec: dict[str, Any] | str, source: str, n: int, guid: str) -> Any:
+    from bertkit.data.ner import NerSentence
+
+    tokens = rec.split() if isinstance(rec, str) else _strings(rec, "tokens", source, n)
+    if any(len(t.split()) != 1 for t in tokens):
+        raise DataError(source, n, "a token holds whitespace")
+    return NerSentence(tuple(tokens), ("O",) * len(tokens), guid)
+
+
+def _qa_example(rec: dict[str, Any] | str, source: str, n: int, guid: str) -> Any:
+    from bertkit.data.squad import make_example
+
+    if isinstance(rec, str):
+        raise ValueError(f"{source}:{n}: qa needs JSON lines with question and context")
+    return make_example(guid, _text(rec, "question", source, n), _text(rec, "context", source, n),
+                        [])
+
+
+def _choice_example(rec: dict[str, Any] | str, source: str, n: int, guid: str) -> Any:
+    from bertkit.data.multiple_choice import MultipleChoiceExample
+
+    if isinstance(rec, str):
+        raise ValueError(f"{source}:{n}: multiple-choice needs JSON with context and choices")
+    choices = tuple(_strings(rec, "choices", source, n))
+    return MultipleChoiceExample(guid, _text(rec, "context", source, n), "", choices, None)
+
+
+def _format_classification(task: Any, split: Any, outputs: list[Any], names: list[str]
+                           ) -> list[dict[str, Any]]:
+    logits = task.example_logits(split, outputs)
+    probs = torch.softmax(torch.from_numpy(logits).double(), -1).numpy()
+    return [{"label": names[int(p.argmax())],
+             "probabilities": {n: round(float(x), 6) for n, x in zip(names, p, strict=True)}}
+            for p in probs]
+
+
+def _format_regression(task: Any, split: Any, outputs: list[Any], names: list[str]
+                       ) -> list[dict[str, Any]]:
+    return [{"value": float(v)} for v in task.example_logits(split, outputs)[:, 0]]
+
+
+def _format_ner(task: Any, split: Any, outputs: list[Any], names: list[str]
+                ) -> list[dict[str, Any]]:
+    return [{"tokens": list(e.tokens), "tags": tags}
+            for e, tags in zip(split.examples, task.tags(split, outputs), strict=True)]
+
+
+def _format_qa(task: Any, split: Any, outputs: list[Any], names: list[str]
+               ) -> list[dict[str, Any]]:
+    preds = task.predictions(split, outputs)
+    return [{"answer": "", "nbest": [], "no_span": True} if e.qid in preds.no_span
+            else {"answer": preds.predictions[e.qid], "nbest": preds.nbest[e.qid][:5]}
+            for e in split.examples]
+
+
+def _format_choice(task: Any, split: Any, outputs: list[Any], names: list[str]
+                   ) -> list[dict[str, Any]]:
+    import numpy as np
+
+    scores = np.stack(outputs)
+    return [{"choice": int(s.argmax()), "scores": [round(float(x), 6) for x in s]} for s in scores]
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """How ``bertkit predict`` reads a record and writes a prediction for one task kind."""
+
+    example: Callable[[dict[str, Any] | str, str, int, str], Any]
+    format: Callable[[Any, Any, list[Any], list[str]], list[dict[str, Any]]]
+
+
+# predict kind (from the model's head: bertkit.inference.tasks.task_of_model) -> reading, output
+KINDS: dict[str, _Kind] = {
+    "classification": _Kind(_classification_example, _format_classification),
+    "regression": _Kind(_classification_example, _format_regression),
+    "ner": _Kind(_ner_example, _format_ner),
+    "qa": _Kind(_qa_example, _format_qa),
+    "multiple-choice": _Kind(_choice_example, _format_choice),
+}
+
+
 def _examples(kind: str, records: list[tuple[int, dict[str, Any] | str]], source: str,
               max_chars: int | None = None) -> list[Any]:
     """Records -> the task's example objects (labels unknown); ``max_chars`` bounds each text
     field (:func:`_check_size`)."""
-    from bertkit.data.glue import Example
-    from bertkit.data.multiple_choice import MultipleChoiceExample
-    from bertkit.data.ner import NerSentence
-    from bertkit.data.squad import make_example
-
     out: list[Any] = []
     for n, rec in records:
         _check_size(rec, source, n, max_chars)
-        guid = f"{Path(source).stem}-{n}"
-        if kind in ("classification", "regression"):
-            if isinstance(rec, str):
-                a, _, b = rec.partition("\t")
-                out.append(Example(a, b or None, None, guid))
-            else:
-                out.append(Example(_text(rec, "text", source, n),
-                                   _text(rec, "text_b", source, n, optional=True), None, guid))
-        elif kind == "ner":
-            tokens = rec.split() if isinstance(rec, str) else _strings(rec, "tokens", source, n)
-            if any(len(t.split()) != 1 for t in tokens):
-                raise DataError(source, n, "a token holds whitespace")
-            out.append(NerSentence(tuple(tokens), ("O",) * len(tokens), guid))
-        elif kind == "qa":
-            if isinstance(rec, str):
-                raise ValueError(f"{source}:{n}: qa needs JSON lines with question and context")
-            out.append(make_example(guid, _text(rec, "question", source, n),
-                                    _text(rec, "context", source, n), []))
-        else:
-            if isinstance(rec, str):
-                raise ValueError(f"{source}:{n}: multiple-choice needs JSON with context and choices")
-            choices = tuple(_strings(rec, "choices", source, n))
-            out.append(MultipleChoiceExample(guid, _text(rec, "context", source, n), "",
-                                             choices, None))
+        out.append(KINDS[kind].example(rec, source, n, f"{Path(source).stem}-{n}"))
     return out
+
+
+def _feature_outputs(kind: str, rows: list[dict[str, torch.Tensor]]) -> list[Any]:
+    """Backend output rows -> the per-feature numpy outputs the fine-tuning tasks read."""
+    if kind == "qa":
+        return [(r["start_logits"].numpy(), r["end_logits"].numpy()) for r in rows]
+    return [r["logits"].numpy() for r in rows]
 
 
 class Predictor:
@@ -167,18 +237,25 @@ class Predictor:
 
     def __init__(self, model_dir: str | Path, max_seq_length: int | None = None,
                  long_inputs: str = "window", batch_size: int = 32,
-                 max_input_chars: int | None = None, progress: bool = False) -> None:
-        from bertkit.finetune.tasks import Settings, make_task, task_for_model
-        from bertkit.models.heads import label_names, load_task_model
-        from bertkit.tokenization import BertTokenizer
+                 max_input_chars: int | None = None, progress: bool = False,
+                 backend: str = "torch", device: str = "cpu") -> None:
+        from bertkit.config import AutoConfig
+        from bertkit.finetune.tasks import Settings, make_task
+        from bertkit.inference.backends import load_backend
+        from bertkit.inference.tasks import task_of_model
+        from bertkit.models.heads import check_model_dir, label_names
+        from bertkit.tokenization import AutoTokenizer
 
-        self.model = load_task_model(model_dir)
-        config = self.model.config  # type: ignore[attr-defined]
-        self.kind = task_for_model(config)
+        check_model_dir(model_dir, "model")
+        config = AutoConfig.from_pretrained(model_dir)
+        spec, kind = task_of_model(config, fine_tuned=True)
+        assert kind is not None
+        self.kind = kind
         self.names = label_names(config)
-        settings = Settings(max_seq_length=max_seq_length or (384 if self.kind == "qa" else 128),
+        settings = Settings(max_seq_length=max_seq_length or spec.max_length,
                             long_inputs=long_inputs, labels=self.names)
-        self.task = make_task(self.kind, settings, BertTokenizer.from_pretrained(model_dir))
+        self.task = make_task(self.kind, settings, AutoTokenizer.from_pretrained(model_dir))
+        self.backend = load_backend(backend, model_dir, head=spec.head, device=device)
         self.batch_size = batch_size
         self.max_input_chars = max_input_chars
         self.progress = progress
@@ -187,8 +264,8 @@ class Predictor:
     def __call__(self, records: list[tuple[int, dict[str, Any] | str]], source: str = "<input>"
                  ) -> list[dict[str, Any]]:
         """One prediction dict per record, in order."""
-        from bertkit.finetune.run import NonFiniteOutputError, predict_split
         from bertkit.finetune.tasks import Split
+        from bertkit.inference.batcher import Encoded, NonFiniteOutputError, run_features
 
         if not records:
             return []
@@ -198,15 +275,20 @@ class Predictor:
             logger.info("%s, lines %d-%d: %d inputs make %d windows of up to %d tokens; predicting",
                         source, records[0][0], records[-1][0], len(examples),
                         len(split.features), self.task.s.max_seq_length)
+        items = [Encoded(f.input_ids, f.token_type_ids) for f in split.features]
         try:
-            outputs = predict_split(self.task, self.model, split, self.batch_size,
-                                    torch.device("cpu"), progress=self.progress)
+            rows = run_features(self.backend, items, self.task.tokenizer.pad_token_id,
+                                max_batch_tokens=self.batch_size * self.task.s.max_seq_length,
+                                max_batch_size=self.batch_size,
+                                token_types="token_type_ids" in self.backend.input_names,
+                                progress=self.progress, desc=split.name)
         except NonFiniteOutputError as e:
             line = records[split.features[e.features[0]].example_index][0]
             raise NonFiniteOutputError(
                 f"{source}:{line}: the model's outputs are NaN or inf; {self.model_dir} is broken "
                 "(its training diverged?), nothing more is predicted", e.features) from e
-        return _format(self.kind, self.task, split, outputs, self.names)
+        outputs = _feature_outputs(self.kind, rows)
+        return KINDS[self.kind].format(self.task, split, outputs, self.names)
 
 
 _MANY_FEATURES = 2048  # a chunk making this many windows is logged (it may take minutes)
@@ -229,30 +311,6 @@ def _chunks(records: Iterator[tuple[int, dict[str, Any] | str]], size: int
             chunk = []
     if chunk:
         yield chunk
-
-
-def _format(kind: str, task: Any, split: Any, outputs: list[Any], names: list[str]
-            ) -> list[dict[str, Any]]:
-    if kind in ("classification", "regression"):
-        logits = task.example_logits(split, outputs)
-        if kind == "regression":
-            return [{"value": float(v)} for v in logits[:, 0]]
-        probs = torch.softmax(torch.from_numpy(logits).double(), -1).numpy()
-        return [{"label": names[int(p.argmax())],
-                 "probabilities": {n: round(float(x), 6) for n, x in zip(names, p, strict=True)}}
-                for p in probs]
-    if kind == "ner":
-        return [{"tokens": list(e.tokens), "tags": tags}
-                for e, tags in zip(split.examples, task.tags(split, outputs), strict=True)]
-    if kind == "qa":
-        preds = task.predictions(split, outputs)
-        return [{"answer": "", "nbest": [], "no_span": True} if e.qid in preds.no_span
-                else {"answer": preds.predictions[e.qid], "nbest": preds.nbest[e.qid][:5]}
-                for e in split.examples]
-    import numpy as np
-
-    scores = np.stack(outputs)
-    return [{"choice": int(s.argmax()), "scores": [round(float(x), 6) for x in s]} for s in scores]
 
 
 def run_predict(args: PredictArgs) -> int:

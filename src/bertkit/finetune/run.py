@@ -30,7 +30,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -38,9 +37,9 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from bertkit.errors import BertkitError
 from bertkit.fileio import atomic_write_text
 from bertkit.finetune.tasks import Settings, Split, Task, make_task
+from bertkit.inference.batcher import NonFiniteOutputError
 from bertkit.train.distributed import DistEnv
 from bertkit.train.loop import (
     LoopSettings,
@@ -238,15 +237,6 @@ def micro_batches(task: Task, split: Split, batch_size: int, grad_accum: int, se
         parts = [idx[i:i + micro] for i in range(0, len(idx), micro)]
         out.append([task.collate([split.features[j] for j in p]) for p in parts])
     return out
-
-
-class NonFiniteOutputError(BertkitError, RuntimeError):
-    """A model gave NaN or infinite outputs; ``features`` are the indices of the features (in
-    their split) whose outputs were not finite."""
-
-    def __init__(self, message: str, features: Sequence[int] = ()) -> None:
-        super().__init__(message)
-        self.features = list(features)
 
 
 def _nonfinite_rows(raw: Any) -> list[int]:
