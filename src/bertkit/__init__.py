@@ -56,6 +56,7 @@ _EXPORTS = {
     "TFCheckpoint": "bertkit.convert.tf_checkpoint",
     "convert_google_dir": "bertkit.convert.google",
     "encode": "bertkit.inference",
+    "pipeline": "bertkit.inference.pipelines",
 }
 
 __all__ = ["__version__", *_EXPORTS]
