@@ -126,9 +126,9 @@ def run_embed(args: EmbedArgs) -> int:
     import numpy as np
     import torch
 
+    from bertkit.config import AutoConfig
     from bertkit.fileio import atomic_path, check_output_file, utf8_lines
-    from bertkit.inference import encode
-    from bertkit.models.bert import BertModel
+    from bertkit.inference.pipelines import pipeline
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -137,14 +137,17 @@ def run_embed(args: EmbedArgs) -> int:
                                  "model.safetensors, vocab.txt)", str(args.model))
     if args.output is not None:
         check_output_file(args.output)
-    tok = _load_tokenizer(args.model)  # first: checks vocab.txt against config.json
+    _load_tokenizer(args.model)  # first: checks vocab.txt against config.json
     texts = [line.rstrip("\n") for line in utf8_lines(sys.stdin, "<stdin>")]
     if not texts:
         logger.error("no input: pipe one sentence per line into bertkit embed")
         return 2
-    model = BertModel.from_pretrained(args.model)
-    vecs = encode(model, tok, texts, batch_size=args.batch_size, max_length=args.max_length,
-                  pooling=args.pooling, normalize=args.normalize, progress=sys.stderr.isatty())
+    limit = AutoConfig.from_pretrained(args.model).max_position_embeddings
+    max_length = min(args.max_length, limit)
+    pipe = pipeline("feature-extraction", model=args.model, truncate=True, max_length=max_length,
+                    batch_size=args.batch_size, max_batch_tokens=args.batch_size * max_length,
+                    progress=sys.stderr.isatty())
+    vecs = pipe(texts, pooling=args.pooling, normalize=args.normalize)
     assert isinstance(vecs, torch.Tensor)
     if args.output is not None:
         with atomic_path(args.output) as tmp, open(tmp, "wb") as f:
