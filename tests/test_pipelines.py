@@ -351,3 +351,20 @@ def test_pipeline_is_exported() -> None:
     import bertkit
 
     assert bertkit.pipeline is pipeline
+
+
+def test_onnx_backend_serves_the_same_pipeline(minilm_dir: Path, embed, real_sentences: list[str],  # noqa: ANN001
+                                               tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from bertkit.inference.onnx import export_onnx
+
+    graph = export_onnx(minilm_dir, tmp_path / "model.onnx")
+    pipe = pipeline("feature-extraction", model=minilm_dir, backend="onnx", onnx_file=graph,
+                    threads=1)
+    diff = (pipe(real_sentences[:8]) - embed(real_sentences[:8])).abs().max().item()
+    print(f"feature-extraction onnx vs torch max |diff|: {diff:.2e}")
+    assert diff <= 1e-4
+    with pytest.raises(ValueError, match="onnx_file"):
+        pipeline("feature-extraction", model=minilm_dir, backend="onnx")
+    with pytest.raises(ValueError, match="lack 'logits'"):
+        pipeline("fill-mask", model=minilm_dir, backend="onnx", onnx_file=graph)

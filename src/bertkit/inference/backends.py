@@ -1,9 +1,12 @@
 """Backends by name: ``load_backend("torch", model_dir, head=...)``.
 
-Each entry is ``"module:Class"``, imported only when used. The class's
-``from_pretrained(model_dir, head=..., device=..., output_hidden_states=...)`` returns an object
-following :class:`~bertkit.inference.backend.Backend`. Adding a backend is one line in
-:data:`BACKENDS` (or :func:`register_backend` at run time).
+Each entry is ``"module:name"``, imported only when used: a class with
+``from_pretrained(model_dir, head=..., device=..., **options)``, or a function of the same
+arguments, returning an object following :class:`~bertkit.inference.backend.Backend`. Adding a
+backend is one line in :data:`BACKENDS` (or :func:`register_backend` at run time).
+
+``onnx`` serves a graph written by ``bertkit export --format onnx``: ``model.onnx`` in the model
+directory, or the file given as ``onnx_file=``; ``threads=`` sets onnxruntime's intra-op threads.
 """
 
 from __future__ import annotations
@@ -18,8 +21,27 @@ __all__ = ["BACKENDS", "load_backend", "register_backend"]
 
 BACKENDS: dict[str, str] = {
     "torch": "bertkit.inference.torch_backend:TorchBackend",
-    "onnx": "bertkit.inference.onnx:OnnxBackend",
+    "onnx": "bertkit.inference.backends:onnx_backend",
 }
+
+
+def onnx_backend(model_dir: str | Path, head: str = "base", device: str = "cpu",
+                 onnx_file: str | Path | None = None, threads: int | None = None,
+                 output_hidden_states: bool = False) -> Backend:
+    """:class:`~bertkit.inference.onnx.OnnxBackend` on ``onnx_file`` (default
+    ``model_dir/model.onnx``); the graph's head is the one it was exported with."""
+    from bertkit.inference.onnx import OnnxBackend
+
+    if str(device) != "cpu":
+        raise ValueError(f"device: the onnx backend runs on the CPU, not {device!r}")
+    if output_hidden_states:
+        raise ValueError("layers: the onnx backend returns the last layer only; use "
+                         "backend='torch' for chosen layers")
+    path = Path(onnx_file) if onnx_file is not None else Path(model_dir) / "model.onnx"
+    if not path.is_file():
+        raise ValueError(f"onnx_file: {path} not found; write it with bertkit export "
+                         f"--format onnx, or pass onnx_file=")
+    return OnnxBackend(path, threads)
 
 
 def register_backend(name: str, target: str) -> None:
@@ -37,9 +59,10 @@ def load_backend(name: str, model_dir: str | Path, head: str = "base", device: s
     """
     if name not in BACKENDS:
         raise ValueError(f"backend {name!r}: unknown; bertkit has {', '.join(sorted(BACKENDS))}")
-    module_name, _, cls_name = BACKENDS[name].partition(":")
+    module_name, _, attr = BACKENDS[name].partition(":")
     try:
-        cls = getattr(importlib.import_module(module_name), cls_name)
+        target = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as e:
         raise ValueError(f"backend {name!r} is not available here ({e})") from e
-    return cls.from_pretrained(model_dir, head=head, device=device, **options)
+    factory = getattr(target, "from_pretrained", target)
+    return factory(model_dir, head=head, device=device, **options)

@@ -551,12 +551,26 @@ class MultipleChoicePipeline(Pipeline):
 # ----------------------------------------------------------------------------- the factory
 
 
+_NEEDS = {"base": "last_hidden_state", "masked-lm": "logits", "sequence-classification": "logits",
+          "token-classification": "logits", "question-answering": "start_logits",
+          "multiple-choice": "logits"}
+
+
+def _check_outputs(runner: Any, head: str, name: str) -> None:
+    """A backend that lists its outputs up front (an ONNX graph) must give what ``head`` needs."""
+    have = tuple(getattr(runner, "output_names", ()) or ())
+    if have and _NEEDS[head] not in have:
+        raise ValueError(f"backend {name!r}: the graph's outputs {list(have)} lack "
+                         f"{_NEEDS[head]!r}, which the {head} head gives; export the model "
+                         "with that head")
+
+
 def pipeline(task: str, model: str | Path, device: str = "cpu", backend: str = "torch",
              **options: Any) -> Pipeline:
     """A ready pipeline for ``task`` on the model directory ``model`` (HF layout).
 
-    ``backend`` is looked up in :data:`bertkit.inference.backends.BACKENDS` (``torch``;
-    ``onnx`` once installed). Options: ``max_length``, ``stride``, ``truncate``,
+    ``backend`` is looked up in :data:`bertkit.inference.backends.BACKENDS` (``torch``, ``onnx``
+    with ``onnx_file=`` and ``threads=``). Options: ``max_length``, ``stride``, ``truncate``,
     ``max_batch_tokens``, ``batch_size``, ``progress``, and per task ``layers``
     (feature-extraction), ``doc_stride``, ``version_2`` ... (question-answering).
     ``rerank`` on a model without a classification head is bi-encoder cosine similarity.
@@ -578,9 +592,11 @@ def pipeline(task: str, model: str | Path, device: str = "cpu", backend: str = "
         spec = task_spec("sentence-similarity")
     cls = globals()[spec.pipeline]
     tokenizer = AutoTokenizer.from_pretrained(model)
-    hidden = options.get("layers") is not None
-    runner = load_backend(backend, model, head=spec.head, device=device,
-                          **({"output_hidden_states": True} if hidden else {}))
+    backend_options = {k: options.pop(k) for k in ("onnx_file", "threads") if k in options}
+    if options.get("layers") is not None:
+        backend_options["output_hidden_states"] = True
+    runner = load_backend(backend, model, head=spec.head, device=device, **backend_options)
+    _check_outputs(runner, spec.head, backend)
     options.setdefault("max_length", min(spec.max_length, config.max_position_embeddings))
     pipe = cls(runner, tokenizer, config, **options)
     pipe.options = options
