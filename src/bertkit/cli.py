@@ -41,7 +41,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "inspect-data": ("bertkit.data.shards", "InspectDataArgs", "run_inspect_data",
                      "show the settings, counts and a few decoded instances of a data directory"),
     "pretrain": ("bertkit.train.pretrain", "PretrainArgs", "run_pretrain",
-                 "pre-train BERT (MLM + NSP/SOP) on shards; --resume RUN continues exactly"),
+                 "pre-train a BERT-family model (MLM + NSP/SOP; --config roberta-mini, "
+                 "albert-mini, ...) on shards; --resume RUN continues exactly"),
     "export": ("bertkit.train.pretrain", "ExportArgs", "run_export",
                "write a training checkpoint as a Hugging Face model directory"),
     "plot": ("bertkit.train.pretrain", "PlotArgs", "run_plot",
