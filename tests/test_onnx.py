@@ -165,3 +165,67 @@ def test_bad_inputs(tmp_path):
     with pytest.raises(ExportError, match="no such ONNX file"):
         OnnxBackend(tmp_path / "x.onnx")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["noweights"]
+
+
+# -- bertkit export --format onnx, and the backend registry's entry point ----------------------
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("tiny") / "model"
+    bertkit.BertModel(CONFIGS["bert"]).eval().save_pretrained(d)
+    return d
+
+
+def test_cli_export_onnx(tiny_dir, tmp_path, batches, capsys):
+    from bertkit.cli import main
+
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(tiny_dir), "--format", "onnx", "--out", str(out)]) == 0
+    assert main(["export", str(tiny_dir), "--format", "onnx", "--int8",
+                 "--out", str(tmp_path / "q.onnx")]) == 0
+    inputs = _inputs(batches[0], CONFIGS["bert"])
+    model = bertkit.BertModel.from_pretrained(tiny_dir).eval()
+    want = _torch_outputs(model, inputs)
+    assert _max_diff(OnnxBackend(out, 1)(inputs), want, inputs["attention_mask"]) <= TOL
+    q = OnnxBackend(tmp_path / "q.onnx", 1)(inputs)["pooler_output"]
+    assert torch.nn.functional.cosine_similarity(q, want["pooler_output"]).min() > 0.99
+    assert main(["export", str(tiny_dir), "--format", "onnx", "--out", str(out)]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "q.onnx"]
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--format", "tf"], "invalid choice: 'tf'"),
+    (["--format", "onnx"], "no weights"),
+])
+def test_cli_export_bad_input(flags, message, tmp_path, capsys):
+    from bertkit.cli import main
+
+    src = tmp_path / "noweights"
+    src.mkdir()
+    BertConfig(**SMALL).to_json_file(src / "config.json")
+    out = tmp_path / "out" / "m.onnx"
+    try:
+        code = main(["export", str(src), *flags, "--out", str(out)])
+    except SystemExit as e:  # argparse's own exit for a bad choice
+        code = e.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and message in err[-1] and "Traceback" not in "\n".join(err)
+    assert not out.exists() and not any((tmp_path / "out").glob("*")) if (
+        tmp_path / "out").exists() else True
+
+
+def test_backend_registry_serves_the_export(tiny_dir, tmp_path, batches):
+    """``load_backend("onnx", DIR)`` (the pipelines' entry) serves DIR/model.onnx."""
+    import shutil
+
+    from bertkit.inference.backends import load_backend
+
+    d = tmp_path / "model"
+    shutil.copytree(tiny_dir, d)
+    export_onnx(d, d / "model.onnx")
+    backend = load_backend("onnx", d, threads=1)
+    inputs = _inputs(batches[1], CONFIGS["bert"])
+    want = _torch_outputs(bertkit.BertModel.from_pretrained(d).eval(), inputs)
+    assert _max_diff(backend(inputs), want, inputs["attention_mask"]) <= TOL

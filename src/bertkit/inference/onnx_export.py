@@ -70,8 +70,11 @@ def _has_weights(model_dir: Path) -> bool:
         or any(model_dir.glob("model*.safetensors")) or any(model_dir.glob("*.index"))
 
 
-def load_for_export(model_dir: str | Path) -> nn.Module:
+def load_for_export(model_dir: str | Path, head: str | None = None) -> nn.Module:
     """The model ``model_dir``'s config names, in eval mode (base encoder if none is named).
+
+    ``head``: None for the config's ``architectures``; ``"base"`` for the bare encoder; another
+    head name as :func:`bertkit.inference.torch_backend.head_class` knows it.
 
     Raises :class:`ExportError` naming the directory for a missing directory, no config.json,
     no weights, or a multiple-choice head ((B, K, T) inputs do not fit one padded batch).
@@ -86,6 +89,14 @@ def load_for_export(model_dir: str | Path) -> nn.Module:
     if not _has_weights(d):
         raise ExportError(f"{d}: no weights (model.safetensors or pytorch_model.bin) to export")
     config = AutoConfig.from_pretrained(d)
+    from bertkit.models.auto import AutoModel
+
+    if head == "base":
+        return AutoModel.from_pretrained(d).eval()
+    if head is not None:
+        from bertkit.inference.torch_backend import head_class
+
+        return head_class(head, config.model_type).from_pretrained(d).eval()  # type: ignore[attr-defined]
     names = list(config.extra.get("architectures") or [])
     if any("MultipleChoice" in n for n in names):
         raise ExportError(f"{d}: {names[0]} takes (B, K, T) choices; ONNX export covers "
@@ -95,8 +106,6 @@ def load_for_export(model_dir: str | Path) -> nn.Module:
         cls = classes.get(name)
         if cls is not None and getattr(cls, "config_class", None) is type(config):
             return cls.from_pretrained(d).eval()  # type: ignore[attr-defined]
-    from bertkit.models.auto import AutoModel
-
     if names:
         logger.info("%s: no bertkit class for %s; exporting the base encoder", d, names)
     return AutoModel.from_pretrained(d).eval()
@@ -267,18 +276,20 @@ def optimize_onnx(src: Path, dst: Path, model: nn.Module) -> dict[str, int]:
 
 
 def export_onnx(model_dir: str | Path, out_path: str | Path, *, optimize: bool = True,
-                fused_attention: bool = True, quantize: bool = False) -> Path:
+                fused_attention: bool = True, quantize: bool = False,
+                head: str | None = None) -> Path:
     """Write ``model_dir``'s model as an ONNX graph to ``out_path`` (atomically).
 
     ``optimize`` runs onnxruntime's transformer optimizer (fused skip-LayerNorm and GELU);
     ``fused_attention`` emits onnxruntime's Attention op (False: plain ONNX only, and no
     optimizer); ``quantize`` then applies dynamic int8 quantization to the linear layers
-    (:func:`bertkit.inference.onnx.quantize_onnx`). Returns ``out_path``.
+    (:func:`bertkit.inference.onnx.quantize_onnx`); ``head`` as in :func:`load_for_export`.
+    Returns ``out_path``.
     """
     out = Path(out_path)
     if out.is_dir():
         raise ExportError(f"--out {out} is a directory; give a file name such as model.onnx")
-    model = load_for_export(model_dir)
+    model = load_for_export(model_dir, head)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
         raw = Path(tmp) / "raw.onnx"
