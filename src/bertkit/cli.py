@@ -43,8 +43,9 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "pretrain": ("bertkit.train.pretrain", "PretrainArgs", "run_pretrain",
                  "pre-train a BERT-family model (MLM + NSP/SOP; --config roberta-mini, "
                  "albert-mini, ...) on shards; --resume RUN continues exactly"),
-    "export": ("bertkit.train.pretrain", "ExportArgs", "run_export",
-               "write a training checkpoint as a Hugging Face model directory"),
+    "export": ("bertkit.inference.onnx_cli", "ExportArgs", "run_export",
+               "write a training checkpoint as a Hugging Face model directory, or a model as "
+               "ONNX (--format onnx [--int8])"),
     "plot": ("bertkit.train.pretrain", "PlotArgs", "run_plot",
              "plot a run's loss and accuracy curves to PNG (needs matplotlib)"),
     "finetune": ("bertkit.finetune.run", "FinetuneArgs", "run_finetune",
