@@ -276,15 +276,15 @@ class FillMaskPipeline(Pipeline):
                 "sequence": clean_spaces(self.tokenizer.decode(filled))}
 
 
-_GLUED = (" .", " ?", " !", " ,", " n't", " 'm", " 's", " 've", " 're")
+_GLUED = (" .", " ?", " !", " ,")
 
 
 def clean_spaces(text: str) -> str:
-    """Remove the space that decoding puts before punctuation and English clitics, as
-    transformers' ``clean_up_tokenization_spaces`` does (``"france ."`` -> ``"france."``)."""
+    """Remove the space that decoding puts before ``. ? ! ,``, as transformers' WordPiece
+    decoder does token by token (``"france ."`` -> ``"france."``; ``"it ' s"`` stays)."""
     for glued in _GLUED:
         text = text.replace(glued, glued[1:])
-    return text.replace(" ' ", "'")
+    return text
 
 
 # ----------------------------------------------------------------------------- classification
