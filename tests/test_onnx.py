@@ -229,3 +229,24 @@ def test_backend_registry_serves_the_export(tiny_dir, tmp_path, batches):
     inputs = _inputs(batches[1], CONFIGS["bert"])
     want = _torch_outputs(bertkit.BertModel.from_pretrained(d).eval(), inputs)
     assert _max_diff(backend(inputs), want, inputs["attention_mask"]) <= TOL
+
+
+def test_cli_export_onnx_from_training_checkpoint(pretrain_args, tmp_path, capsys):
+    """A pre-training run exports straight to ONNX (BertForPreTraining: MLM logits)."""
+    from bertkit.cli import main
+    from bertkit.train import pretrain as P
+
+    args = pretrain_args(tmp_path / "run", max_steps=2, save_every=2)
+    assert P.run_pretrain(args) == 0
+    out = tmp_path / "run.onnx"
+    assert main(["export", str(tmp_path / "run"), "--format", "onnx", "--out", str(out)]) == 0
+    assert main(["export", str(tmp_path / "run"), "--out", str(tmp_path / "hf")]) == 0
+    model = bertkit.BertForPreTraining.from_pretrained(tmp_path / "hf").eval()
+    ids = torch.randint(5, model.config.vocab_size, (3, 20))
+    mask = torch.ones_like(ids)
+    mask[0, 12:] = 0
+    inputs = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+    backend = OnnxBackend(out, 1)
+    assert backend.output_names == ("logits",)
+    assert _max_diff(backend(inputs), _torch_outputs(model, inputs), mask) <= TOL
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf", "run", "run.onnx"]

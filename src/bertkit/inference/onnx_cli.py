@@ -37,9 +37,10 @@ class ExportArgs(HfExportArgs):
                 "(--no-optimize: plain ONNX operators only)"})
 
 
-def _is_model_dir(path: Path) -> bool:
-    return (path / "config.json").is_file() and not any(
-        p.name.startswith("checkpoint-") for p in path.iterdir())
+def _is_training_run(path: Path) -> bool:
+    """A pre-training run (checkpoint-* inside) or one of its checkpoints (state.pt)."""
+    return path.is_dir() and ((path / "state.pt").is_file() or any(
+        p.name.startswith("checkpoint-") for p in path.iterdir()))
 
 
 def run_export(args: ExportArgs) -> int:
@@ -55,7 +56,7 @@ def run_export(args: ExportArgs) -> int:
     if out.exists() and not args.overwrite:
         raise ExportError(f"--out {out} exists: choose a new --out, or pass --overwrite")
     src = Path(args.checkpoint)
-    if src.is_dir() and _is_model_dir(src) or not src.exists():
+    if not _is_training_run(src):
         export_onnx(src, out, optimize=args.optimize, fused_attention=args.optimize,
                     quantize=args.int8)
         return 0
