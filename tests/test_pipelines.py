@@ -150,7 +150,10 @@ def test_sentence_similarity_is_cosine_of_mean_pooled_vectors(minilm_dir: Path, 
     vecs = torch.nn.functional.normalize(embed(real_sentences[:5]), dim=-1)
     assert (got - vecs[1:] @ vecs[0]).abs().max().item() <= 1e-6
     rerank = pipeline("rerank", model=minilm_dir)  # no classification head: bi-encoder
-    assert isinstance(rerank, SentenceSimilarityPipeline)
+    ranked = rerank(real_sentences[0], real_sentences[1:5])
+    assert [r["index"] for r in ranked] == got.argsort(descending=True).tolist()
+    assert abs(ranked[0]["score"] - got.max().item()) < 1e-6
+    assert embed([]).shape == (0, 384) and rerank("q", []) == []
 
 
 # ----------------------------------------------------------------------------- fill-mask
@@ -212,6 +215,7 @@ def test_text_classification_probabilities_equal_transformers(classifier_dir: Pa
     assert worst <= TOL
     best = pipe(texts[0])
     assert best["label"] == got[0][0]["label"] and set(best) == {"label", "score"}
+    assert pipe([]) == []
 
 
 def test_text_classification_windows_a_long_input(classify, real_sentences: list[str]) -> None:  # noqa: ANN001

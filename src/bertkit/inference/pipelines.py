@@ -30,7 +30,7 @@ from bertkit.inference.batcher import Encoded, run_features
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FeatureExtractionPipeline", "FillMaskPipeline", "MultipleChoicePipeline", "Pipeline",
+__all__ = ["BiEncoderRerankPipeline", "FeatureExtractionPipeline", "FillMaskPipeline", "MultipleChoicePipeline", "Pipeline",
            "QuestionAnsweringPipeline", "RerankPipeline", "SentenceSimilarityPipeline",
            "TextClassificationPipeline", "TokenClassificationPipeline", "pipeline"]
 
@@ -218,6 +218,20 @@ class SentenceSimilarityPipeline(FeatureExtractionPipeline):
         return vecs[1:] @ vecs[0]
 
 
+class BiEncoderRerankPipeline(SentenceSimilarityPipeline):
+    """``rerank`` on a model without a classification head: ``pipe(query, texts)`` ->
+    ``[{"index", "score"}]`` by cosine similarity, best first."""
+
+    task = "rerank"
+
+    def __call__(self, query: str, texts: Sequence[str],  # type: ignore[override]
+                 pooling: str = "mean") -> list[dict[str, Any]]:
+        _check_texts([query, *texts], "query and texts")
+        scores = super().__call__(query, list(texts), pooling).numpy()
+        order = np.argsort(-scores, kind="stable")
+        return [{"index": int(i), "score": float(scores[i])} for i in order]
+
+
 # ----------------------------------------------------------------------------- fill-mask
 
 
@@ -339,6 +353,8 @@ class TextClassificationPipeline(Pipeline):
 
     def __call__(self, inputs: Any, top_k: int | None = 1) -> Any:
         pairs = _pairs(inputs)
+        if not pairs:
+            return []
         probs = self.scores(self.logits(pairs))
         names = self.labels()
         results: list[Any] = []
@@ -361,6 +377,8 @@ class RerankPipeline(TextClassificationPipeline):
 
     def __call__(self, query: str, texts: Sequence[str]) -> list[dict[str, Any]]:  # type: ignore[override]
         _check_texts([query, *texts], "query and texts")
+        if not texts:
+            return []
         probs = self.scores(self.logits([(query, t) for t in texts]))[:, -1]
         order = np.argsort(-probs, kind="stable")
         return [{"index": int(i), "score": float(probs[i])} for i in order]
@@ -588,9 +606,9 @@ def pipeline(task: str, model: str | Path, device: str = "cpu", backend: str = "
     spec = task_spec(task)
     check_model_dir(model, "model", fine_tuned=False)
     config = AutoConfig.from_pretrained(model)
-    if spec.name == "rerank" and task_of_model(config)[0].name != "text-classification":
-        spec = task_spec("sentence-similarity")
     cls = globals()[spec.pipeline]
+    if spec.name == "rerank" and task_of_model(config)[0].name != "text-classification":
+        spec, cls = task_spec("sentence-similarity"), BiEncoderRerankPipeline
     tokenizer = AutoTokenizer.from_pretrained(model)
     backend_options = {k: options.pop(k) for k in ("onnx_file", "threads") if k in options}
     if options.get("layers") is not None:
