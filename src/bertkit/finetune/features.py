@@ -1,6 +1,9 @@
 """Labelled examples -> model inputs for fine-tuning: classification/regression, NER, multiple choice.
 
-Every :class:`Feature` holds unpadded ``[CLS] A [SEP] (B [SEP])`` ids; :func:`collate` pads a batch.
+Every :class:`Feature` holds unpadded ids in the tokenizer's template (BERT's class token, A,
+separator (B, separator); RoBERTa's ``<s> A </s>(</s> B </s>)``: see
+:mod:`bertkit.tokenization.base`); :func:`collate` pads a batch. "Pieces" below are the
+tokenizer's tokens (WordPiece pieces, BPE tokens, SentencePiece pieces).
 Long inputs are handled in one of two ways (``long_inputs``):
 
 ``"truncate"`` (Google's ``run_classifier.py``)
@@ -19,7 +22,8 @@ Long inputs are handled in one of two ways (``long_inputs``):
 
     * Classification, single text: windows of ``max_seq_length - 2`` pieces at starts
       ``0, stride, 2*stride, ...``.
-    * Classification, pair (budget ``max_seq_length - 3``): the shorter segment (A on a tie) is
+    * Classification, pair (budget ``max_seq_length`` minus the template's specials, 3 for
+      BERT): the shorter segment (A on a tie) is
       kept whole in every window when it fits in half the budget (``<= budget // 2`` pieces) and
       the longer one (B on a tie) is windowed over the rest of the budget. When both are longer
       than half the budget, the shorter keeps its first ``budget // 2`` pieces (its tail is lost,
@@ -38,8 +42,9 @@ Long inputs are handled in one of two ways (``long_inputs``):
 NER labels follow Google's README and Hugging Face's ``word_ids()`` convention: the word's label on
 its first piece, ``-100`` (ignored by the loss) on the other pieces and on special tokens;
 ``label_all_pieces=True`` puts the word's label on every piece instead. A word with no pieces (e.g.
-a lone control character) becomes one ``[UNK]`` so that every word gets a prediction (Hugging
-Face's tokenizer drops such a word).
+a lone control character) becomes one unknown token so that every word gets a prediction (Hugging
+Face's tokenizer drops such a word). Each word is encoded as it is inside a text
+(:meth:`~bertkit.tokenization.base.TokenizerBase.encode_words`: after a space for byte-level BPE).
 
 >>> _windows(10, budget=4, stride=2)
 [(0, 4), (2, 4), (4, 4), (6, 4)]
@@ -78,7 +83,7 @@ MEGA_BATCH_FACTOR = 50  # length_grouped_order sorts mega-batches of this many b
 class Feature:
     """One model input (one window of one example).
 
-    ``input_ids``/``token_type_ids`` are ``[CLS] ... [SEP] (... [SEP])`` without padding: a
+    ``input_ids``/``token_type_ids`` are the tokenizer's template without padding: a
     ``list[int]`` of length T, or for multiple choice a ``list[list[int]]`` of K rows (one per
     choice). ``label``: class id, regression target, per-token label ids (``-100`` = ignored), or
     None when unlabelled. ``word_ids`` (NER): the word index at each word's first piece, None at
@@ -175,7 +180,7 @@ def encode_classification(examples: Sequence[Example], tokenizer: Any,
             the example's guid), a bad ``long_inputs``/``stride``, or ``max_seq_length`` too small.
     """
     _check_mode(long_inputs, stride)
-    if max_seq_length < 4:
+    if max_seq_length < tokenizer.n_special(True) + 1:
         raise ValueError(f"max_seq_length={max_seq_length} leaves no room for text")
     texts_b = [e.text_b for e in examples if e.text_b]
     enc = tokenizer.encode_batch([e.text_a for e in examples] + texts_b)
@@ -186,8 +191,7 @@ def encode_classification(examples: Sequence[Example], tokenizer: Any,
         label = _class_label(ex, label_to_id)
         ids_a = enc[i]
         ids_b = next(ids_b_iter) if ex.text_b else None
-        n_special = 2 if ids_b is None else 3
-        budget = max_seq_length - n_special
+        budget = max_seq_length - tokenizer.n_special(ids_b is not None)
         total = len(ids_a) + (len(ids_b) if ids_b is not None else 0)
         if long_inputs == "truncate" or total <= budget:
             ids, types, _, _ = tokenizer.build_inputs(ids_a, ids_b, max_seq_length)
@@ -252,13 +256,14 @@ def aggregate_classification(features: Sequence[Feature], logits: np.ndarray, n_
 
 
 def _word_pieces(sentences: Sequence[NerSentence], tokenizer: Any) -> list[list[list[int]]]:
-    """Word pieces of every word of every sentence (one fast batch); an empty word -> [UNK]."""
+    """Pieces of every word of every sentence (one batch); an empty word -> the unknown token."""
     words = [w for s in sentences for w in s.tokens]
-    enc = tokenizer.encode_batch(words)
+    enc = [ids for ids, _ in tokenizer.encode_words(words)]
     unk = tokenizer.unk_token_id
     n_empty = sum(not e for e in enc)
     if n_empty:
-        logger.info("%d words have no word piece (e.g. a lone control character): [UNK]", n_empty)
+        logger.info("%d words have no word piece (e.g. a lone control character): the unknown "
+                    "token", n_empty)
     out, pos = [], 0
     for s in sentences:
         out.append([e if e else [unk] for e in enc[pos:pos + len(s.tokens)]])
@@ -357,9 +362,9 @@ def encode_ner(sentences: Sequence[NerSentence], tokenizer: Any, label_to_id: Ma
             sentence's guid), bad ``long_inputs``/``stride``, ``max_seq_length`` below 3.
     """
     _check_mode(long_inputs, stride)
-    if max_seq_length < 3:
+    if max_seq_length < tokenizer.n_special(False) + 1:
         raise ValueError(f"max_seq_length={max_seq_length} leaves no room for text")
-    budget = max_seq_length - 2
+    budget = max_seq_length - tokenizer.n_special(False)
     out: list[Feature] = []
     n_cut_words = n_cut_sents = 0
     for i, (sent, pieces) in enumerate(zip(sentences, _word_pieces(sentences, tokenizer),
@@ -430,12 +435,12 @@ def aggregate_ner(features: Sequence[Feature], logits: Sequence[np.ndarray] | np
 
 def encode_multiple_choice(examples: Sequence[MultipleChoiceExample], tokenizer: Any,
                            max_seq_length: int = 128) -> list[Feature]:
-    """One feature per example: K rows ``[CLS] context [SEP] choice [SEP]``, longest-first cut.
+    """One feature per example: K rows, context and choice as a pair, longest-first cut.
 
     ``input_ids``/``token_type_ids`` are ``list[list[int]]`` (one row per choice);
     ``label`` is the example's label (index of the right choice) or None.
     """
-    if max_seq_length < 4:
+    if max_seq_length < tokenizer.n_special(True) + 1:
         raise ValueError(f"max_seq_length={max_seq_length} leaves no room for text")
     choices = [c for e in examples for c in e.choices]
     enc = tokenizer.encode_batch([e.context for e in examples] + choices)
@@ -446,7 +451,7 @@ def encode_multiple_choice(examples: Sequence[MultipleChoiceExample], tokenizer:
         ids_rows, type_rows = [], []
         for ids_choice in enc[pos:pos + len(ex.endings)]:
             ids, types, _, _ = tokenizer.build_inputs(enc[i], ids_choice, max_seq_length)
-            n_cut += len(enc[i]) + len(ids_choice) > max_seq_length - 3
+            n_cut += len(enc[i]) + len(ids_choice) > max_seq_length - tokenizer.n_special(True)
             ids_rows.append(ids)
             type_rows.append(types)
         pos += len(ex.endings)

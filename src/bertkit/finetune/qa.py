@@ -1,24 +1,28 @@
 """Extractive QA (SQuAD): features in windows with a doc stride, and answer post-processing.
 
-Notation: B batch, T tokens of one feature (``[CLS] query [SEP] window [SEP]``, no padding).
+Notation: B batch, T tokens of one feature (the tokenizer's pair template around the query and a
+window of the context, no padding: BERT's class token, query, separator, window, separator;
+RoBERTa's ``<s> query </s></s> window </s>``).
 
 Features (Google's ``run_squad.py``, ``convert_examples_to_features``): the context's whitespace
-words (:attr:`SquadExample.doc_tokens`) are WordPiece-tokenized one word at a time, the query is
-cut to ``max_query_length`` pieces, and the context pieces are cut into windows of
-``max_seq_length - len(query) - 3`` pieces whose starts are ``doc_stride`` apart (the last window
-ends at the last piece). Each context piece is *max-context* in the one window where
+words (:attr:`SquadExample.doc_tokens`) are tokenized one word at a time (as inside a text:
+:meth:`~bertkit.tokenization.base.TokenizerBase.encode_words`), the query is cut to
+``max_query_length`` pieces, and the context pieces are cut into windows of
+``max_seq_length - len(query) - n_special`` pieces (``n_special`` the template's special tokens,
+3 for BERT) whose starts are ``doc_stride`` apart (the last window ends at the last piece). Each context piece is *max-context* in the one window where
 ``min(left, right) + 0.01 * window length`` is highest (the earliest window on a tie); only there
 may a predicted answer start. Training targets are the answer's first and last piece, moved to the
 tightest span whose pieces equal the pieces of the answer text ("(1895-1943)." -> "1895"), or
-``0/0`` (``[CLS]``) in a window that does not hold the whole answer and for impossible questions.
+``0/0`` (the first token) in a window that does not hold the whole answer and for impossible questions.
 
 Post-processing (``write_predictions``/``get_final_text``): the ``n_best_size`` best start and end
 positions of every window are paired; spans outside the context part, reversed, longer than
 ``max_answer_length`` pieces or starting where the window is not max-context are dropped; the rest
-are ranked by start + end logit across windows. A span's text is its de-tokenized pieces projected
-onto the original words (:func:`get_final_text`), so case, accents and characters the vocabulary
-lacks come back from the context. Duplicate texts are skipped; softmax over the n-best scores gives
-probabilities. SQuAD v2 adds the null answer, scored by the lowest ``[CLS]`` start + end logit of
+are ranked by start + end logit across windows. With WordPiece a span's text is its de-tokenized
+pieces projected onto the original words (:func:`get_final_text`), so case, accents and characters
+the vocabulary lacks come back from the context; with the other tokenizers it is the context's text
+between the pieces' character offsets (exact by construction). Duplicate texts are skipped; softmax over the n-best scores gives
+probabilities. SQuAD v2 adds the null answer, scored by the lowest first-token start + end logit of
 the example's windows; ``null_odds`` = null score - best non-null score, and the prediction is
 ``""`` when it exceeds ``null_score_diff_threshold``.
 
@@ -63,6 +67,8 @@ import torch
 from bertkit.data.squad import SquadExample
 from bertkit.fileio import atomic_write_text
 from bertkit.tokenization import basic
+from bertkit.tokenization.base import Span
+from bertkit.tokenization.wordpiece import PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -76,24 +82,28 @@ class ContextPieces:
 
     ``ids[k]``/``pieces[k]`` is piece ``k``; ``piece_to_word[k]`` the index in ``doc_tokens`` of
     the whitespace word it comes from; ``word_to_piece[w]`` the first piece of word ``w`` (the
-    next word's first piece for a word with no pieces).
+    next word's first piece for a word with no pieces). ``spans[k]``: piece ``k``'s characters
+    within its word, for the tokenizers whose answers are cut by offsets (None: WordPiece, whose
+    answers Google's :func:`get_final_text` projects).
     """
 
     ids: list[int]
     pieces: list[str]
     piece_to_word: list[int]
     word_to_piece: list[int]
+    spans: list[Span] | None = None
 
 
 @dataclass(eq=False)
 class QAFeature:
-    """One window of one example: ``[CLS] query [SEP] context[doc_start:doc_start+n] [SEP]``.
+    """One window of one example: the pair template around the query and
+    ``context[doc_start:doc_start+n]``.
 
-    ``input_ids``/``token_type_ids``: length T, no padding (types 0 up to the first ``[SEP]``, 1
-    after). ``start_position``/``end_position``: training targets, positions in this feature
-    (``0/0`` = ``[CLS]``: the answer is not wholly inside this window, or there is none); None when
-    built with ``is_training=False``. The context part starts at position ``doc_offset``
-    (``len(query) + 2``) and holds pieces ``doc_start ...`` of ``context``; ``max_context[i]`` is
+    ``input_ids``/``token_type_ids``: length T, no padding (BERT: types 0 up to the first
+    separator, 1 after). ``start_position``/``end_position``: training targets, positions in this
+    feature (``0/0`` = the first token: the answer is not wholly inside this window, or there is
+    none); None when built with ``is_training=False``. The context part starts at position
+    ``doc_offset`` (BERT: ``len(query) + 2``) and holds pieces ``doc_start ...`` of ``context``; ``max_context[i]`` is
     True where this window is the max-context one for its ``i``-th context piece.
     """
 
@@ -132,26 +142,45 @@ class QAFeature:
 # Features
 
 
+def _is_wordpiece(tokenizer: Any) -> bool:
+    """Google's path (WordPiece, answers projected by :func:`get_final_text`) or offsets."""
+    from bertkit.tokenization import BertTokenizer
+
+    return isinstance(tokenizer, BertTokenizer)
+
+
+def _encode(tokenizer: Any, texts: Sequence[str], fast: bool, words: bool
+            ) -> list[tuple[list[int], list[Span]]]:
+    """Ids and spans of ``texts`` (``words``: as words inside a text); ``fast=False`` is
+    WordPiece's reference path."""
+    if not fast:
+        return tokenizer.encode_batch_with_offsets(texts, fast=False)
+    return tokenizer.encode_words(texts) if words else tokenizer.encode_batch_with_offsets(texts)
+
+
 def _context_pieces(examples: Sequence[SquadExample], tokenizer: Any, fast: bool
                     ) -> list[ContextPieces]:
-    """Word pieces of each example's context; every distinct word is encoded once, in one batch."""
+    """Pieces of each example's context; every distinct word is encoded once, in one batch."""
     by_context: dict[tuple[str, ...], int] = {}
     for ex in examples:
         by_context.setdefault(ex.doc_tokens, len(by_context))
     words = list(dict.fromkeys(w for doc in by_context for w in doc))
-    word_ids = dict(zip(words, tokenizer.encode_batch(words, fast=fast), strict=True))
+    encoded = dict(zip(words, _encode(tokenizer, words, fast, words=True), strict=True))
+    keep_spans = not _is_wordpiece(tokenizer)
     out: list[ContextPieces] = []
     for doc in by_context:
         ids: list[int] = []
+        spans: list[Span] = []
         piece_to_word: list[int] = []
         word_to_piece: list[int] = []
         for w, word in enumerate(doc):
             word_to_piece.append(len(ids))
-            pieces = word_ids[word]
+            pieces, word_spans = encoded[word]
             ids.extend(pieces)
+            spans.extend(word_spans)
             piece_to_word.extend([w] * len(pieces))
         out.append(ContextPieces(ids, tokenizer.convert_ids_to_tokens(ids), piece_to_word,
-                                 word_to_piece))
+                                 word_to_piece, spans if keep_spans else None))
     return [out[by_context[ex.doc_tokens]] for ex in examples]
 
 
@@ -229,10 +258,11 @@ def _window_target(target: tuple[int, int] | None, impossible: bool, start: int,
     return first - start + doc_offset, last - start + doc_offset
 
 
-def _check_lengths(max_seq_length: int, doc_stride: int, max_query_length: int) -> None:
-    if max_seq_length <= max_query_length + 3:
+def _check_lengths(max_seq_length: int, doc_stride: int, max_query_length: int,
+                   n_special: int = 3) -> None:
+    if max_seq_length <= max_query_length + n_special:
         raise ValueError(f"max_seq_length ({max_seq_length}) must be greater than "
-                         f"max_query_length ({max_query_length}) + 3")
+                         f"max_query_length ({max_query_length}) + {n_special}")
     if doc_stride < 1 or max_query_length < 0:
         raise ValueError(f"doc_stride must be >= 1 and max_query_length >= 0, got {doc_stride} "
                          f"and {max_query_length}")
@@ -243,18 +273,21 @@ def convert_examples(examples: Sequence[SquadExample], tokenizer: Any, max_seq_l
                      is_training: bool = False, *, fast: bool = True) -> list[QAFeature]:
     """Features of all examples, in example order then window order (Google's algorithm).
 
-    ``tokenizer`` is a :class:`~bertkit.tokenization.BertTokenizer`; all questions, context words
-    and answers go through its batch encoder (``fast=False``: the reference path, same ids).
+    ``tokenizer``: any family's (:class:`~bertkit.tokenization.base.TokenizerBase`); all
+    questions, context words and answers go through its batch encoder (``fast=False``:
+    WordPiece's reference path, same ids).
     With ``is_training``, an answerable example needs an answer; one whose answer text cannot be
     found in its words yields no feature (logged), as in Google's reader.
     """
-    _check_lengths(max_seq_length, doc_stride, max_query_length)
+    n_special = tokenizer.n_special(True)
+    _check_lengths(max_seq_length, doc_stride, max_query_length, n_special)
     for ex in examples:
         if not ex.doc_tokens and ex.context.strip():
             raise ValueError(f"question {ex.qid}: doc_tokens is empty; build examples with "
                              f"make_example or read_squad")
     contexts = _context_pieces(examples, tokenizer, fast)
-    queries = tokenizer.encode_batch([ex.question for ex in examples], fast=fast)
+    queries = [ids for ids, _ in _encode(tokenizer, [ex.question for ex in examples], fast,
+                                         words=False)]
     answer_ids: list[list[int]] = [[] for _ in examples]
     if is_training:
         for ex in examples:
@@ -262,10 +295,10 @@ def convert_examples(examples: Sequence[SquadExample], tokenizer: Any, max_seq_l
                 raise ValueError(f"question {ex.qid}: no answer for training (and not "
                                  f"is_impossible)")
         todo = [i for i, ex in enumerate(examples) if not ex.is_impossible]
-        encoded = tokenizer.encode_batch([examples[i].answers[0].text for i in todo], fast=fast)
-        for i, ids in zip(todo, encoded, strict=True):
+        encoded = _encode(tokenizer, [examples[i].answers[0].text for i in todo], fast,
+                          words=True)  # as the answer is inside its context
+        for i, (ids, _) in zip(todo, encoded, strict=True):
             answer_ids[i] = ids
-    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
     features: list[QAFeature] = []
     skipped = 0
     for index, (ex, ctx, query) in enumerate(zip(examples, contexts, queries, strict=True)):
@@ -278,18 +311,15 @@ def convert_examples(examples: Sequence[SquadExample], tokenizer: Any, max_seq_l
                 logger.warning("question %s: answer %r not found in its words; skipped",
                                ex.qid, ex.answers[0].text)
                 continue
-        spans = _doc_windows(len(ctx.ids), max_seq_length - len(query) - 3, doc_stride)
+        spans = _doc_windows(len(ctx.ids), max_seq_length - len(query) - n_special, doc_stride)
         owner = _max_context_owner(spans, len(ctx.ids))
-        head = [cls, *query, sep]
-        offset = len(head)
         for j, (start, length) in enumerate(spans):
-            ids = head + ctx.ids[start:start + length]
-            ids.append(sep)
+            ids, types, _, _ = tokenizer.build_inputs(query, ctx.ids[start:start + length])
+            offset = len(ids) - length - 1  # the context sits before the last separator
             positions = (_window_target(target, ex.is_impossible, start, length, offset)
                          if is_training else (None, None))
             features.append(QAFeature(
-                example_index=index, input_ids=ids,
-                token_type_ids=[0] * offset + [1] * (length + 1),
+                example_index=index, input_ids=ids, token_type_ids=types,
                 start_position=positions[0], end_position=positions[1],
                 is_impossible=ex.is_impossible, window_index=j, doc_offset=offset,
                 doc_start=start, max_context=owner[start:start + length] == j, context=ctx))
@@ -433,11 +463,22 @@ class _WordTokens(dict[str, str]):
         return value
 
 
+def _offset_text(ex: SquadExample, ctx: ContextPieces, a: int, b: int) -> str:
+    """The context words of pieces ``a..b`` joined by spaces, cut at the pieces' offsets."""
+    assert ctx.spans is not None
+    words = ex.doc_tokens[ctx.piece_to_word[a]:ctx.piece_to_word[b] + 1]
+    text = " ".join(words)
+    return text[ctx.spans[a][0]:len(text) - len(words[-1]) + ctx.spans[b][1]]
+
+
 def _span_text(ex: SquadExample, f: QAFeature, s: int, e: int, word_tokens: _WordTokens) -> str:
-    """Original text of feature positions ``s..e``: de-tokenized pieces mapped onto the words."""
+    """Original text of feature positions ``s..e``: de-tokenized pieces mapped onto the words
+    (WordPiece, Google's way), or the text between the pieces' offsets."""
     a, b = f.doc_start + s - f.doc_offset, f.doc_start + e - f.doc_offset
     ctx = f.context
-    pred_text = " ".join(ctx.pieces[a:b + 1]).replace(" ##", "").replace("##", "")
+    if ctx.spans is not None:
+        return _offset_text(ex, ctx, a, b)
+    pred_text = " ".join(ctx.pieces[a:b + 1]).replace(" " + PREFIX, "").replace(PREFIX, "")
     pred_text = " ".join(pred_text.strip().split())
     words = ex.doc_tokens[ctx.piece_to_word[a]:ctx.piece_to_word[b] + 1]
     tok_text = " ".join(t for t in map(word_tokens.__getitem__, words) if t)
@@ -462,7 +503,7 @@ def _predict_example(ex: SquadExample, feats: list[tuple[QAFeature, np.ndarray, 
                      ) -> tuple[list[dict[str, Any]], float | None, bool]:
     """N-best entries of one example, (v2) its null score, and whether no span was valid."""
     cand_f, cand_s, cand_e, cand_score = [], [], [], []
-    score_null, null_logits = 1_000_000.0, (0.0, 0.0)  # the lowest [CLS] score (Google's start)
+    score_null, null_logits = 1_000_000.0, (0.0, 0.0)  # the lowest first-token score (Google's)
     for k, (f, start, end) in enumerate(feats):
         if version_2 and start[0] + end[0] < score_null:
             score_null, null_logits = start[0] + end[0], (start[0], end[0])

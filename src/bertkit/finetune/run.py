@@ -1,4 +1,8 @@
-"""``bertkit finetune``: train a task head on a pre-trained BERT, evaluate each epoch, keep the best.
+"""``bertkit finetune``: train a task head on a pre-trained model, evaluate each epoch, keep the best.
+
+Any family (BERT, RoBERTa, DistilBERT, ALBERT): the head class comes from the model directory's
+``config.json`` ``model_type`` through the Auto classes, the tokenizer from its files
+(``AutoTokenizer``), and the exported ``best/`` is that family's Hugging Face directory.
 
 A run directory ``RUN`` holds ``args.json``, ``metrics.jsonl`` (one line per epoch: training loss,
 dev metrics, seconds), ``best/`` (the best epoch's model by the task's main dev metric, in Hugging
@@ -59,12 +63,15 @@ __all__ = ["FinetuneArgs", "NonFiniteOutputError", "describe", "finetune", "pred
 
 @dataclass
 class FinetuneArgs:
-    """Fine-tune a pre-trained BERT on a labelled task; evaluate each epoch; keep the best model."""
+    """Fine-tune a pre-trained model (any family) on a labelled task; evaluate each epoch; keep
+    the best model."""
 
     task: str = field(metadata={
         "help": "classification, regression, glue:NAME (cola, sst-2, mrpc, sts-b, qqp, mnli, "
                 "qnli, rte, wnli), ner, qa or multiple-choice"})
-    model: str = field(metadata={"help": "pre-trained model directory (HF layout, with vocab.txt)"})
+    model: str = field(metadata={"help": "pre-trained model directory (HF layout, with its "
+                                         "tokenizer files: vocab.txt, vocab.json + merges.txt "
+                                         "or spiece.model)"})
     train: str = field(metadata={"help": "training file (CSV/TSV/JSONL, GLUE TSV, CoNLL, SQuAD "
                                          "JSON or SWAG CSV, by task)"})
     dev: str = field(metadata={"help": "dev file: evaluated after every epoch"})
@@ -167,7 +174,8 @@ def check_inputs(args: FinetuneArgs) -> None:
         window = length - args.max_query_length - 3  # a question of --max-query-length pieces
         if window < 1:
             raise ValueError(f"--max-seq-length {length} must be greater than --max-query-length "
-                             f"{args.max_query_length} + 3 ([CLS] and two [SEP])")
+                             f"{args.max_query_length} + 3 (BERT's special tokens; RoBERTa "
+                             f"has 4)")
         if args.doc_stride >= window:
             raise ValueError(
                 f"--doc-stride {args.doc_stride} must be less than the context window of "
@@ -327,15 +335,16 @@ def finetune(args: FinetuneArgs, run: Path, seed: int, *, claim: Path | None = N
     :func:`check_out`). Without it ``run`` is written over as it is.
     """
     from bertkit.models.heads import check_model_dir
-    from bertkit.tokenization import BertTokenizer
+    from bertkit.tokenization import AutoTokenizer
     from bertkit.train.pretrain import _seed_all
 
     device = _device(args.device)
     dtype = torch.bfloat16 if args.precision == "bf16" else None
     check_inputs(args)
     check_model_dir(args.model, "--model", fine_tuned=False)
-    tokenizer = BertTokenizer.from_pretrained(args.model)
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
     task = make_task(args.task, settings_from(args), tokenizer)
+    task.model_class(Path(args.model))  # a family without this task's head: refused before reading
     t0 = time.perf_counter()
     splits = task.load_all({"train": Path(args.train), "dev": Path(args.dev),
                             "test": Path(args.test) if args.test else None})

@@ -77,7 +77,7 @@ class Task:
     """Base class: subclasses fill in the task-specific pieces."""
 
     kind: str = ""
-    architecture: type[nn.Module] = nn.Module
+    head: str = ""  # the head's HF suffix: SequenceClassification, TokenClassification, ...
     main_metric: str = "accuracy"
 
     def __init__(self, settings: Settings, tokenizer: Any, glue: str | None = None) -> None:
@@ -125,10 +125,19 @@ class Task:
         """Config entries (labels) the head needs when built from a base checkpoint."""
         return {}
 
+    def model_class(self, model_dir: Path) -> type[nn.Module]:
+        """This task's head class for the family of ``model_dir`` (its config's ``model_type``)."""
+        from bertkit.config import AutoConfig
+        from bertkit.models import auto
+
+        family = AutoConfig.from_pretrained(model_dir).model_type
+        return getattr(auto, f"AutoModelFor{self.head}").class_for(family)
+
     def build_model(self, model_dir: Path) -> nn.Module:
         """The encoder of ``model_dir`` with this task's head (new heads per ``head_init``)."""
+        cls = self.model_class(model_dir)
         with heads.head_init(self.s.head_init):
-            return self.architecture.from_pretrained(model_dir, **self.config_overrides())  # type: ignore[attr-defined]
+            return cls.from_pretrained(model_dir, **self.config_overrides())  # type: ignore[attr-defined]
 
     def forward(self, model: nn.Module, batch: dict[str, Tensor]) -> Any:
         return model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
@@ -183,7 +192,7 @@ def _with_unseen(from_train: list[str], from_all: list[str], what: str) -> list[
 
 class ClassificationTask(Task):
     kind = "classification"
-    architecture = heads.BertForSequenceClassification
+    head = "SequenceClassification"
     regression = False
 
     def __init__(self, settings: Settings, tokenizer: Any, glue: str | None = None) -> None:
@@ -298,7 +307,7 @@ class RegressionTask(ClassificationTask):
 
 class NerTask(Task):
     kind = "ner"
-    architecture = heads.BertForTokenClassification
+    head = "TokenClassification"
     main_metric = "f1"
     tokens_per_row: float | None = None  # set by fit_loss_scale
 
@@ -393,7 +402,7 @@ class NerTask(Task):
 
 class QaTask(Task):
     kind = "qa"
-    architecture = heads.BertForQuestionAnswering
+    head = "QuestionAnswering"
     main_metric = "f1"
     version_2 = False
 
@@ -437,7 +446,7 @@ class QaTask(Task):
                            n_best_size=self.s.n_best_size, max_answer_length=self.s.max_answer_length,
                            version_2=self.version_2,
                            null_score_diff_threshold=self.s.null_score_diff_threshold,
-                           do_lower_case=self.tokenizer.do_lower_case)
+                           do_lower_case=getattr(self.tokenizer, "do_lower_case", False))
 
     def evaluate(self, split: Split, outputs: list[Any]) -> dict[str, float]:
         from bertkit import metrics
@@ -461,7 +470,7 @@ class QaTask(Task):
 
 class MultipleChoiceTask(Task):
     kind = "multiple-choice"
-    architecture = heads.BertForMultipleChoice
+    head = "MultipleChoice"
 
     def read(self, path: Path, optional_labels: bool = False) -> list[Any]:
         from bertkit.data.multiple_choice import read_swag  # the label column is optional
@@ -503,13 +512,11 @@ def make_task(name: str, settings: Settings, tokenizer: Any) -> Task:
 def task_for_model(config: Any) -> str:
     """The task kind of a fine-tuned model directory's config (from ``architectures``)."""
     names = config.extra.get("architectures") or []
+    kinds = {"SequenceClassification": "regression" if heads.is_regression(config)
+             else "classification", "TokenClassification": "ner", "QuestionAnswering": "qa",
+             "MultipleChoice": "multiple-choice"}
     for n in names:
-        if n == "BertForSequenceClassification":
-            return "regression" if heads.is_regression(config) else "classification"
-        if n == "BertForTokenClassification":
-            return "ner"
-        if n == "BertForQuestionAnswering":
-            return "qa"
-        if n == "BertForMultipleChoice":
-            return "multiple-choice"
+        family, _, head = n.partition("For")
+        if family in ("Bert", "Roberta", "DistilBert", "Albert") and head in kinds:
+            return kinds[head]
     raise ValueError(f"config architectures {names} name no fine-tuned head")

@@ -64,6 +64,7 @@ class TokenizerBase:
     seps_between: int = 1            # separators between A and B (RoBERTa: 2)
     b_token_type: int = 1            # token type of segment B (RoBERTa: 0)
     truncate_pair = staticmethod(truncate_longest_first)  # Google's; RoBERTa: transformers'
+    word_prefix: str = ""            # what precedes a word inside a text (byte-level BPE: " ")
     cls_token_id: int
     sep_token_id: int
     pad_token_id: int
@@ -92,6 +93,17 @@ class TokenizerBase:
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         """Ids of each text, without special tokens."""
         return [ids for ids, _ in self.encode_batch_with_offsets(texts)]
+
+    def encode_words(self, words: Sequence[str]) -> list[tuple[list[int], list[Span]]]:
+        """Ids and character spans (within each word) of whitespace words, each encoded as it is
+        inside a text: byte-level BPE encodes it after a space (``Ġ``), as transformers does with
+        ``is_split_into_words``; WordPiece and SentencePiece need nothing.
+
+        For NER words and SQuAD's context words, which are split at whitespace first.
+        """
+        n = len(self.word_prefix)
+        enc = self.encode_batch_with_offsets([self.word_prefix + w for w in words])
+        return [(ids, [(max(s - n, 0), max(e - n, 0)) for s, e in spans]) for ids, spans in enc]
 
     def n_special(self, pair: bool) -> int:
         """Special tokens the template adds to one text (2) or a pair."""

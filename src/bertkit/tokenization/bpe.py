@@ -78,6 +78,7 @@ class ByteLevelBPETokenizer(TokenizerBase):
 
     tokenizer_class = "RobertaTokenizer"
     seps_between = 2
+    word_prefix = " "
     b_token_type = 0
     truncate_pair = staticmethod(truncate_balanced)
 
