@@ -745,7 +745,7 @@ def create_pretraining_data(inputs: list[str], vocab_file: str | os.PathLike[str
                              "pad_id": encoder.pad_id}
     if Path(vocab_file).is_dir():  # a tokenizer directory: its files, under their names
         vocab.update(file=files[0].name, files=[f.name for f in files],
-                     tokenizer_class=type(encoder.tokenizer).__name__)
+                     tokenizer_class=encoder.tokenizer.tokenizer_class)
     _check_inputs(paths, errors)  # undecodable or empty input: found before anything is written
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)

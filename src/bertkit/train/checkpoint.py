@@ -94,10 +94,12 @@ def restore_rng(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(run: str | os.PathLike[str], step: int, state: dict[str, Any],
-                    config: Any = None, keep_last: int = 3) -> Path:
+                    config: Any = None, keep_last: int = 3,
+                    architectures: list[str] | None = None) -> Path:
     """Write ``state`` as ``RUN/checkpoint-STEP`` atomically; then keep only the last ``keep_last``.
 
-    ``config`` (a BertConfig) is written as ``config.json``. Raises CheckpointError (e.g. disk
+    ``config`` (a family's config) is written as ``config.json`` with ``architectures`` (default
+    ``["BertForPreTraining"]``). Raises CheckpointError (e.g. disk
     full) after removing the partial temp directory; earlier checkpoints are untouched.
     """
     run = Path(run)
@@ -108,7 +110,8 @@ def save_checkpoint(run: str | os.PathLike[str], step: int, state: dict[str, Any
         os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; a checkpoint is 0755
         torch.save(state, tmp / "state.pt")
         if config is not None:
-            config.to_json_file(tmp / "config.json", architectures=["BertForPreTraining"])
+            config.to_json_file(tmp / "config.json",
+                                architectures=architectures or ["BertForPreTraining"])
         meta = {"step": step, "state_bytes": (tmp / "state.pt").stat().st_size,
                 "state_sha256": sha256_file(tmp / "state.pt")}
         (tmp / "meta.json").write_text(json.dumps(meta) + "\n", encoding="utf-8")

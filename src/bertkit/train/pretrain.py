@@ -1,7 +1,13 @@
-"""``bertkit pretrain``: MLM (+ NSP/SOP) pre-training of BertForPreTraining on bertkit shards.
+"""``bertkit pretrain``: MLM (+ NSP/SOP) pre-training of any family on bertkit shards.
 
-A run directory ``RUN`` holds ``args.json``, ``vocab.txt`` and ``tokenizer_config.json`` (from the
-data), ``metrics.jsonl`` (one JSON object per logged step or evaluation), and checkpoints
+The model is the family's masked-LM class (``AutoModelForMaskedLM`` by the config's
+``model_type``): ``BertForPreTraining`` (MLM + NSP), ``RobertaForMaskedLM`` and
+``DistilBertForMaskedLM`` (MLM only: data made with ``--objective none``), ``AlbertForPreTraining``
+(MLM + SOP). ``--config roberta-mini`` etc. picks a family's preset.
+
+A run directory ``RUN`` holds ``args.json``, the tokenizer's files (``vocab.txt`` and
+``tokenizer_config.json`` for WordPiece data, else the data's tokenizer directory files),
+``metrics.jsonl`` (one JSON object per logged step or evaluation), and checkpoints
 ``checkpoint-STEP`` (see :mod:`bertkit.train.checkpoint`). ``--resume RUN`` continues from the newest
 checkpoint exactly (same weights, optimizer, schedule, RNG and data position); with other ``--data``
 (e.g. phase 2 at sequence length 512) it continues the weights, optimizer and schedule and starts at
@@ -70,7 +76,7 @@ __all__ = ["PretrainArgs", "ExportArgs", "PlotArgs", "evaluate", "pretraining_lo
 
 @dataclass
 class PretrainArgs:
-    """Pre-train BERT (MLM + NSP/SOP) on shards made by ``bertkit create-pretraining-data``."""
+    """Pre-train a BERT-family model (MLM + NSP/SOP) on create-pretraining-data shards."""
 
     data: str | None = field(default=None, metadata={
         "help": "training data directory (create-pretraining-data); required, except with "
@@ -80,8 +86,8 @@ class PretrainArgs:
                 "that run"})
     eval_data: str | None = field(default=None, metadata={"help": "held-out data directory"})
     config: str | None = field(default=None, metadata={
-        "help": "model preset (tiny/mini/small/medium/base/large, L-4_H-256...) or config JSON; "
-                "default mini"})
+        "help": "model preset (tiny/mini/small/medium/base/large, L-4_H-256..., roberta-mini, "
+                "albert-mini, distilbert-mini, ...) or config JSON; default mini"})
     init: str | None = field(default=None, metadata={
         "help": "start from this HF-layout model directory (heads missing there start fresh)"})
     resume: str | None = field(default=None, metadata={
@@ -151,19 +157,30 @@ class PretrainArgs:
 # ----------------------------------------------------------------------------- loss and eval
 
 
+def pair_logits(out: Any) -> Tensor | None:
+    """The sentence-pair logits (B, 2) of a family's output: NSP (BERT), SOP (ALBERT) or None."""
+    logits = getattr(out, "nsp_logits", None)
+    return logits if logits is not None else getattr(out, "sop_logits", None)
+
+
+def _forward(model: nn.Module, batch: dict[str, Tensor]) -> Any:
+    return model(input_ids=batch["input_ids"], attention_mask=batch["input_mask"],
+                 token_type_ids=batch["segment_ids"],
+                 masked_lm_positions=batch["masked_lm_positions"])
+
+
 def pretraining_loss(model: nn.Module, batch: dict[str, Tensor], counts: dict[str, Tensor]
                      ) -> dict[str, Tensor]:
-    """This micro-batch's share of the global batch's MLM (+ NSP) loss (see the module doc)."""
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["input_mask"],
-                token_type_ids=batch["segment_ids"],
-                masked_lm_positions=batch["masked_lm_positions"])
+    """This micro-batch's share of the global batch's MLM (+ NSP/SOP) loss (see the module doc)."""
+    out = _forward(model, batch)
     ce = F.cross_entropy(out.mlm_logits.flatten(0, 1).float(),
                          batch["masked_lm_ids"].flatten(), reduction="none")  # (B*P,)
     w = batch["masked_lm_weights"].flatten().float()
     mlm = (ce * w).sum() / (counts["masked"] + 1e-5)
     shares = {"mlm_loss": mlm, "loss": mlm}
-    if "next_sentence_labels" in batch:
-        nsp = F.cross_entropy(out.nsp_logits.float(), batch["next_sentence_labels"].flatten(),
+    pair = pair_logits(out)
+    if "next_sentence_labels" in batch and pair is not None:
+        nsp = F.cross_entropy(pair.float(), batch["next_sentence_labels"].flatten(),
                               reduction="sum") / counts["seqs"]
         shares.update(nsp_loss=nsp, loss=mlm + nsp)
     return shares
@@ -192,18 +209,16 @@ def evaluate(model: nn.Module, dataset: Any, batch_size: int, max_batches: int =
         idx = list(range(b * batch_size, min((b + 1) * batch_size, len(dataset))))
         batch = to_device(dataset.batch(idx), env.device)
         with autocast(env.device, dtype):
-            out = model(input_ids=batch["input_ids"], attention_mask=batch["input_mask"],
-                        token_type_ids=batch["segment_ids"],
-                        masked_lm_positions=batch["masked_lm_positions"])
+            out = _forward(model, batch)
         logits, ids = out.mlm_logits.float().flatten(0, 1), batch["masked_lm_ids"].flatten()
         w = batch["masked_lm_weights"].flatten().double()
         ce = F.cross_entropy(logits, ids, reduction="none").double()
         sums[0] += float((ce * w).sum())
         sums[1] += float(((logits.argmax(-1) == ids).double() * w).sum())
         sums[2] += float(w.sum())
-        if "next_sentence_labels" in batch:
+        if "next_sentence_labels" in batch and pair_logits(out) is not None:
             labels = batch["next_sentence_labels"].flatten()
-            nsp = out.nsp_logits.float()
+            nsp = pair_logits(out).float()
             sums[3] += float(F.cross_entropy(nsp, labels, reduction="sum"))
             sums[4] += float((nsp.argmax(-1) == labels).sum())
             sums[5] += len(labels)
@@ -259,20 +274,22 @@ def data_fingerprint(index: dict[str, Any]) -> str:
 
 
 def build_model(args: PretrainArgs, index: dict[str, Any], resume_dir: Path | None) -> Any:
-    """BertForPreTraining from the checkpoint, ``--init`` or ``--config``, checked against the data."""
-    from bertkit.config import BertConfig
-    from bertkit.models.bert import BertForPreTraining
+    """The family's pre-training model (:class:`~bertkit.models.auto.AutoModelForMaskedLM` by
+    ``model_type``) from the checkpoint, ``--init`` or ``--config``, checked against the data."""
+    from bertkit.config import AutoConfig
+    from bertkit.models.auto import AutoModelForMaskedLM
 
     vocab = index["vocab"]
     if resume_dir is not None:
-        model = BertForPreTraining(BertConfig.from_json_file(resume_dir / "config.json"))
+        model = AutoModelForMaskedLM.from_config(AutoConfig.from_json_file(
+            resume_dir / "config.json"))
         source = str(resume_dir)
     elif args.init:
         init = Path(args.init)
         if init.is_file():
             raise NotADirectoryError(errno.ENOTDIR, "--init: is a file, not a model directory "
                                      "(config.json, model.safetensors)", str(init))
-        model = BertForPreTraining.from_pretrained(init)
+        model = AutoModelForMaskedLM.from_pretrained(init)
         source = str(init)
         if (init / "vocab.txt").is_file() and sha256_file(init / "vocab.txt") != vocab["sha256"]:
             raise ValueError(f"{args.data} was made with another vocabulary than {init}/vocab.txt "
@@ -280,19 +297,14 @@ def build_model(args: PretrainArgs, index: dict[str, Any], resume_dir: Path | No
     else:
         spec = args.config or "mini"
         if spec.endswith(".json") or Path(spec).is_file():
-            cfg = BertConfig.from_json_file(spec)
+            cfg = AutoConfig.from_json_file(spec)
         else:
-            cfg = BertConfig.from_preset(spec, vocab_size=vocab["size"])
-        model = BertForPreTraining(cfg)
+            cfg = AutoConfig.from_preset(spec, vocab_size=vocab["size"],
+                                         pad_token_id=vocab.get("pad_id", 0))
+        model = AutoModelForMaskedLM.from_config(cfg)
         source = f"--config {spec}"
     cfg = model.config
-    if cfg.vocab_size != vocab["size"]:
-        raise ValueError(f"{args.data} has a vocabulary of {vocab['size']} entries but the model "
-                         f"({source}) has vocab_size {cfg.vocab_size}")
-    seq = index["settings"]["max_seq_length"]
-    if seq > cfg.max_position_embeddings:
-        raise ValueError(f"{args.data} has max_seq_length {seq} but the model ({source}) has "
-                         f"max_position_embeddings {cfg.max_position_embeddings}")
+    _check_model_fits_data(cfg, source, args.data, index)
     if args.dropout is not None:
         cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = args.dropout
         for m in model.modules():
@@ -301,6 +313,39 @@ def build_model(args: PretrainArgs, index: dict[str, Any], resume_dir: Path | No
             if hasattr(m, "p_drop"):
                 m.p_drop = args.dropout
     return model
+
+
+def _check_model_fits_data(cfg: Any, source: str, data: Any, index: dict[str, Any]) -> None:
+    """ValueError naming both when the data's vocabulary, length or objective does not fit."""
+    vocab = index["vocab"]
+    if cfg.vocab_size != vocab["size"]:
+        raise ValueError(f"{data} has a vocabulary of {vocab['size']} entries but the model "
+                         f"({source}) has vocab_size {cfg.vocab_size}")
+    seq = index["settings"]["max_seq_length"]
+    offset = cfg.pad_token_id + 1 if cfg.model_type == "roberta" else 0  # RoBERTa's positions
+    if seq > cfg.max_position_embeddings - offset:
+        raise ValueError(f"{data} has max_seq_length {seq} but the model ({source}) has "
+                         f"max_position_embeddings {cfg.max_position_embeddings}")
+    objective = index["settings"].get("objective", "nsp")
+    if objective != "none" and cfg.model_type in ("roberta", "distilbert"):
+        raise ValueError(f"{data} was made with --objective {objective} but the model "
+                         f"({source}) is {cfg.model_type}, which has no sentence-pair head: "
+                         "make the data with --objective none")
+    if cfg.model_type == "roberta" and vocab.get("pad_id", cfg.pad_token_id) != cfg.pad_token_id:
+        raise ValueError(f"{data} pads with id {vocab['pad_id']} but the model ({source}) has "
+                         f"pad_token_id {cfg.pad_token_id} (RoBERTa's positions depend on it)")
+
+
+def encoder_layers(model: nn.Module) -> list[nn.Module]:
+    """The encoder layers (FSDP's units): BERT-like ``layers``, or ALBERT's shared groups."""
+    for m in model.modules():
+        layers = getattr(m, "layers", None)
+        if isinstance(layers, nn.ModuleList):
+            return list(layers)
+        groups = getattr(m, "groups", None)
+        if isinstance(groups, nn.ModuleList):
+            return list(groups)
+    raise ValueError(f"{type(model).__name__}: no encoder layers found to shard")
 
 
 def _seed_all(seed: int) -> None:
@@ -423,7 +468,8 @@ def _grad_scaler(precision: str, fsdp: bool) -> torch.amp.GradScaler | None:
 
 
 def _prepare_run(args: PretrainArgs, index: dict[str, Any], run: Path, resuming: bool) -> None:
-    """Create RUN (rank 0): args.json, vocab.txt, tokenizer_config.json.
+    """Create RUN (rank 0): args.json and the data's tokenizer files (a WordPiece vocab.txt with
+    a ``BertTokenizer`` tokenizer_config.json, or the tokenizer directory's files).
 
     A new run needs a new or empty RUN; only a bertkit run that stopped before its first
     checkpoint (RUN holding args.json) may start again in it (its metrics lines are dropped)."""
@@ -440,6 +486,11 @@ def _prepare_run(args: PretrainArgs, index: dict[str, Any], run: Path, resuming:
     from bertkit.fileio import atomic_write_text
 
     atomic_write_text(run / "args.json", json.dumps(dataclasses.asdict(args), indent=1) + "\n")
+    if index["vocab"].get("files"):  # made with a tokenizer directory (BPE, SentencePiece)
+        from bertkit.data.vocab_files import data_tokenizer
+
+        data_tokenizer(args.data).save_pretrained(run)
+        return
     shutil.copyfile(Path(args.data) / "vocab.txt", run / "vocab.txt")
     tok = {"do_lower_case": bool(index["settings"].get("do_lower_case", True)),
            "tokenizer_class": "BertTokenizer", "model_max_length": 512}
@@ -565,7 +616,7 @@ def _train(args: PretrainArgs, env: DistEnv, run: Path, resume_dir: Path | None,
     ck = C.load_checkpoint(resume_dir) if resume_dir is not None else None  # on the CPU
     if ck is not None:
         model.load_state_dict(ck["model"])  # the full weights, before sharding
-    model = shard_model(model, env, model.bert.layers) if fsdp else model.to(env.device)
+    model = shard_model(model, env, encoder_layers(model)) if fsdp else model.to(env.device)
     ds = dataset_cls(args.data, rank=env.rank, world_size=env.world_size, seed=args.seed)
     eval_ds = (dataset_cls(args.eval_data, rank=env.rank, world_size=env.world_size,
                            seed=args.seed) if args.eval_data else None)
@@ -636,7 +687,8 @@ def _train(args: PretrainArgs, env: DistEnv, run: Path, resume_dir: Path | None,
                         "loop": dataclasses.asdict(state), "rng": rngs,
                         "cursor": {"epoch": cursor.epoch, "batch": cursor.batch,
                                    "data": fingerprint}}
-            C.save_checkpoint(run, state.step, ck_state, model.config, args.keep_last)
+            C.save_checkpoint(run, state.step, ck_state, model.config, args.keep_last,
+                              architectures=[model.hf_architecture])
 
     last_eval = -1
 
@@ -724,16 +776,18 @@ class ExportArgs:
 
 
 def run_export(args: ExportArgs) -> int:
-    """Export: bertkit's and transformers' ``BertForPreTraining`` load the result.
+    """Export: bertkit's and transformers' classes of the family load the result
+    (``BertForPreTraining``, ``RobertaForMaskedLM``, ``AlbertForPreTraining``, ...).
 
     A non-empty ``--out`` is refused unless ``--overwrite``; the files are written into a temp
     directory beside it and moved in only when all are written.
     """
     import tempfile
 
-    from bertkit.config import BertConfig
+    from bertkit.config import AutoConfig
+    from bertkit.data.vocab_files import TOKENIZER_FILES
     from bertkit.fileio import check_output_dir, current_umask
-    from bertkit.models.bert import BertForPreTraining
+    from bertkit.models.auto import AutoModelForMaskedLM
 
     out = Path(args.out)
     check_output_dir(out)
@@ -742,17 +796,18 @@ def run_export(args: ExportArgs) -> int:
                          "replace its model files")
     ck_dir = C.resolve_resume(args.checkpoint)
     state = C.load_checkpoint(ck_dir)
-    model = BertForPreTraining(BertConfig.from_json_file(ck_dir / "config.json"))
+    model = AutoModelForMaskedLM.from_config(AutoConfig.from_json_file(ck_dir / "config.json"))
     model.load_state_dict(state["model"])
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
         model.save_pretrained(tmp)
-        for name in ("vocab.txt", "tokenizer_config.json"):
-            if (ck_dir.parent / name).is_file():
-                shutil.copyfile(ck_dir.parent / name, tmp / name)
-            elif name == "vocab.txt":
-                logger.warning("%s has no vocab.txt; the export has none", ck_dir.parent)
+        copied = [name for name in TOKENIZER_FILES if (ck_dir.parent / name).is_file()]
+        for name in copied:
+            shutil.copyfile(ck_dir.parent / name, tmp / name)
+        if not set(copied) - {"tokenizer_config.json"}:
+            logger.warning("%s has no vocab.txt (or other tokenizer files); the export has none",
+                           ck_dir.parent)
         if not out.exists():
             os.chmod(tmp, 0o777 & ~current_umask())
             os.replace(tmp, out)
