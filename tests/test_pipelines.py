@@ -387,3 +387,30 @@ def test_onnx_backend_serves_the_same_pipeline(minilm_dir: Path, embed, real_sen
         pipeline("feature-extraction", model=minilm_dir, backend="onnx")
     with pytest.raises(ValueError, match="lack 'logits'"):
         pipeline("fill-mask", model=minilm_dir, backend="onnx", onnx_file=graph)
+
+
+def test_predict_cli_runs_on_either_backend(classifier_dir: Path, real_sentences: list[str],
+                                            tmp_path: Path) -> None:
+    """``bertkit predict`` goes through the same backends: onnx answers as torch does."""
+    pytest.importorskip("onnxruntime")
+    import json
+
+    from bertkit.cli import main
+    from bertkit.inference.onnx import export_onnx
+
+    model = tmp_path / "m"
+    shutil.copytree(classifier_dir, model)
+    export_onnx(model, model / "model.onnx")
+    inp = tmp_path / "in.txt"
+    inp.write_text("\n".join(real_sentences[:6]) + "\n", encoding="utf-8")
+    rows = {}
+    for backend in ("torch", "onnx"):
+        out = tmp_path / f"{backend}.jsonl"
+        assert main(["predict", "--model", str(model), "--input", str(inp), "--output", str(out),
+                     "--backend", backend]) == 0
+        rows[backend] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["label"] for r in rows["onnx"]] == [r["label"] for r in rows["torch"]]
+    worst = max(abs(a["probabilities"][k] - b["probabilities"][k])
+                for a, b in zip(rows["onnx"], rows["torch"], strict=True)
+                for k in a["probabilities"])
+    assert worst <= 1e-4

@@ -61,6 +61,10 @@ class PredictArgs:
         "help": "progress bar of the batches (default: when stderr is a terminal)"})
     threads: int = field(default=0, metadata={"min": 0,
         "help": "torch CPU threads (0: torch's default)"})
+    backend: Literal["torch", "onnx"] = field(default="torch", metadata={
+        "help": "model runner: torch, or onnx (MODEL/model.onnx from bertkit export --format "
+                "onnx)"})
+    device: str = field(default="cpu", metadata={"help": "torch device: cpu, cuda, cuda:1 ..."})
 
 
 def _records(stream: IO[str] | IO[bytes], source: str
@@ -334,7 +338,7 @@ def run_predict(args: PredictArgs) -> int:
         # bytes, decoded line by line by _records (a line that is not UTF-8 is named)
         stream = sys.stdin if args.input == "-" else stack.enter_context(open(args.input, "rb"))
         predictor = Predictor(args.model, args.max_seq_length, args.long_inputs, args.batch_size,
-                              args.max_input_chars, progress)
+                              args.max_input_chars, progress, args.backend, args.device)
         if args.output == "-":
             out = sys.stdout
         else:
