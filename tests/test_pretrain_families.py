@@ -143,3 +143,26 @@ def test_objective_must_fit_the_family(family_data, tmp_path: Path) -> None:
         P.run_pretrain(_args("roberta", family_data["albert"], tmp_path / "r",
                              config="roberta-mini"))
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.real
+def test_cli_data_pretrain_export_with_a_sentencepiece_directory(family_data, text: Path,
+                                                                  tmp_path: Path) -> None:
+    """``bertkit create-pretraining-data --vocab DIR --objective sop --ngram 3``, then
+    ``bertkit pretrain --config albert-mini`` and ``bertkit export``, in-process."""
+    from bertkit.cli import main
+
+    spm_dir = family_data["albert"]["train"].parent / "tokenizer"
+    data, run, exp = tmp_path / "data", tmp_path / "run", tmp_path / "export"
+    assert main(["create-pretraining-data", "--input", str(text / "eval.txt"), "--vocab",
+                 str(spm_dir), "--out", str(data), "--objective", "sop", "--ngram", "3",
+                 "--max-seq-length", "32", "--max-predictions-per-seq", "5", "--dupe-factor",
+                 "1", "--workers", "1"]) == 0
+    assert {"spiece.model", "index.json"} <= {p.name for p in data.iterdir()}
+    assert main(["pretrain", "--data", str(data), "--out", str(run), "--config", "albert-mini",
+                 "--max-steps", "2", "--batch-size", "4", "--save-every", "2", "--device",
+                 "cpu", "--threads", "1", "--no-progress"]) == 0
+    assert main(["export", str(run), "--out", str(exp)]) == 0
+    config = (exp / "config.json").read_text(encoding="utf-8")
+    assert '"model_type": "albert"' in config and "AlbertForPreTraining" in config
+    assert (exp / "spiece.model").read_bytes() == (spm_dir / "spiece.model").read_bytes()
