@@ -156,6 +156,21 @@ def test_sentence_similarity_is_cosine_of_mean_pooled_vectors(minilm_dir: Path, 
     assert embed([]).shape == (0, 384) and rerank("q", []) == []
 
 
+def test_stitch_takes_each_piece_from_its_max_context_window() -> None:
+    """Windows padded to different widths (as in different batches) stitch back to the text."""
+    from bertkit.finetune.qa import _doc_windows, _max_context_owner
+    from bertkit.inference.pipelines import _stitch
+
+    n = 11
+    spans = _doc_windows(n, 4, 2)
+    owner = _max_context_owner(spans, n)
+    text = torch.arange(n + 2).float()[:, None].expand(-1, 3)       # (n + 2, H): [CLS] ... [SEP]
+    rows = [torch.cat([text[:1], text[1 + s:1 + s + k], text[-1:], -torch.ones(k % 3, 3)])
+            for s, k in spans]
+    assert torch.equal(_stitch(rows, owner, spans), text)
+    assert owner.tolist() == [0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+
+
 # ----------------------------------------------------------------------------- fill-mask
 
 

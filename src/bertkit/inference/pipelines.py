@@ -114,7 +114,10 @@ def _stitch(rows: Sequence[Tensor], owner: np.ndarray, spans: Sequence[tuple[int
         return rows[0][:n + 2]
     idx = torch.as_tensor(owner, dtype=torch.long)
     pos = torch.arange(n) - torch.tensor([spans[w][0] for w in owner.tolist()]) + 1
-    stacked = torch.stack([r[:max(k for _, k in spans) + 2] for r in rows])   # (W, T, ...)
+    width = max(k for _, k in spans) + 2
+    stacked = rows[0].new_zeros((len(rows), width, *rows[0].shape[1:]))     # (W, T, ...)
+    for w, (r, (_, k)) in enumerate(zip(rows, spans, strict=True)):
+        stacked[w, :k + 2] = r[:k + 2]  # rows come padded to their own batch's T
     last = spans[-1][1] + 1
     return torch.cat([rows[0][:1], stacked[idx, pos], rows[-1][last:last + 1]])
 
