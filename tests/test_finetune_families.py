@@ -13,6 +13,7 @@ unigram model trained here on the Rotten Tomatoes text (ALBERT). A short run mus
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import torch
 from realdata import fetch_or_skip
 
 from bertkit import artifacts
-from bertkit.finetune.run import FinetuneArgs, finetune
+from bertkit.cli import main
 from bertkit.models.heads import load_task_model
 from bertkit.tokenization import AutoTokenizer
 
@@ -131,11 +132,13 @@ def pretrained_dir(family: str, d: Path, rt_train: Path) -> Path:
 def test_finetune_classification_each_family_and_load_in_transformers(rt, tmp_path, family):
     model_dir = pretrained_dir(family, tmp_path / "pretrained", rt["all_train"])
     run = tmp_path / "run"
-    args = FinetuneArgs(task="classification", model=str(model_dir), train=str(rt["train"]),
-                        dev=str(rt["dev"]), test=str(rt["test"]), out=str(run), epochs=1,
-                        batch_size=16, max_seq_length=64, lr=1e-3, progress=False)
-    results = finetune(args, run, seed=1)
+    assert main(["finetune", "--task", "classification", "--model", str(model_dir),
+                 "--train", str(rt["train"]), "--dev", str(rt["dev"]), "--test", str(rt["test"]),
+                 "--out", str(run), "--epochs", "1", "--batch-size", "16",
+                 "--max-seq-length", "64", "--lr", "1e-3", "--seed", "1"]) == 0
+    results = json.loads((run / "results.json").read_text())
     assert results["best_epoch"] == 1 and 0.0 <= results["dev"]["accuracy"] <= 1.0
+    assert all(math.isfinite(e["train_loss"]) for e in results["epochs"])
     assert len((run / "test_results.tsv").read_text().splitlines()) == 33
     best = run / "best"
     config = json.loads((best / "config.json").read_text())
@@ -215,3 +218,22 @@ def test_qa_features_and_answers_by_offsets(tokenizers, family):
     assert sum(bool(f.start_position) for f in feats) >= len(examples)
     preds = postprocess(examples, feats, starts, ends, max_answer_length=12)
     assert preds.predictions == {qid: text for text, qid in answers}
+
+
+def test_finetune_refuses_an_unknown_family_and_a_foreign_checkpoint(rt, tmp_path, capsys):
+    model_dir = pretrained_dir("distilbert", tmp_path / "m", rt["all_train"])
+    config = json.loads((model_dir / "config.json").read_text())
+    flags = ["finetune", "--task", "classification", "--model", str(model_dir), "--train",
+             str(rt["train"]), "--dev", str(rt["dev"]), "--epochs", "1"]
+    (model_dir / "config.json").write_text(json.dumps({**config, "model_type": "xlnet"}))
+    assert main([*flags, "--out", str(tmp_path / "r1")]) == 2
+    err = capsys.readouterr().err
+    assert f"{model_dir / 'config.json'}: model_type 'xlnet' is not a family" in err, err
+    # a BERT config beside DistilBERT's weights
+    bert = {k: v for k, v in _hf_mlm("bert", 30522).config.to_dict().items()}
+    (model_dir / "config.json").write_text(json.dumps(bert))
+    assert main([*flags, "--out", str(tmp_path / "r2")]) == 2
+    err = capsys.readouterr().err
+    assert (f"{model_dir / 'model.safetensors'}: these are the weights of a distilbert model, "
+            "but config.json says model_type 'bert': key 'distilbert.") in err, err
+    assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()

@@ -357,10 +357,10 @@ def finetune(args: FinetuneArgs, run: Path, seed: int, *, claim: Path | None = N
             raise ValueError(f"{path}: no {split.name} examples")
     if claim is not None:
         check_out(claim, args.overwrite, clear=True)
-    run.mkdir(parents=True, exist_ok=True)  # only now: bad input leaves no empty RUN behind
     task.fit_loss_scale(train)
     _seed_all(seed)
     model = task.build_model(Path(args.model)).to(device)
+    run.mkdir(parents=True, exist_ok=True)  # only now: bad input or weights leave no empty RUN
     updates_per_epoch = math.ceil(len(train.features) / args.batch_size)
     total = max(1, round(updates_per_epoch * args.epochs))
     optimizer = build_optimizer(model, "adamw", args.lr, args.weight_decay,
