@@ -144,10 +144,7 @@ class AlbertTask:
     base_name = "albert"
     base_class = AlbertModel
     config_class = AlbertConfig
-
-    @classmethod
-    def dropout_p(cls, config: AlbertConfig) -> float:
-        return config.classifier_dropout_prob
+    dropout_field = "classifier_dropout_prob"
 
 
 class AlbertForMaskedLM(AlbertTask, MaskedLMModel):

@@ -63,14 +63,8 @@ class DistilBertTask:
     base_name = "distilbert"
     base_class = DistilBertModel
     config_class = DistilBertConfig
-
-    @classmethod
-    def dropout_p(cls, config: DistilBertConfig) -> float:
-        return config.hidden_dropout_prob
-
-    @classmethod
-    def qa_dropout_p(cls, config: DistilBertConfig) -> float:
-        return config.qa_dropout
+    dropout_field = "hidden_dropout_prob"  # HF's ``dropout``
+    qa_dropout_field = "qa_dropout"
 
 
 class DistilBertForMaskedLM(DistilBertTask, MaskedLMModel):

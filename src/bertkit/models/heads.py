@@ -130,6 +130,8 @@ class TaskModel(PreTrainedMixin, nn.Module):
     base_name: ClassVar[str] = "bert"                       # attribute = HF's base prefix
     base_class: ClassVar[Callable[..., nn.Module]] = BertModel
     needs_pooler: ClassVar[bool] = False                    # heads on the pooled [CLS] state
+    dropout_field: ClassVar[str | None] = None     # config field of the classifier's dropout
+    qa_dropout_field: ClassVar[str | None] = None  # config field of the dropout before qa_outputs
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
@@ -138,14 +140,18 @@ class TaskModel(PreTrainedMixin, nn.Module):
 
     @classmethod
     def dropout_p(cls, config: BertConfig) -> float:
-        """Dropout before a classifier: ``classifier_dropout``, else ``hidden_dropout_prob``."""
+        """Dropout before a classifier: the family's ``dropout_field``, else HF's
+        ``classifier_dropout``, else ``hidden_dropout_prob``."""
+        if cls.dropout_field is not None:
+            return float(getattr(config, cls.dropout_field))
         p = config.extra.get("classifier_dropout")
         return config.hidden_dropout_prob if p is None else float(p)
 
     @classmethod
     def qa_dropout_p(cls, config: BertConfig) -> float:
-        """Dropout before ``qa_outputs`` (none but DistilBERT's)."""
-        return 0.0
+        """Dropout before ``qa_outputs``: none but where ``qa_dropout_field`` names one
+        (DistilBERT's ``qa_dropout``)."""
+        return 0.0 if cls.qa_dropout_field is None else float(getattr(config, cls.qa_dropout_field))
 
     def encode(self, input_ids: Tensor, attention_mask: Tensor | None,
                token_type_ids: Tensor | None) -> BertOutput:
