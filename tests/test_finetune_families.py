@@ -29,6 +29,8 @@ from bertkit.tokenization import AutoTokenizer
 transformers = pytest.importorskip("transformers")
 
 FAMILIES = ("bert", "distilbert", "roberta", "albert")
+FAMILY_NAMES = {"bert": "Bert", "distilbert": "DistilBert", "roberta": "Roberta",
+                "albert": "Albert"}
 SMALL = dict(layers=2, hidden=32, heads=2, ffn=64)
 TEXTS = ["A gripping, beautifully made film.", "Tedious and badly acted from start to finish.",
          "Not bad.", "An overlong, self-indulgent mess that nonetheless has its moments of "
@@ -237,3 +239,38 @@ def test_finetune_refuses_an_unknown_family_and_a_foreign_checkpoint(rt, tmp_pat
     assert (f"{model_dir / 'model.safetensors'}: these are the weights of a distilbert model, "
             "but config.json says model_type 'bert': key 'distilbert.") in err, err
     assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()
+
+
+def test_ner_and_qa_runs_with_roberta_and_albert(rt, tmp_path):
+    """NER (WNUT-16) with RoBERTa and SQuAD-v2-layout QA with ALBERT: train, score, export a
+    directory transformers loads with its family's head."""
+    from test_finetune import _squad_v2_splits
+
+    from bertkit.data.labelled import fetch_labelled, sample_split
+    from bertkit.data.ner import read_conll
+    from bertkit.data.squad import read_squad
+
+    src = fetch_or_skip(fetch_labelled, "wnut16")
+    ner = {s: sample_split(src[s], tmp_path / f"{s}.txt", n, seed=1)
+           for s, n in (("train", 64), ("dev", 24))}
+    labels = sorted({t for s in read_conll(src["train"]) for t in s.tags})
+    (tmp_path / "squad").mkdir()
+    squad = _squad_v2_splits(tmp_path / "squad")
+    qa = {s: sample_split(squad[s], tmp_path / f"{s}.json", n, seed=1)
+          for s, n in (("train", 16), ("dev", 12))}
+    for family, task, data, extra in (
+            ("roberta", "ner", ner, ["--labels", ",".join(labels)]),
+            ("albert", "qa", qa, ["--max-seq-length", "128", "--doc-stride", "32"])):
+        model_dir = pretrained_dir(family, tmp_path / family, rt["all_train"])
+        run = tmp_path / f"run-{family}"
+        assert main(["finetune", "--task", task, "--model", str(model_dir), "--train",
+                     str(data["train"]), "--dev", str(data["dev"]), "--out", str(run),
+                     "--epochs", "1", "--batch-size", "8", *extra]) == 0
+        results = json.loads((run / "results.json").read_text())
+        assert 0.0 <= results["dev"]["f1"] <= 100.0
+        head = "TokenClassification" if task == "ner" else "QuestionAnswering"
+        hf = getattr(transformers, f"AutoModelFor{head}").from_pretrained(run / "best")
+        assert type(hf).__name__ == f"{FAMILY_NAMES[family]}For{head}"
+    preds = json.loads((tmp_path / "run-albert" / "dev" / "predictions.json").read_text())
+    for e in read_squad(qa["dev"]):  # every answer is a piece of its context
+        assert preds[e.qid] == "" or preds[e.qid] in e.context
