@@ -85,6 +85,11 @@ def ner_dir(minilm_dir: Path, wnut: list, tmp_path_factory: pytest.TempPathFacto
                      ner_label_list(wnut), seed=5)
 
 
+@pytest.fixture(scope="module")
+def tag(ner_dir: Path):  # noqa: ANN201
+    return pipeline("token-classification", model=ner_dir)
+
+
 def _hf_mean_pooling(model_dir: Path, texts: list[str]) -> torch.Tensor:
     """sentence-transformers' recipe on transformers.BertModel: masked mean of the last layer."""
     tok = transformers.AutoTokenizer.from_pretrained(str(model_dir))
@@ -265,10 +270,10 @@ def test_rerank_with_a_cross_encoder_orders_by_score(classify, real_sentences: l
 # ----------------------------------------------------------------------------- tokens
 
 
-def test_token_classification_entities_equal_transformers_simple(ner_dir: Path, wnut: list
-                                                                 ) -> None:
+def test_token_classification_entities_equal_transformers_simple(ner_dir: Path, tag,  # noqa: ANN001
+                                                                 wnut: list) -> None:
     texts = [" ".join(s.tokens) for s in wnut[::12][:120]]
-    ours = pipeline("token-classification", model=ner_dir)(texts)
+    ours = tag(texts)
     ref = transformers.pipeline("token-classification", model=str(ner_dir),
                                 aggregation_strategy="simple")(texts)
     n = 0
@@ -284,10 +289,10 @@ def test_token_classification_entities_equal_transformers_simple(ner_dir: Path, 
     assert n > 100 and worst <= TOL
 
 
-def test_token_classification_windows_cover_every_token(ner_dir: Path,
-                                                        real_sentences: list[str]) -> None:
+def test_token_classification_windows_cover_every_token(tag, real_sentences: list[str]  # noqa: ANN001
+                                                        ) -> None:
     text = max(real_sentences, key=len)
-    pipe = pipeline("token-classification", model=ner_dir)
+    pipe = tag
     full = pipe(text, aggregation_strategy="none", ignore_labels=())
     windowed = pipe.replace(max_length=24)(text, aggregation_strategy="none", ignore_labels=())
     assert [(t["start"], t["end"]) for t in windowed] == [(t["start"], t["end"]) for t in full]
