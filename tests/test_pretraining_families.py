@@ -194,3 +194,20 @@ def test_albert_data_ngram_spans_sop_and_workers(spm_dir: Path, sotu: Path,
     fd = PretrainingDataset(tmp_path / "dyn").features(np.arange(500))
     assert (fd["masked_lm_weights"].sum(1) == M.num_to_predict(fd["input_mask"].sum(1), 0.15,
                                                                 20)).mean() > 0.99
+
+
+@pytest.mark.real
+def test_bpe_directory_tokenized_in_workers_gives_the_same_bytes(gpt2_dir: Path, sotu: Path,
+                                                                  tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    """The tokenizer directory's encoder is shipped to the worker processes (as WordPiece's is):
+    with lines tokenized in 2 processes the shards equal those of 1 (RoBERTa's recipe + WWM)."""
+    from bertkit.data import pretraining
+
+    monkeypatch.setattr(pretraining, "_PARALLEL_TOKENIZE_LINES", 200)  # 2,400 lines: split
+    kw = dict(objective="none", do_whole_word_mask=True, masking="dynamic")
+    one = _make(tmp_path / "one", sotu, gpt2_dir, workers=1, **kw)
+    two = _make(tmp_path / "two", sotu, gpt2_dir, workers=2, **kw)
+    assert [s["sha256"] for s in one["shards"]] == [s["sha256"] for s in two["shards"]]
+    assert one["vocab"]["tokenizer_class"] == "RobertaTokenizer"
+    assert one["vocab"]["files"] == ["vocab.json", "merges.txt", "tokenizer_config.json"]
