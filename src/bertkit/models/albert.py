@@ -27,6 +27,7 @@ from bertkit.models.bert import (
     init_weights,
     masked_lm_loss,
     padding_mask,
+    run_layers,
 )
 from bertkit.models.heads import PooledClassifier, SpanExtractor, TokenClassifier
 from bertkit.models.roberta import MaskedLMModel
@@ -65,20 +66,9 @@ class AlbertModel(PreTrainedMixin, nn.Module):
         the output of every layer application (num_hidden_layers x inner_group_num)."""
         mask = padding_mask(attention_mask)
         x = self.embed_proj(self.embeddings(input_ids, token_type_ids, position_ids))
-        hidden: list[Tensor] = [x] if output_hidden_states else []
-        attns: list[Tensor] = []
-        for i in range(self.config.num_hidden_layers):
-            for layer in self.groups[self.group_of(i)]:
-                x, probs = layer(x, mask, output_attentions)
-                if output_hidden_states:
-                    hidden.append(x)
-                if probs is not None:
-                    attns.append(probs)
-        return BertOutput(
-            last_hidden_state=x,
-            pooler_output=self.pooler(x) if self.pooler is not None else None,
-            hidden_states=tuple(hidden) if output_hidden_states else None,
-            attentions=tuple(attns) if output_attentions else None)
+        applied = (layer for i in range(self.config.num_hidden_layers)
+                   for layer in self.groups[self.group_of(i)])
+        return run_layers(x, mask, applied, self.pooler, output_hidden_states, output_attentions)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -254,20 +255,29 @@ class BertModel(PreTrainedMixin, nn.Module):
         """input_ids, attention_mask, token_type_ids, position_ids: (B, T)."""
         mask = padding_mask(attention_mask)  # built once per batch, shared by every layer
         x = self.embeddings(input_ids, token_type_ids, position_ids)  # (B, T, H)
-        hidden: list[Tensor] = [x] if output_hidden_states else []
-        attns: list[Tensor] = []
-        for layer in self.layers:
-            x, probs = layer(x, mask, output_attentions)
-            if output_hidden_states:
-                hidden.append(x)
-            if probs is not None:
-                attns.append(probs)
-        return BertOutput(
-            last_hidden_state=x,
-            pooler_output=self.pooler(x) if self.pooler is not None else None,
-            hidden_states=tuple(hidden) if output_hidden_states else None,
-            attentions=tuple(attns) if output_attentions else None,
-        )
+        return run_layers(x, mask, self.layers, self.pooler, output_hidden_states,
+                          output_attentions)
+
+
+def run_layers(x: Tensor, mask: Tensor | None, layers: Iterable[nn.Module],
+               pooler: nn.Module | None, output_hidden_states: bool = False,
+               output_attentions: bool = False) -> BertOutput:
+    """Embedded (B, T, H) states through ``layers`` in order (a layer may recur, as ALBERT's
+    shared ones do), the pooler on the last; ``hidden_states`` starts with ``x`` itself."""
+    hidden: list[Tensor] = [x] if output_hidden_states else []
+    attns: list[Tensor] = []
+    for layer in layers:
+        x, probs = layer(x, mask, output_attentions)
+        if output_hidden_states:
+            hidden.append(x)
+        if probs is not None:
+            attns.append(probs)
+    return BertOutput(
+        last_hidden_state=x,
+        pooler_output=pooler(x) if pooler is not None else None,
+        hidden_states=tuple(hidden) if output_hidden_states else None,
+        attentions=tuple(attns) if output_attentions else None,
+    )
 
 
 class MaskedLMHead(nn.Module):
