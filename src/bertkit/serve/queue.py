@@ -94,6 +94,11 @@ class BatchQueue:
         self._worker.join(timeout)
 
     @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
+    @property
     def depth(self) -> int:
         """Requests waiting for the worker."""
         return self._jobs.qsize()
