@@ -58,6 +58,9 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "convert": ("bertkit.convert.google", "ConvertArgs", "run_convert",
                 "convert a Google TensorFlow checkpoint directory to Hugging Face format "
                 "(no TensorFlow needed)"),
+    "serve": ("bertkit.serve.cli", "ServeArgs", "run_serve",
+              "serve a model over HTTP (TEI/OpenAI-compatible JSON, batching across requests; "
+              "needs bertkit[serve])"),
     "dataset list": ("bertkit.data.labelled", "DatasetListArgs", "run_dataset_list",
                      "list the real labelled datasets bertkit can fetch for fine-tuning"),
     "dataset fetch": ("bertkit.data.labelled", "DatasetFetchArgs", "run_dataset_fetch",
