@@ -34,7 +34,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "corpus fetch": ("bertkit.data.corpora", "CorpusFetchArgs", "run_corpus_fetch",
                      "fetch a real corpus and write Google's pre-training text format"),
     "train-vocab": ("bertkit.tokenization.vocab_training", "TrainVocabArgs", "run_train_vocab",
-                    "train a WordPiece vocab.txt (Google's layout) from raw text"),
+                    "train a vocabulary from raw text: WordPiece vocab.txt (Google's layout), "
+                    "--kind bpe (RoBERTa) or unigram (ALBERT's spiece.model)"),
     "create-pretraining-data": (
         "bertkit.data.pretraining", "CreatePretrainingDataArgs", "run_create_pretraining_data",
         "make MLM + NSP/SOP pre-training shards from text, Google's algorithm, in parallel"),

@@ -30,6 +30,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from bertkit.fileio import atomic_write_text
 
@@ -69,6 +70,37 @@ def _order_vocab(vocab: dict[str, int], vocab_size: int) -> list[str]:
     return tokens
 
 
+def check_training_inputs(files: list[Path], vocab_size: int, min_vocab_size: int, out: Path,
+                          out_is_dir: bool = False) -> tuple[list[Path], int]:
+    """Check everything a vocabulary trainer needs before it runs, so a failure writes nothing.
+
+    Returns the input paths and their total size; raises ``OSError`` (a missing input, an
+    unwritable ``out``) or ``ValueError`` (no or empty input, ``vocab_size`` not above
+    ``min_vocab_size``, bytes that are not UTF-8), each naming the file (and line).
+    """
+    from bertkit.fileio import (
+        check_input_file,
+        check_output_dir,
+        check_output_file,
+        check_utf8_file,
+    )
+
+    paths = [Path(f) for f in files]
+    if not paths:
+        raise ValueError("no input files given")
+    (check_output_dir if out_is_dir else check_output_file)(out)  # before training, not after
+    for p in paths:
+        check_input_file(p, "input file")
+    total = sum(p.stat().st_size for p in paths)
+    if total == 0:
+        raise ValueError(f"the input files are empty: {', '.join(map(str, paths))}")
+    if vocab_size <= min_vocab_size:
+        raise ValueError(f"vocab_size must exceed {min_vocab_size}, got {vocab_size}")
+    for p in paths:  # the trainers' own errors name neither file nor line
+        check_utf8_file(p)
+    return paths, total
+
+
 def train_vocab(files: list[Path], vocab_size: int, lowercase: bool = True,
                 min_frequency: int = 2, limit_alphabet: int = 1000, *, out: Path) -> Path:
     """Train a WordPiece vocabulary of exactly ``vocab_size`` tokens on ``files``; write ``out``.
@@ -92,22 +124,8 @@ def train_vocab(files: list[Path], vocab_size: int, lowercase: bool = True,
     """
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
-    from bertkit.fileio import check_input_file, check_output_file, check_utf8_file
-
-    paths = [Path(f) for f in files]
-    if not paths:
-        raise ValueError("no input files given")
     out = Path(out)
-    check_output_file(out)  # before the training, not after it
-    for p in paths:
-        check_input_file(p, "input file")
-    total = sum(p.stat().st_size for p in paths)
-    if total == 0:
-        raise ValueError(f"the input files are empty: {', '.join(map(str, paths))}")
-    if vocab_size <= len(SPECIAL_TOKENS):
-        raise ValueError(f"vocab_size must exceed {len(SPECIAL_TOKENS)}, got {vocab_size}")
-    for p in paths:  # the trainer's own error names neither file nor line
-        check_utf8_file(p)
+    paths, total = check_training_inputs(files, vocab_size, len(SPECIAL_TOKENS), out)
 
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix=PREFIX))
     tok.normalizer = normalizers.BertNormalizer(
@@ -129,19 +147,25 @@ def train_vocab(files: list[Path], vocab_size: int, lowercase: bool = True,
 
 @dataclass
 class TrainVocabArgs:
-    """``bertkit train-vocab --input FILES --vocab-size N [--cased] --out vocab.txt``."""
+    """``bertkit train-vocab --input FILES --vocab-size N [--cased] [--kind K] --out PATH``."""
 
     input: list[str] = field(metadata={"help": "text files or globs (one sentence per line)",
                                        "metavar": "FILE"})
     vocab_size: int = field(metadata={"min": 1,
-        "help": "number of tokens in vocab.txt (e.g. 30522)"})
-    out: Path = field(metadata={"help": "vocab.txt to write", "metavar": "VOCAB"})
+        "help": "number of tokens (e.g. 30522 for BERT, 50265 RoBERTa, 30000 ALBERT)"})
+    out: Path = field(metadata={"help": "vocab.txt to write (wordpiece), or the directory for "
+                                "bpe (vocab.json, merges.txt) and unigram (spiece.model)",
+                                "metavar": "PATH"})
+    kind: Literal["wordpiece", "bpe", "unigram"] = field(default="wordpiece", metadata={
+        "help": "wordpiece (BERT, DistilBERT), bpe (RoBERTa's byte-level BPE) or unigram "
+                "(ALBERT's SentencePiece)"})
     cased: bool = field(default=False, metadata={
-        "help": "keep case and accents (default: lower-case and strip accents, as uncased BERT)"})
+        "help": "keep case and accents (default: lower-case and strip accents, as uncased BERT "
+                "and ALBERT; bpe is always cased, as RoBERTa)"})
     min_frequency: int = field(default=2, metadata={"min": 0,
-        "help": "minimum count of a learnt piece"})
+        "help": "minimum count of a learnt piece (wordpiece, bpe)"})
     limit_alphabet: int = field(default=1000, metadata={"min": 1,
-        "help": "maximum number of distinct characters kept"})
+        "help": "maximum number of distinct characters kept (wordpiece)"})
 
 
 def expand_inputs(patterns: list[str]) -> list[Path]:
@@ -159,13 +183,27 @@ def run_train_vocab(args: TrainVocabArgs) -> int:
     """CLI entry: train the vocabulary and print its path and size."""
     try:
         files = expand_inputs(args.input)
-        out = train_vocab(files, args.vocab_size, lowercase=not args.cased,
-                          min_frequency=args.min_frequency, limit_alphabet=args.limit_alphabet,
-                          out=args.out)
+        if args.kind == "wordpiece":
+            out = train_vocab(files, args.vocab_size, lowercase=not args.cased,
+                              min_frequency=args.min_frequency,
+                              limit_alphabet=args.limit_alphabet, out=args.out)
+        else:
+            from bertkit.tokenization import family_vocab
+
+            out = (family_vocab.train_bpe(files, args.vocab_size, args.min_frequency,
+                                          out=args.out) if args.kind == "bpe" else
+                   family_vocab.train_unigram(files, args.vocab_size, lowercase=not args.cased,
+                                              out=args.out))
     except (OSError, ValueError) as e:
         from bertkit.cli import _one_line
 
         logger.error("%s", _one_line(e))
         return 2
-    print(f"{out}: {args.vocab_size} tokens ({'cased' if args.cased else 'uncased'})")
+    if args.kind == "wordpiece":
+        print(f"{out}: {args.vocab_size} tokens ({'cased' if args.cased else 'uncased'})")
+    else:
+        from bertkit.tokenization import AutoTokenizer
+
+        case = "cased" if args.cased or args.kind == "bpe" else "uncased"
+        print(f"{out}: {len(AutoTokenizer.from_pretrained(out))} tokens ({args.kind}, {case})")
     return 0
