@@ -6,7 +6,6 @@ tiny ``--max-concurrent-requests`` and an ``--api-key`` for the 429, 401 and SIG
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
@@ -25,32 +24,11 @@ import torch
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from bertkit.serve.cli import ServeError, _uvicorn_server, bind  # noqa: E402
+from serve_client import call  # noqa: E402
+
+from bertkit.serve.cli import ServeError, bind, serve_in_thread  # noqa: E402
 
 pytestmark = pytest.mark.real
-
-
-def call(port: int, method: str, path: str, body: bytes | str | dict | list | None = None,
-         headers: dict[str, str] | None = None, timeout: float = 60) -> tuple[int, dict, object]:
-    """(status, headers, parsed JSON or text) of one request on a fresh connection."""
-    if isinstance(body, dict | list):
-        body = json.dumps(body)
-    if isinstance(body, str):
-        body = body.encode("utf-8")
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request(method, path, body=body, headers={"Content-Type": "application/json",
-                                                       **(headers or {})})
-        resp = conn.getresponse()
-        raw = resp.read()
-        hdrs = {k.lower(): v for k, v in resp.getheaders()}
-    finally:
-        conn.close()
-    try:
-        data: object = json.loads(raw)
-    except ValueError:
-        data = raw.decode("utf-8", "replace")
-    return resp.status, hdrs, data
 
 
 @pytest.fixture(scope="module")
@@ -60,21 +38,9 @@ def server(minilm_dir: Path):
     from bertkit.serve.service import Limits, Service
 
     service = Service(minilm_dir, limits=Limits(max_batch_tokens=4096))
-    sock = bind("127.0.0.1", 0)
-    srv = _uvicorn_server(create_app(service), sock)
-    srv.config.log_level = "warning"
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    port = sock.getsockname()[1]
-    for _ in range(200):
-        if srv.started:
-            break
-        time.sleep(0.05)
-    yield port, service
-    srv.should_exit = True
-    thread.join(30)
-    sock.close()
-    assert not thread.is_alive()
+    with serve_in_thread(create_app(service)) as port:
+        yield port, service
+    assert service.queue.closed
 
 
 def _offline(minilm_dir: Path, texts: list[str]) -> torch.Tensor:

@@ -13,6 +13,7 @@ import logging
 import signal
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from bertkit.errors import BertkitError
 
 logger = logging.getLogger("bertkit.serve")
 
-__all__ = ["ServeArgs", "ServeError", "bind", "run_serve"]
+__all__ = ["ServeArgs", "ServeError", "bind", "run_serve", "serve_in_thread"]
 
 
 class ServeError(BertkitError, RuntimeError):
@@ -98,6 +99,30 @@ def _uvicorn_server(app: Any, sock: socket.socket) -> Any:
     config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False,
                             timeout_graceful_shutdown=60, lifespan="on")
     return Server(config)
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0,
+                    timeout: float = 30.0) -> Iterator[int]:
+    """Serve ``app`` from a background thread (tests, notebooks); yields the port, and on exit
+    shuts the server down as SIGTERM would (requests in flight finish)."""
+    sock = bind(host, port)
+    server = _uvicorn_server(app, sock)
+    server.config.log_level = "warning"
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
+                              name="bertkit-serve", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise ServeError(f"the server on port {sock.getsockname()[1]} did not start")
+            time.sleep(0.02)
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(timeout)
+        sock.close()
 
 
 def _require_extra() -> None:
