@@ -93,6 +93,27 @@ def test_openai_embeddings_rerank_tokenize_info_metrics(server, real_sentences):
     assert call(port, "POST", "/embed", {"inputs": "x " * 600, "truncate": True})[0] == 200
 
 
+def test_onnx_backend_serves_the_same_vectors(minilm_dir, real_sentences, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from bertkit.inference.onnx_export import export_onnx
+    from bertkit.serve.app import create_app
+    from bertkit.serve.service import Service
+
+    d = tmp_path / "minilm"
+    d.mkdir()
+    for f in ("config.json", "vocab.txt", "tokenizer_config.json", "model.safetensors"):
+        (d / f).symlink_to(minilm_dir / f)
+    export_onnx(d, d / "model.onnx")
+    service = Service(d, backend="onnx")
+    with serve_in_thread(create_app(service)) as port:
+        status, _, vecs = call(port, "POST", "/embed", {"inputs": real_sentences[:8]})
+        assert call(port, "GET", "/info")[2]["backend"] == "onnx"
+    assert status == 200
+    cos = torch.nn.functional.cosine_similarity(torch.tensor(vecs),
+                                                _offline(minilm_dir, real_sentences[:8]), dim=-1)
+    assert cos.min() >= 0.9999, cos
+
+
 def _bad_requests() -> list[tuple[str, bytes, str]]:
     """(path, body, a word the error must name): over 200 bad requests."""
     j = json.dumps
@@ -259,6 +280,18 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "bertkit.cli", "serve", *args],
                           capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONWARNINGS": "ignore"})
+
+
+def test_without_the_extra_serve_is_a_one_line_error(tmp_path):
+    code = ("import sys; sys.modules['fastapi'] = None; import bertkit; "
+            "from bertkit.cli import main; sys.exit(main(['serve', '--model', sys.argv[1]]))")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                          text=True, timeout=120)
+    _one_line_error(proc, "pip install \"bertkit[serve]\"")
+    proc = subprocess.run([sys.executable, "-c", "import sys, bertkit, bertkit.cli, "
+                           "bertkit.serve; print('fastapi' in sys.modules)"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "False"
 
 
 def _one_line_error(proc: subprocess.CompletedProcess, *words: str) -> None:
