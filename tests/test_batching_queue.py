@@ -109,3 +109,30 @@ def test_close_finishes_queued_requests_and_refuses_new_ones():
     with pytest.raises(QueueClosedError):
         q.submit([Encoded([1])])
     assert q.submit([]).result(0) == []
+
+
+def test_length_groups_bound_the_padding():
+    from bertkit.serve.queue import length_groups
+
+    lengths = [10, 3, 9, 5, 2, 40, 21, 1]
+    groups = length_groups(lengths)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    for g in groups:
+        assert all(lengths[i] >= 0.5 * lengths[g[0]] for i in g)
+    assert length_groups(lengths, 0) == [sorted(range(8), key=lambda i: -lengths[i])]
+
+
+def test_short_inputs_are_not_padded_to_a_long_one():
+    gate = threading.Event()
+    backend = EchoBackend(gate)
+    q = BatchQueue(backend, pad_id=0, token_types=False)
+    hold = q.submit([Encoded([1])])
+    long_one = q.submit([Encoded([2] * 100)])
+    short = [q.submit([Encoded([3] * 10)]) for _ in range(6)]
+    gate.set()
+    hold.result(10)
+    long_one.result(10)
+    for f in short:
+        _check(f.result(10), [Encoded([3] * 10)])
+    q.close()
+    assert (1, 100) in backend.shapes and (6, 10) in backend.shapes

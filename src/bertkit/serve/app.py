@@ -21,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from bertkit.inference.batcher import NonFiniteOutputError
 from bertkit.serve.queue import QueueClosedError
@@ -159,6 +160,8 @@ async def _answer(service: Service, request: Request, path: str) -> Response:
         return error(e.status, e.message, e.kind)
     except NonFiniteOutputError as e:
         return error(424, f"model: {e}", "Backend")
+    except ClientDisconnect:
+        return error(400, "body: the client went away before sending it all")
     except QueueClosedError as e:
         return error(503, str(e), "Unhealthy")
     except (ValueError, TypeError) as e:

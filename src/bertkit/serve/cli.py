@@ -151,6 +151,9 @@ def run_serve(args: ServeArgs) -> int:
         service = Service(args.model, args.task, args.backend, limits, args.pooling)
         app = create_app(service, args.api_key)
         host, port = sock.getsockname()[:2]
+        if args.api_key is None and host not in ("127.0.0.1", "::1", "localhost"):
+            logger.warning("listening on %s without --api-key: anyone who reaches this port "
+                           "can use the model", host)
         logger.info("listening on http://%s:%d (%s)", host, port,
                     ", ".join(service.endpoints()))
         _uvicorn_server(app, sock).run(sockets=[sock])

@@ -28,9 +28,27 @@ from bertkit.serve.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BatchQueue", "QueueClosedError"]
+__all__ = ["BatchQueue", "QueueClosedError", "length_groups"]
 
 Rows = list[dict[str, Tensor]]
+
+
+def length_groups(lengths: Sequence[int], min_fill: float = 0.5) -> list[list[int]]:
+    """Indices grouped by length, longest first: a group closes when an input is shorter than
+    ``min_fill`` x its group's longest, so padding at most doubles a group's tokens at 0.5
+    (0: one group).
+
+    >>> length_groups([10, 3, 9, 5, 2])
+    [[0, 2, 3], [1, 4]]
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and lengths[i] >= min_fill * lengths[groups[-1][0]]:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
 
 
 class QueueClosedError(RuntimeError):
@@ -49,15 +67,17 @@ class _Job:
 
 class BatchQueue:
     """A single worker thread running every request's inputs through ``backend`` in batches of
-    at most ``max_batch_tokens`` padded tokens (an input longer than that runs alone)."""
+    at most ``max_batch_tokens`` padded tokens (an input longer than that runs alone), inputs
+    shorter than ``min_fill`` x a batch's longest in a later batch (on a CPU, padding costs as
+    much as real tokens)."""
 
     def __init__(self, backend: Callable[[dict[str, Tensor]], dict[str, Tensor]], pad_id: int,
                  token_types: bool = True, max_batch_tokens: int = 16384,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, min_fill: float = 0.5) -> None:
         if max_batch_tokens < 1:
             raise ValueError(f"max_batch_tokens must be >= 1, got {max_batch_tokens}")
         self.backend, self.pad_id, self.token_types = backend, pad_id, token_types
-        self.max_batch_tokens = max_batch_tokens
+        self.max_batch_tokens, self.min_fill = max_batch_tokens, min_fill
         self.metrics = metrics or Metrics()
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self._closed = False
@@ -149,8 +169,15 @@ class BatchQueue:
         return self.backend(batch)
 
     def _run(self, items: Sequence[Encoded]) -> Rows:
-        return run_features(self._forward, items, self.pad_id, self.max_batch_tokens,
-                            token_types=self.token_types)
+        """Rows of ``items`` in order; inputs of similar length run together (see
+        :func:`length_groups`) so that short inputs are not padded to a long one's length."""
+        rows: list[dict[str, Tensor] | None] = [None] * len(items)
+        for group in length_groups([len(it) for it in items], self.min_fill):
+            out = run_features(self._forward, [items[i] for i in group], self.pad_id,
+                               self.max_batch_tokens, token_types=self.token_types)
+            for i, r in zip(group, out, strict=True):
+                rows[i] = r
+        return [r for r in rows if r is not None]
 
     def _serve(self, group: list[_Job]) -> None:
         """Run a group's inputs together; each job gets its own rows or its own error."""
