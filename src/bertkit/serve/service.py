@@ -74,8 +74,9 @@ class Service:
         config = AutoConfig.from_pretrained(model)
         spec = task_of_model(config)[0] if task == "auto" else task_spec(task)
         self.task = spec.name
-        max_length = spec.max_length if spec.name == "question-answering" else \
-            config.max_position_embeddings
+        max_length = config.max_position_embeddings
+        if spec.name == "question-answering":  # doc-stride windows: the fine-tuning length
+            max_length = min(spec.max_length, max_length)
         main = pipeline(spec.name, model, backend=backend, max_length=max_length,
                         max_batch_tokens=self.limits.max_batch_tokens)
         self.main, self.max_length = main, max_length
