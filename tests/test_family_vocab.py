@@ -183,3 +183,8 @@ def test_sotu_held_out_ids_match_transformers(kind: str, hf_class: str,
           f"{same}/{len(held)} lines (single and pair) identical to transformers' {hf_class}")
     assert same == len(held)
     assert unk == 0.0 if kind == "bpe" else unk < 0.002
+    if kind == "unigram":  # the file itself, in the sentencepiece library after ALBERT's cleanup
+        spm = pytest.importorskip("sentencepiece")
+        sp = spm.SentencePieceProcessor(model_file=str(out / "spiece.model"))
+        ours = AutoTokenizer.from_pretrained(out).encode_batch(held)
+        assert ours == [sp.encode(albert_preprocess(s)) for s in held]
