@@ -179,3 +179,30 @@ def test_auto_tokenizer_picks_the_family(files, tmp_path):
 
     ByteLevelBPETokenizer(*files).save_pretrained(tmp_path)
     assert isinstance(AutoTokenizer.from_pretrained(tmp_path), ByteLevelBPETokenizer)
+
+
+SPECIAL_TEXTS = ["Paris is the <mask> of France.", "a<mask>b", "x <s> y </s>", "<pad><unk>",
+                 "two <mask> <mask> masks", "<mask>", " <mask>", "not special: <mask", "<MASK>"]
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("mask_lstrip", [False, True])
+def test_special_tokens_written_in_the_text_equal_transformers(files, mask_lstrip):
+    ours = ByteLevelBPETokenizer(*files, mask_lstrip=mask_lstrip)
+    mask = transformers.AddedToken("<mask>", lstrip=True) if mask_lstrip else "<mask>"
+    fast = transformers.RobertaTokenizerFast(*map(str, files), mask_token=mask)
+    got = ours(SPECIAL_TEXTS, max_length=None, truncation=False, padding=False,
+               return_tensors=None, return_offsets=True)
+    want = fast(SPECIAL_TEXTS, return_offsets_mapping=True)
+    assert got["input_ids"] == want["input_ids"]
+    assert got["offsets"] == [[tuple(o) for o in row] for row in want["offset_mapping"]]
+    assert ours.mask_token_id in got["input_ids"][0]
+
+
+@pytest.mark.real
+def test_mask_lstrip_survives_save_and_load(files, tmp_path):
+    ByteLevelBPETokenizer(*files, mask_lstrip=True).save_pretrained(tmp_path)
+    assert ByteLevelBPETokenizer.from_pretrained(tmp_path).mask_lstrip
+    fast = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    assert fast("the <mask>")["input_ids"] == ByteLevelBPETokenizer.from_pretrained(
+        tmp_path).encode("the <mask>")

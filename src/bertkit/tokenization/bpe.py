@@ -20,6 +20,9 @@ from bertkit.fileio import atomic_path, atomic_write_text
 from bertkit.tokenization.base import Span, TokenizerBase, truncate_balanced
 
 SPECIALS = {"bos": "<s>", "pad": "<pad>", "eos": "</s>", "unk": "<unk>", "mask": "<mask>"}
+# roberta-base's tokenizer_config.json form of a ``<mask>`` that takes the space before it.
+MASK_LSTRIP = {"__type": "AddedToken", "content": "<mask>", "lstrip": True, "normalized": False,
+               "rstrip": False, "single_word": False, "special": True}
 
 
 class BPEFileError(BertkitError, ValueError):
@@ -83,8 +86,8 @@ class ByteLevelBPETokenizer(TokenizerBase):
     truncate_pair = staticmethod(truncate_balanced)
 
     def __init__(self, vocab_file: str | Path, merges_file: str | Path,
-                 add_prefix_space: bool = False) -> None:
-        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+                 add_prefix_space: bool = False, mask_lstrip: bool = False) -> None:
+        from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
 
         self.vocab_file, self.merges_file = Path(vocab_file), Path(merges_file)
         self.vocab = read_vocab_json(self.vocab_file)
@@ -105,6 +108,12 @@ class ByteLevelBPETokenizer(TokenizerBase):
         engine.post_processor = processors.RobertaProcessing(
             (SPECIALS["eos"], self.sep_token_id), (SPECIALS["bos"], self.cls_token_id),
             trim_offsets=True, add_prefix_space=add_prefix_space)
+        # A special token written in the text is that token, as in transformers. With
+        # ``mask_lstrip`` (the hub's roberta-base config) ``<mask>`` takes the space before it.
+        self.mask_lstrip = mask_lstrip
+        engine.add_special_tokens([
+            AddedToken(t, special=True, normalized=False, lstrip=mask_lstrip and t == "<mask>")
+            for t in SPECIALS.values()])
         self._engine = engine
         self.pad_token_id = self.vocab[SPECIALS["pad"]]
         self.unk_token_id = self.vocab[SPECIALS["unk"]]
@@ -149,8 +158,10 @@ class ByteLevelBPETokenizer(TokenizerBase):
         d = Path(directory)
         config_path = d / "tokenizer_config.json"
         config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+        mask = config.get("mask_token")
         return cls(d / "vocab.json", d / "merges.txt",
-                   add_prefix_space=bool(config.get("add_prefix_space", False)))
+                   add_prefix_space=bool(config.get("add_prefix_space", False)),
+                   mask_lstrip=isinstance(mask, dict) and bool(mask.get("lstrip", False)))
 
     def save_pretrained(self, directory: str | Path) -> list[Path]:
         d = Path(directory)
@@ -162,6 +173,7 @@ class ByteLevelBPETokenizer(TokenizerBase):
         config = {"tokenizer_class": self.tokenizer_class, "add_prefix_space":
                   self.add_prefix_space, "bos_token": "<s>", "eos_token": "</s>",
                   "cls_token": "<s>", "sep_token": "</s>", "pad_token": "<pad>",
-                  "unk_token": "<unk>", "mask_token": "<mask>"}
+                  "unk_token": "<unk>", "mask_token": MASK_LSTRIP if self.mask_lstrip
+                  else "<mask>"}
         atomic_write_text(d / "tokenizer_config.json", json.dumps(config, indent=2) + "\n")
         return [d / "vocab.json", d / "merges.txt", d / "tokenizer_config.json"]
