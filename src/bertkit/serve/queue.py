@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from torch import Tensor
 
+from bertkit.errors import BertkitError
 from bertkit.inference.batcher import Encoded, NonFiniteOutputError, run_features
 from bertkit.serve.metrics import Metrics
 
@@ -51,7 +52,7 @@ def length_groups(lengths: Sequence[int], min_fill: float = 0.5) -> list[list[in
     return groups
 
 
-class QueueClosedError(RuntimeError):
+class QueueClosedError(BertkitError, RuntimeError):
     """The queue is shutting down and takes no new requests."""
 
 

@@ -10,11 +10,13 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from bertkit.errors import BertkitError
+
 __all__ = ["RequestError", "check_fields", "get_bool", "get_int", "get_str", "get_texts",
            "parse_json"]
 
 
-class RequestError(Exception):
+class RequestError(BertkitError):
     """A request the server refuses: ``status`` (4xx), a message naming the field or limit."""
 
     def __init__(self, status: int, message: str, kind: str = "Validation") -> None:
