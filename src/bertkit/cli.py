@@ -78,7 +78,7 @@ class TokenizeArgs:
         "help": "keep case and accents (do_lower_case=False); default: the model directory's "
                 "tokenizer_config.json, else lower-case"})
     ids: bool = field(default=False, metadata={"help": "print vocabulary ids instead of tokens"})
-    special: bool = field(default=False, metadata={"help": "add [CLS] ... [SEP] around each line"})
+    special: bool = field(default=False, metadata={"help": "add the model's start and end tokens around each line"})
 
 
 @dataclass
@@ -88,7 +88,7 @@ class EmbedArgs:
     model: Path = field(metadata={"help": "model directory in Hugging Face layout "
                                   "(config.json, model.safetensors, vocab.txt)"})
     pooling: Literal["mean", "cls", "pooler"] = field(
-        default="mean", metadata={"help": "mean of token states, the [CLS] state, or the pooler"})
+        default="mean", metadata={"help": "mean of token states, the first (start-token) state, or the pooler"})
     normalize: bool = field(default=False, metadata={"help": "L2-normalise the embeddings"})
     output: Path | None = field(default=None, metadata={
         "help": "write a .npy array here instead of JSON lines on stdout"})

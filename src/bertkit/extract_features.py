@@ -2,9 +2,9 @@
 
 Input: a UTF-8 text file (``-`` for stdin), one example per line; ``A ||| B`` (Google's regex
 ``^(.*) \\|\\|\\| (.*)$`` on the stripped line) makes a pair. Each example becomes
-``[CLS] A [SEP] (B [SEP])`` with token types 0/1, truncated as Google does (a pair longest-first
+the tokenizer's single or pair template with token types 0/1, truncated as Google does (a pair longest-first
 to ``max_seq_length - 3`` tokens, a single text to its first ``max_seq_length - 2``). Empty lines
-are examples too (``[CLS] [SEP]``), and an empty input gives an empty, valid output.
+are examples too (the two special tokens alone), and an empty input gives an empty, valid output.
 
 Layers use Google's indexes: they count encoder layers only, ``-1`` is the last and ``0`` the
 first (the embedding output is not selectable); see :func:`bertkit.inference.hidden_state_indices`.
@@ -14,7 +14,7 @@ Outputs (``--out PATH``):
 * ``jsonl`` (default; ``--out -`` writes stdout): Google's layout, one object per input line in
   input order, values ``round(float(x), 6)``::
 
-    {"linex_index": 0, "features": [{"token": "[CLS]", "layers": [{"index": -1, "values": [...]},
+    {"linex_index": 0, "features": [{"token": "hello", "layers": [{"index": -1, "values": [...]},
      ...]}, ...]}
 
 * ``npy``: ``PATH`` holds float32 (n_tokens, n_layers, H), the tokens of every line
@@ -91,7 +91,7 @@ class ExtractFeaturesArgs:
     format: Literal["jsonl", "npy", "safetensors"] = field(default="jsonl", metadata={
         "help": "jsonl: Google's layout; npy / safetensors: float32 (n_tokens, n_layers, H)"})
     max_seq_length: int = field(default=128, metadata={
-        "min": 3, "help": "tokens per example with [CLS]/[SEP]; longer ones are truncated"})
+        "min": 3, "help": "tokens per example with the special tokens; longer ones are truncated"})
     batch_size: int = field(default=32, metadata={"min": 1, "help": "examples per forward pass"})
     chunk_lines: int = field(default=2048, metadata={
         "min": 1, "help": "lines read, length-sorted into batches and written per chunk"})

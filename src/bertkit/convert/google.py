@@ -31,6 +31,7 @@ from torch import Tensor
 from bertkit.config import BertConfig
 from bertkit.convert.hf import CheckpointError, check_shapes, is_bert_key
 from bertkit.fileio import atomic_path, atomic_write_text
+from bertkit.tokenization.wordpiece import guess_do_lower_case
 
 logger = logging.getLogger(__name__)
 
@@ -199,15 +200,6 @@ def infer_head_config(weights: GoogleWeights, config: BertConfig) -> None:
         n = int(w.shape[0])
         config.extra["id2label"] = {str(i): f"LABEL_{i}" for i in range(n)}
         config.extra["label2id"] = {f"LABEL_{i}": i for i in range(n)}
-
-
-def guess_do_lower_case(vocab: Path) -> bool:
-    """Lower-case unless over 0.5% of the pieces have upper case (Google's cased vocabs have
-    thousands; the uncased and Chinese ones have two each, such as ``ℝ`` and ``<S>``)."""
-    with open(vocab, encoding="utf-8") as f:
-        pieces = [line.strip().removeprefix("##") for line in f]
-    upper = sum(p != p.lower() for p in pieces if not (p[:1] in "[<" and p[-1:] in "]>"))
-    return upper <= 0.005 * max(len(pieces), 1)
 
 
 def check_against_config(weights: GoogleWeights, config: BertConfig) -> None:

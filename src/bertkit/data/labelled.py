@@ -359,7 +359,7 @@ def _social_iqa(path: Path) -> _Prepared:
 
     BIG-bench's ``input`` is the context followed by the question; it becomes ``sent1`` (and
     ``startphrase``), ``sent2`` is empty, so a choice is the answer alone: the paper's BERT input
-    ``[CLS] context question [SEP] answer [SEP]``. The answers keep BIG-bench's order and the
+    the pair (context + question, answer). The answers keep BIG-bench's order and the
     label is the one scored 1. Examples left with 2 answers are dropped: BIG-bench's
     ``target_scores`` dict merged two identical answer texts, so the original label position is
     lost (4 in the pinned file). Identical inputs form one group.
@@ -472,8 +472,8 @@ def _mmlu(path: Path) -> _Prepared:
     chain-of-thought prompts, reasoning dropped), the 285 translated into each of de, es, fr, hi,
     it, pt and th, and 225 Korean KMMLU questions; 4 choices each.
 
-    The prompt (``sent1``) is the question alone, so a choice is ``[CLS] question [SEP] answer
-    [SEP]``. ``video-id`` holds ``mmlu-<lang>-<subject>``. English items whose choices are not
+    The prompt (``sent1``) is the question alone, so a choice is the pair (question,
+    answer). ``video-id`` holds ``mmlu-<lang>-<subject>``. English items whose choices are not
     exactly A-D (5 choices, or none) are dropped. All items of one subject and language family
     (MMLU or KMMLU) form one group, so no translation of a test question is in train.
     """

@@ -30,7 +30,7 @@ def pool(hidden: Tensor, attention_mask: Tensor, pooling: Pooling,
     """(B, T, H) states + (B, T) mask -> (B, H) sentence vectors.
 
     ``mean`` averages the real tokens (special tokens included, as sentence-transformers does),
-    ``cls`` takes the [CLS] state, ``pooler`` the model's tanh pooler output.
+    ``cls`` takes the first token's state, ``pooler`` the model's tanh pooler output.
     """
     if pooling == "mean":
         m = attention_mask.to(hidden.dtype)[..., None]           # (B, T, 1)
@@ -98,7 +98,7 @@ def encode(model: Any, tokenizer: Any, texts: Sequence[str], batch_size: int = 3
     """Embed ``texts`` with ``model`` (a ``BertModel``) in input order.
 
     Returns a (len(texts), H) tensor of pooled vectors (L2-normalised if ``normalize``), or, with
-    ``pooling=None``, a list of (T_i, H) per-token states, [CLS] and [SEP] included.
+    ``pooling=None``, a list of (T_i, H) per-token states, the special tokens included.
 
     ``layers`` (Google's indexes: -1 = last encoder layer, 0 = first; see the module docstring)
     adds a layer axis: per-token states become (T_i, n_layers, H) and pooled vectors

@@ -47,7 +47,7 @@ class Pipeline:
         if options:
             raise TypeError(f"{self.task}: unknown option(s) {', '.join(sorted(options))}")
         limit = getattr(config, "max_position_embeddings", 512)
-        lo = 2 if truncate else 3  # windows need room for one piece besides [CLS] and [SEP]
+        lo = 2 if truncate else 3  # windows need room for one piece besides the special tokens
         if not lo <= max_length <= limit:
             raise ValueError(f"max_length: {max_length} is outside {lo}..{limit} "
                              "(the model's max_position_embeddings)")
@@ -93,7 +93,7 @@ class Pipeline:
 
     def _text_windows(self, ids: list[int], what: str) -> tuple[list[Encoded], np.ndarray,
                                                                list[tuple[int, int]]]:
-        """``[CLS] piece window [SEP]`` inputs of one text (one when it fits or ``truncate``)."""
+        """``start piece-window end`` inputs of one text (the family's template) (one when it fits or ``truncate``)."""
         budget = self.max_length - 2
         if len(ids) > budget and self.truncate:
             ids = ids[:budget]
@@ -107,8 +107,8 @@ class Pipeline:
 
 def _stitch(rows: Sequence[Tensor], owner: np.ndarray, spans: Sequence[tuple[int, int]]
             ) -> Tensor:
-    """Per-window token outputs (T_w, ...) -> (n + 2, ...) for the whole text: [CLS] from the
-    first window, piece ``i`` from window ``owner[i]``, [SEP] from the last window."""
+    """Per-window token outputs (T_w, ...) -> (n + 2, ...) for the whole text: the start token
+    from the first window, piece ``i`` from window ``owner[i]``, the end token from the last."""
     n = len(owner)
     if len(rows) == 1:
         return rows[0][:n + 2]
@@ -239,7 +239,7 @@ class BiEncoderRerankPipeline(SentenceSimilarityPipeline):
 
 
 class FillMaskPipeline(Pipeline):
-    """``pipe("Paris is the [MASK] of France.", top_k=5)`` -> the ``top_k`` best fillers, as
+    """``pipe(f"Paris is the {mask} of France.", top_k=5)`` (``mask`` the tokenizer's mask token) -> the ``top_k`` best fillers, as
     transformers' fill-mask: dicts of ``score``, ``token``, ``token_str``, ``sequence``; a text
     with several masks gives a list per mask."""
 

@@ -6,7 +6,7 @@ Notation used in shape comments:
 
 The architecture is Google's, unchanged, so real checkpoints reproduce: learned absolute positions,
 post-LayerNorm encoder layers, exact-erf or tanh GELU per ``hidden_act``, a tanh pooler over
-[CLS], and an MLM head whose decoder weight IS the word-embedding matrix (with its own bias).
+the first token, and an MLM head whose decoder weight IS the word-embedding matrix (with its own bias).
 Module names are our own (one fused q/k/v projection, for instance); ``bertkit.convert`` maps them
 to and from Hugging Face and Google names.
 """
@@ -183,7 +183,7 @@ class EncoderLayer(nn.Module):
 
 
 class Pooler(nn.Module):
-    """tanh(W h_[CLS] + b): (B, T, H) -> (B, H)."""
+    """tanh(W h_0 + b) on the first token's state: (B, T, H) -> (B, H)."""
 
     def __init__(self, cfg: BertConfig) -> None:
         super().__init__()

@@ -129,7 +129,7 @@ class TaskModel(PreTrainedMixin, nn.Module):
 
     base_name: ClassVar[str] = "bert"                       # attribute = HF's base prefix
     base_class: ClassVar[Callable[..., nn.Module]] = BertModel
-    needs_pooler: ClassVar[bool] = False                    # heads on the pooled [CLS] state
+    needs_pooler: ClassVar[bool] = False                    # heads on the pooled first-token state
     dropout_field: ClassVar[str | None] = None     # config field of the classifier's dropout
     qa_dropout_field: ClassVar[str | None] = None  # config field of the dropout before qa_outputs
 
@@ -160,7 +160,7 @@ class TaskModel(PreTrainedMixin, nn.Module):
 
 
 class PooledClassifier(TaskModel):
-    """Dropout + linear on the pooled [CLS] vector: class logits, or one value for regression."""
+    """Dropout + linear on the pooled first-token vector: class logits, or one value for regression."""
 
     needs_pooler = True
 
@@ -209,7 +209,7 @@ class SpanExtractor(TaskModel):
 
 
 class BertForSequenceClassification(PooledClassifier):
-    """BERT's sequence classifier (pooled [CLS] -> dropout -> ``classifier``)."""
+    """BERT's sequence classifier (pooled first token -> dropout -> ``classifier``)."""
 
     hf_architecture = "BertForSequenceClassification"
 
@@ -227,7 +227,7 @@ class BertForQuestionAnswering(SpanExtractor):
 
 
 class BertForMultipleChoice(TaskModel):
-    """Each choice is encoded as its own [CLS] context [SEP] choice [SEP]; one score per choice."""
+    """Each choice is encoded as its own (context, choice) pair; one score per choice."""
 
     hf_architecture = "BertForMultipleChoice"
     needs_pooler = True

@@ -185,7 +185,7 @@ class Service:
         return vecs.tolist()
 
     def embed_all(self, body: dict[str, Any]) -> Any:
-        """TEI ``/embed_all``: per-token states of the last layer, [CLS] and [SEP] included."""
+        """TEI ``/embed_all``: per-token states of the last layer, the special tokens included."""
         texts, _, truncate, _ = self._texts(body, "inputs", ("inputs", "truncate"))
         states = self.pipe("main", truncate)(texts, pooling=None)
         return [s.tolist() for s in states]

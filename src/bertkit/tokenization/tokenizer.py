@@ -500,7 +500,7 @@ class BertTokenizer(TokenizerBase):
             if config_path.is_file():
                 do_lower_case = bool(_read_json(config_path).get("do_lower_case", True))
             elif (vocab.parent / "bert_config.json").is_file():  # Google's layout says nothing
-                from bertkit.convert.google import guess_do_lower_case
+                from bertkit.tokenization.wordpiece import guess_do_lower_case
 
                 do_lower_case = guess_do_lower_case(vocab)
                 logger.info("%s: do_lower_case=%s, guessed from the vocabulary (Google's "

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Container
+from pathlib import Path
 
 UNK = "[UNK]"
 PREFIX = "##"
@@ -71,3 +72,12 @@ def wordpiece(
     ['[UNK]']
     """
     return [p for p, _, _ in wordpiece_spans(word, vocab, unk, max_chars, prefix, max_piece_chars)]
+
+
+def guess_do_lower_case(vocab: str | Path) -> bool:
+    """Lower-case unless over 0.5% of the pieces have upper case (Google's cased vocabs have
+    thousands; the uncased and Chinese ones have two each, such as ``ℝ`` and ``<S>``)."""
+    with open(vocab, encoding="utf-8") as f:
+        pieces = [line.strip().removeprefix(PREFIX) for line in f]
+    upper = sum(p != p.lower() for p in pieces if not (p[:1] in "[<" and p[-1:] in "]>"))
+    return upper <= 0.005 * max(len(pieces), 1)
