@@ -16,8 +16,10 @@ pieces when they start with ``▁``.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -237,3 +239,32 @@ class TokenizerBase:
         import torch
 
         return {k: torch.tensor(v, dtype=torch.long).reshape(len(v), -1) for k, v in out.items()}
+
+
+class EngineTokenizer(TokenizerBase):
+    """A tokenizer whose pieces come from a ``tokenizers`` engine (``self._engine``) over a
+    ``self.vocab`` token -> id table; BPE and SentencePiece share these lookups."""
+
+    vocab: dict[str, int]
+    ids_to_tokens: dict[int, str]
+    unk_token_id: int
+    _engine: Any
+
+    def convert_tokens_to_ids(self, tokens: Sequence[str]) -> list[int]:
+        return [self.vocab.get(t, self.unk_token_id) for t in tokens]
+
+    def convert_ids_to_tokens(self, ids: Sequence[int]) -> list[str]:
+        return [self.ids_to_tokens[int(i)] for i in ids]
+
+    def decode(self, ids: Sequence[int] | Any, skip_special_tokens: bool = True) -> str:
+        """The text back, special tokens dropped unless asked."""
+        ids = [int(i) for i in ids]
+        if skip_special_tokens:
+            ids = [i for i in ids if i not in self.special_token_ids]
+        return self._engine.decode(ids, skip_special_tokens=False)
+
+
+def read_tokenizer_config(directory: Path) -> dict[str, Any]:
+    """``directory/tokenizer_config.json`` as a dict, or ``{}`` where there is none."""
+    path = directory / "tokenizer_config.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}

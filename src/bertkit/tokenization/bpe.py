@@ -13,11 +13,15 @@ import json
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from bertkit.errors import BertkitError
 from bertkit.fileio import atomic_path, atomic_write_text
-from bertkit.tokenization.base import Span, TokenizerBase, truncate_balanced
+from bertkit.tokenization.base import (
+    EngineTokenizer,
+    Span,
+    read_tokenizer_config,
+    truncate_balanced,
+)
 
 SPECIALS = {"bos": "<s>", "pad": "<pad>", "eos": "</s>", "unk": "<unk>", "mask": "<mask>"}
 # roberta-base's tokenizer_config.json form of a ``<mask>`` that takes the space before it.
@@ -70,7 +74,7 @@ def read_merges(path: Path, vocab: dict[str, int]) -> list[tuple[str, str]]:
     return merges
 
 
-class ByteLevelBPETokenizer(TokenizerBase):
+class ByteLevelBPETokenizer(EngineTokenizer):
     """RoBERTa's tokenizer: ``<s> A </s></s> B </s>``, token types all 0.
 
     Args:
@@ -137,27 +141,13 @@ class ByteLevelBPETokenizer(TokenizerBase):
         """A token that begins with an encoded space (``Ġ``), or a special token."""
         return token.startswith("Ġ") or token in SPECIALS.values()
 
-    def convert_tokens_to_ids(self, tokens: Sequence[str]) -> list[int]:
-        return [self.vocab.get(t, self.unk_token_id) for t in tokens]
-
-    def convert_ids_to_tokens(self, ids: Sequence[int]) -> list[str]:
-        return [self.ids_to_tokens[int(i)] for i in ids]
-
-    def decode(self, ids: Sequence[int] | Any, skip_special_tokens: bool = True) -> str:
-        """The text back (byte-level BPE is lossless), specials dropped unless asked."""
-        ids = [int(i) for i in ids]
-        if skip_special_tokens:
-            ids = [i for i in ids if i not in self.special_token_ids]
-        return self._engine.decode(ids, skip_special_tokens=False)
-
     # -- files ----------------------------------------------------------------------------------
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> ByteLevelBPETokenizer:
         """``vocab.json`` + ``merges.txt`` (+ ``add_prefix_space`` from tokenizer_config.json)."""
         d = Path(directory)
-        config_path = d / "tokenizer_config.json"
-        config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+        config = read_tokenizer_config(d)
         mask = config.get("mask_token")
         return cls(d / "vocab.json", d / "merges.txt",
                    add_prefix_space=bool(config.get("add_prefix_space", False)),

@@ -16,12 +16,11 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from bertkit.errors import BertkitError
 from bertkit.fileio import atomic_path, atomic_write_text
 from bertkit.protowire import WireError, fields, float32, scalar
-from bertkit.tokenization.base import Span, TokenizerBase
+from bertkit.tokenization.base import EngineTokenizer, Span, read_tokenizer_config
 
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 UNIGRAM = 1
@@ -78,7 +77,7 @@ def read_spm_model(path: Path) -> SpmModel:
     return SpmModel(pieces, charsmap, model_type)
 
 
-class SentencePieceTokenizer(TokenizerBase):
+class SentencePieceTokenizer(EngineTokenizer):
     """ALBERT's tokenizer from ``spiece.model``.
 
     Args:
@@ -155,24 +154,11 @@ class SentencePieceTokenizer(TokenizerBase):
         """A piece that begins with ``▁`` (a word boundary), or a special piece."""
         return token.startswith("▁") or token in ("[CLS]", "[SEP]", "[MASK]", "<pad>")
 
-    def convert_tokens_to_ids(self, tokens: Sequence[str]) -> list[int]:
-        return [self.vocab.get(t, self.unk_token_id) for t in tokens]
-
-    def convert_ids_to_tokens(self, ids: Sequence[int]) -> list[str]:
-        return [self.ids_to_tokens[int(i)] for i in ids]
-
-    def decode(self, ids: Sequence[int] | Any, skip_special_tokens: bool = True) -> str:
-        ids = [int(i) for i in ids]
-        if skip_special_tokens:
-            ids = [i for i in ids if i not in self.special_token_ids]
-        return self._engine.decode(ids, skip_special_tokens=False)
-
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> SentencePieceTokenizer:
         """``spiece.model`` (+ ``do_lower_case``/``keep_accents`` from tokenizer_config.json)."""
         d = Path(directory)
-        path = d / "tokenizer_config.json"
-        config = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        config = read_tokenizer_config(d)
         return cls(d / "spiece.model", do_lower_case=bool(config.get("do_lower_case", True)),
                    keep_accents=bool(config.get("keep_accents", False)))
 
