@@ -116,6 +116,15 @@ def test_distilbert_loss_is_the_weighted_sum() -> None:
     assert torch.allclose(only.total, 5 * out.ce, atol=ATOL)
 
 
+def test_a_batch_without_masked_positions_gives_zero_not_nan() -> None:
+    s, t = seeded(0, 100).requires_grad_(), seeded(0, 100)
+    loss = soft_target_kl(s, t)
+    loss.backward()  # still in the graph
+    assert float(loss.detach()) == 0.0
+    assert float(mlm_cross_entropy(s, torch.zeros(0, dtype=torch.long))) == 0.0
+    assert float(cosine_hidden_loss(seeded(1, 3, 8), seeded(1, 3, 8), torch.zeros(1, 3))) == 0.0
+
+
 def test_masked_kl_equals_the_full_vocabulary_reference(teacher, batch) -> None:
     """Logits only at the masked positions give the reference distiller's loss, which computes
     (B, T, V) logits at every position and keeps the masked rows."""

@@ -37,6 +37,11 @@ class DistillError(BertkitError, ValueError):
     """A teacher/student pair, layer choice or layer pairing that cannot be distilled."""
 
 
+def _mean(x: Tensor) -> Tensor:
+    """Mean of ``x``; 0 (still in the graph) when ``x`` is empty, e.g. a batch with no mask."""
+    return x.mean() if x.numel() else x.sum()
+
+
 def masked_rows(x: Tensor, mask: Tensor) -> Tensor:
     """The rows of ``x`` (B, P, ...) where ``mask`` (B, P) is nonzero -> (N, ...)."""
     return x[mask.bool()]
@@ -50,13 +55,13 @@ def soft_target_kl(student_logits: Tensor, teacher_logits: Tensor,
     log_s = F.log_softmax(student_logits.float() / temperature, dim=-1)          # (N, V)
     log_t = F.log_softmax(teacher_logits.detach().float() / temperature, dim=-1)  # (N, V)
     per_row = F.kl_div(log_s, log_t, reduction="none", log_target=True).sum(-1)  # (N,)
-    return per_row.mean() * temperature ** 2
+    return _mean(per_row) * temperature ** 2
 
 
 def mlm_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     """Mean cross-entropy of the student's logits (N, V) at the masked positions against the
-    original ids (N,) -> scalar."""
-    return F.cross_entropy(logits.float(), labels.long())
+    original ids (N,) -> scalar (0 when N is 0)."""
+    return _mean(F.cross_entropy(logits.float(), labels.long(), reduction="none"))
 
 
 def cosine_hidden_loss(student_hidden: Tensor, teacher_hidden: Tensor,
@@ -66,7 +71,7 @@ def cosine_hidden_loss(student_hidden: Tensor, teacher_hidden: Tensor,
     s, t = student_hidden.float(), teacher_hidden.detach().float()
     if attention_mask is not None:
         s, t = masked_rows(s, attention_mask), masked_rows(t, attention_mask)  # (N, H)
-    return (1 - F.cosine_similarity(s, t, dim=-1)).mean()
+    return _mean(1 - F.cosine_similarity(s, t, dim=-1))
 
 
 @dataclass(frozen=True)
