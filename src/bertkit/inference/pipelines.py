@@ -93,7 +93,8 @@ class Pipeline:
 
     def _text_windows(self, ids: list[int], what: str) -> tuple[list[Encoded], np.ndarray,
                                                                list[tuple[int, int]]]:
-        """``start piece-window end`` inputs of one text (the family's template) (one when it fits or ``truncate``)."""
+        """``start piece-window end`` inputs of one text in the family's template (one input
+        when the text fits or ``truncate``)."""
         budget = self.max_length - 2
         if len(ids) > budget and self.truncate:
             ids = ids[:budget]
@@ -103,6 +104,19 @@ class Pipeline:
                         self.max_length)
         items = [Encoded(self.tokenizer.build_inputs(ids[s:s + k])[0]) for s, k in spans]
         return items, owner, spans
+
+    def _all_windows(self, encoded: Sequence[tuple[list[int], Any]]
+                     ) -> tuple[list[Encoded], list[tuple[int, int, np.ndarray,
+                                                          list[tuple[int, int]]]]]:
+        """Every text's window inputs in one list, and per text (first item, item count,
+        owner, spans) to stitch its rows back."""
+        items: list[Encoded] = []
+        plan = []
+        for i, (ids, _) in enumerate(encoded):
+            feats, owner, spans = self._text_windows(ids, f"inputs[{i}]")
+            plan.append((len(items), len(feats), owner, spans))
+            items += feats
+        return items, plan
 
 
 def _stitch(rows: Sequence[Tensor], owner: np.ndarray, spans: Sequence[tuple[int, int]]
@@ -159,11 +173,7 @@ class FeatureExtractionPipeline(Pipeline):
         (None for a windowed text)."""
         _check_texts(texts)
         encoded = self.tokenizer.encode_batch_with_offsets(list(texts))
-        items, plan = [], []
-        for i, (ids, _) in enumerate(encoded):
-            feats, owner, spans = self._text_windows(ids, f"inputs[{i}]")
-            plan.append((len(items), len(feats), owner, spans))
-            items += feats
+        items, plan = self._all_windows(encoded)
         rows = self.run(items)
         states, pooled = [], []
         for first, count, owner, spans in plan:
@@ -431,11 +441,7 @@ class TokenClassificationPipeline(Pipeline):
         texts = [inputs] if isinstance(inputs, str) else list(inputs)
         _check_texts(texts)
         encoded = self.tokenizer.encode_batch_with_offsets(texts)
-        items, plan = [], []
-        for i, (ids, _) in enumerate(encoded):
-            feats, owner, spans = self._text_windows(ids, f"inputs[{i}]")
-            plan.append((len(items), len(feats), owner, spans))
-            items += feats
+        items, plan = self._all_windows(encoded)
         rows = self.run(items)
         names = self.labels()
         results = []
