@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from realdata import fetch_or_skip
+from seeded_heads import head_dir
 
 from bertkit import artifacts
 from bertkit.artifacts import FileSpec, Package
@@ -22,24 +23,6 @@ from bertkit.inference.pipelines import pipeline
 transformers = pytest.importorskip("transformers")
 
 TOL = 1e-5
-
-
-def _head_dir(minilm_dir: Path, out: Path, cls_name: str, labels: list[str] | None,
-              seed: int = 0) -> Path:
-    """MiniLM + a seeded random ``cls_name`` head (scaled x40), saved with its tokenizer files."""
-    from bertkit.models import heads
-
-    torch.manual_seed(seed)
-    overrides = heads.label_entries(labels) if labels is not None else {}
-    model = getattr(heads, cls_name).from_pretrained(minilm_dir, **overrides)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.startswith(("classifier", "qa_outputs")) and p.ndim == 2:
-                p.mul_(40)
-    model.save_pretrained(out)
-    for f in ("vocab.txt", "tokenizer_config.json"):
-        shutil.copy(minilm_dir / f, out / f)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +38,7 @@ def embed(minilm_dir: Path):  # noqa: ANN201 - a FeatureExtractionPipeline
 
 @pytest.fixture(scope="module")
 def classifier_dir(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _head_dir(minilm_dir, tmp_path_factory.mktemp("cls"), "BertForSequenceClassification",
+    return head_dir(minilm_dir, tmp_path_factory.mktemp("cls"), "BertForSequenceClassification",
                      ["negative", "neutral", "positive"])
 
 
@@ -81,7 +64,7 @@ def ner_dir(minilm_dir: Path, wnut: list, tmp_path_factory: pytest.TempPathFacto
     """MiniLM with a seeded random token head over WNUT-16's 21 BIO tags."""
     from bertkit.data.ner import ner_label_list
 
-    return _head_dir(minilm_dir, tmp_path_factory.mktemp("ner"), "BertForTokenClassification",
+    return head_dir(minilm_dir, tmp_path_factory.mktemp("ner"), "BertForTokenClassification",
                      ner_label_list(wnut), seed=5)
 
 
@@ -307,7 +290,7 @@ def test_question_answering_equals_the_finetuning_postprocessing(
     from bertkit.finetune.qa import collate_qa, convert_examples, postprocess
     from bertkit.tokenization import BertTokenizer
 
-    qa_dir = _head_dir(minilm_dir, tmp_path / "qa", "BertForQuestionAnswering", None, seed=1)
+    qa_dir = head_dir(minilm_dir, tmp_path / "qa", "BertForQuestionAnswering", None, seed=1)
     context = " ".join(real_sentences[-6:])
     questions = ["What does the licence grant?", "Who is a contributor?"]
     pipe = pipeline("question-answering", model=qa_dir, max_length=64, doc_stride=24,
@@ -332,7 +315,7 @@ def test_question_answering_equals_the_finetuning_postprocessing(
 
 
 def test_multiple_choice_scores_equal_transformers(minilm_dir: Path, tmp_path: Path) -> None:
-    mc_dir = _head_dir(minilm_dir, tmp_path / "mc", "BertForMultipleChoice", None, seed=2)
+    mc_dir = head_dir(minilm_dir, tmp_path / "mc", "BertForMultipleChoice", None, seed=2)
     item = {"context": "The capital of France is", "choices": ["Paris.", "a cat.", "blue."]}
     got = pipeline("multiple-choice", model=mc_dir)(item)
     tok = transformers.AutoTokenizer.from_pretrained(str(mc_dir))

@@ -7,14 +7,13 @@ The heads are the real all-MiniLM-L6-v2 encoder with seeded random heads (as in
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import torch
 from realdata import fetch_or_skip
+from seeded_heads import head_dir
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -28,23 +27,6 @@ from bertkit.serve.cli import serve_in_thread  # noqa: E402
 from bertkit.serve.service import Service  # noqa: E402
 
 pytestmark = pytest.mark.real
-
-
-def _head_dir(minilm_dir: Path, out: Path, cls_name: str, labels: list[str] | None) -> Path:
-    """MiniLM + a seeded random ``cls_name`` head (scaled x40 so predictions vary)."""
-    from bertkit.models import heads
-
-    torch.manual_seed(0)
-    overrides = heads.label_entries(labels) if labels is not None else {}
-    model = getattr(heads, cls_name).from_pretrained(minilm_dir, **overrides)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.startswith(("classifier", "qa_outputs")) and p.ndim == 2:
-                p.mul_(40)
-    model.save_pretrained(out)
-    for f in ("vocab.txt", "tokenizer_config.json"):
-        shutil.copy(minilm_dir / f, out / f)
-    return out
 
 
 @contextmanager
@@ -71,7 +53,7 @@ def _close(a, b, tol: float = 1e-5) -> None:
 
 
 def test_classifier_predict_and_cross_encoder_rerank(minilm_dir, real_sentences, tmp_path):
-    d = _head_dir(minilm_dir, tmp_path / "cls", "BertForSequenceClassification",
+    d = head_dir(minilm_dir, tmp_path / "cls", "BertForSequenceClassification",
                   ["negative", "neutral", "positive"])
     texts = real_sentences[:5]
     with served(d) as (port, service):
@@ -93,7 +75,7 @@ def test_classifier_predict_and_cross_encoder_rerank(minilm_dir, real_sentences,
 
 
 def test_ner_and_qa(minilm_dir, real_sentences, tmp_path):
-    ner = _head_dir(minilm_dir, tmp_path / "ner", "BertForTokenClassification",
+    ner = head_dir(minilm_dir, tmp_path / "ner", "BertForTokenClassification",
                     ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"])
     texts = real_sentences[:3]
     with served(ner) as (port, service):
@@ -101,7 +83,7 @@ def test_ner_and_qa(minilm_dir, real_sentences, tmp_path):
         status, _, got = call(port, "POST", "/ner", {"inputs": texts})
         assert status == 200
         _close(got, service.main(texts))
-    qa = _head_dir(minilm_dir, tmp_path / "qa", "BertForQuestionAnswering", None)
+    qa = head_dir(minilm_dir, tmp_path / "qa", "BertForQuestionAnswering", None)
     context = " ".join(real_sentences[-4:])
     with served(qa) as (port, service):
         assert service.task == "question-answering"
