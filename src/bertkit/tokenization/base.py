@@ -250,6 +250,13 @@ class EngineTokenizer(TokenizerBase):
     unk_token_id: int
     _engine: Any
 
+    def __len__(self) -> int:
+        return len(self.vocab)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
     def convert_tokens_to_ids(self, tokens: Sequence[str]) -> list[int]:
         return [self.vocab.get(t, self.unk_token_id) for t in tokens]
 

@@ -123,13 +123,6 @@ class ByteLevelBPETokenizer(EngineTokenizer):
         self.unk_token_id = self.vocab[SPECIALS["unk"]]
         self.mask_token_id = self.vocab[SPECIALS["mask"]]
 
-    def __len__(self) -> int:
-        return len(self.vocab)
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.vocab)
-
     def encode_batch_with_offsets(self, texts: Sequence[str]) -> list[tuple[list[int], list[Span]]]:
         encodings = self._engine.encode_batch(list(texts))
         return [(e.ids[1:-1], [tuple(o) for o in e.offsets[1:-1]]) for e in encodings]

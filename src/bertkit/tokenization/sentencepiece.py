@@ -136,13 +136,6 @@ class SentencePieceTokenizer(EngineTokenizer):
         self.pad_token_id, self.unk_token_id = self.vocab["<pad>"], unk
         self.mask_token_id = self.vocab.get("[MASK]")
 
-    def __len__(self) -> int:
-        return len(self.vocab)
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.vocab)
-
     def encode_batch_with_offsets(self, texts: Sequence[str]) -> list[tuple[list[int], list[Span]]]:
         encodings = self._engine.encode_batch(list(texts), add_special_tokens=False)
         return [(e.ids, [tuple(o) for o in e.offsets]) for e in encodings]
