@@ -227,3 +227,27 @@ def test_args_file_values_are_typed(tmp_path: Path) -> None:
     args = dataclass_from_namespace(FinetuneArgs, parser.parse_args(["--args-file", str(path)]),
                                     parser)
     assert args.epochs == 2.0 and isinstance(args.epochs, float) and args.seeds == [1, 2]
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_default_is_within_its_own_bounds(command):
+    """A flag left out must never be refused: create-pretraining-data's default --workers 0
+    once failed its own "at least 1" bound, so the command failed unless --workers was given."""
+    import dataclasses
+    import importlib
+
+    from bertkit.cliargs import check_values
+
+    module, cls_name, _, _ = COMMANDS[command]
+    cls = getattr(importlib.import_module(module), cls_name)
+    fields = dataclasses.fields(cls)
+    values = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+              for f in fields if f.default is not dataclasses.MISSING
+              or f.default_factory is not dataclasses.MISSING}
+    required = {f.name for f in fields} - set(values)
+    args = cls.__new__(cls)  # required fields (paths) have no bounds: leave them unset
+    for name, value in values.items():
+        object.__setattr__(args, name, value)
+    for name in required:
+        object.__setattr__(args, name, None)
+    check_values(args)

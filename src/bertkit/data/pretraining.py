@@ -921,7 +921,8 @@ class CreatePretrainingDataArgs:
         "help": "static (masked now, dupe_factor copies) or dynamic (masked at load time)"})
     ngram: int = field(default=1, metadata={"min": 1, "max": 10,
         "help": "mask spans of up to N words, p(n) proportional to 1/n (ALBERT: 3; 1 = off)"})
-    workers: int = field(default=0, metadata={"min": 1, "help": "processes (0 = all cores)"})
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1, metadata={
+        "min": 1, "help": "processes (default: all cores)"})
     errors: Literal["strict", "replace"] = field(default="strict", metadata={
         "help": "non-UTF-8 input: strict (error naming file and line) or replace (U+FFFD)"})
     pool_mb: float = field(default=16.0, metadata={"above": 0,
