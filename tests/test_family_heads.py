@@ -27,6 +27,7 @@ HEADS = {  # suffix -> bertkit Auto class
     "SequenceClassification": "AutoModelForSequenceClassification",
     "TokenClassification": "AutoModelForTokenClassification",
     "QuestionAnswering": "AutoModelForQuestionAnswering",
+    "MultipleChoice": "AutoModelForMultipleChoice",
 }
 CASES = [(f, h, "plain") for f in FAMILY_NAMES for h in HEADS] + [
     ("albert", h, "shared") for h in HEADS]
@@ -39,6 +40,13 @@ def _logits(out) -> torch.Tensor:
     if hasattr(out, "start_logits"):
         return torch.stack([out.start_logits, out.end_logits], -1)
     return out.logits if hasattr(out, "logits") else out
+
+
+def _as_choices(head: str, ids: torch.Tensor, mask: torch.Tensor):
+    """Multiple choice scores K=4 rows per example: the 16 sentences as (4, 4, T)."""
+    if head != "MultipleChoice":
+        return ids, mask
+    return ids.reshape(4, 4, -1), mask.reshape(4, 4, -1)
 
 
 def _compare(got: torch.Tensor, want: torch.Tensor, mask: torch.Tensor, atol: float) -> None:
@@ -63,7 +71,7 @@ def test_transformers_heads_load_in_bertkit(tmp_path, batch, caplog, family, hea
     name = f"{FAMILY_NAMES[family]}For{head}"
     ref = _seeded(name, config)
     ref.save_pretrained(tmp_path)
-    ids, mask = _inputs(family, batch)
+    ids, mask = _as_choices(head, *_inputs(family, batch))
     with caplog.at_level(logging.INFO, logger="bertkit.convert.hf"):
         ours = getattr(bertkit, HEADS[head]).from_pretrained(tmp_path).eval()
     assert type(ours).__name__ == name
@@ -90,7 +98,7 @@ def test_bertkit_heads_load_in_transformers(tmp_path, batch, family, head, shape
     name = f"{FAMILY_NAMES[family]}For{head}"
     ref, info = getattr(transformers, name).from_pretrained(tmp_path, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"], info
-    ids, mask = _inputs(family, batch)
+    ids, mask = _as_choices(head, *_inputs(family, batch))
     with torch.inference_mode():
         want = _logits(ref.eval()(input_ids=ids, attention_mask=mask))
         got = _logits(ours(ids, mask))
@@ -128,9 +136,9 @@ def test_fine_tuned_dirs_of_every_family_load_by_architecture(tmp_path):
             f"{FAMILY_NAMES[family]}ForTokenClassification")
 
 
-def test_a_family_without_the_head_and_a_foreign_checkpoint_are_named(tmp_path):
-    with pytest.raises(ConfigError, match=r"no multiple-choice class for model_type 'albert'"):
-        AutoModelForMultipleChoice.class_for("albert")
+def test_an_unknown_family_and_a_foreign_checkpoint_are_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"no multiple-choice class for model_type 'gpt2'"):
+        AutoModelForMultipleChoice.class_for("gpt2")
     _seeded("RobertaModel", _hf_config("roberta", "small")).save_pretrained(tmp_path)
     with pytest.raises(ConfigError, match=r"config\.json: model_type is 'roberta', not 'albert'"):
         bertkit.AlbertForSequenceClassification.from_pretrained(tmp_path)

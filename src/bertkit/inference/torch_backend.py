@@ -5,18 +5,18 @@ Notation: B batch, T tokens, H hidden, V vocab, C classes, K choices, L encoder 
 
 Heads (the ``head`` argument), and the class that loads them per family:
 
-==========================  =================================  =============================
+==========================  =================================  ======================================
 head                        outputs                            classes
-==========================  =================================  =============================
+==========================  =================================  ======================================
 ``base``                    last_hidden_state (B, T, H),       ``AutoModel``
                             pooler_output (B, H) when pooled,
                             hidden_states (B, L+1, T, H) asked
 ``masked-lm``               logits (B, T, V)                   ``AutoModelForMaskedLM``
 ``sequence-classification`` logits (B, C)                      ``AutoModelForSequenceClassification``
-``token-classification``    logits (B, T, C)                   BERT only
-``question-answering``      start_logits, end_logits (B, T)    BERT only
-``multiple-choice``         logits (B, K) from (B, K, T) in    BERT only
-==========================  =================================  =============================
+``token-classification``    logits (B, T, C)                   ``AutoModelForTokenClassification``
+``question-answering``      start_logits, end_logits (B, T)    ``AutoModelForQuestionAnswering``
+``multiple-choice``         logits (B, K) from (B, K, T) in    ``AutoModelForMultipleChoice``
+==========================  =================================  ======================================
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ HEADS = ("base", "masked-lm", "sequence-classification", "token-classification",
 def head_class(head: str, model_type: str) -> type[nn.Module]:
     """The class of ``head`` for the family ``model_type``; ValueError naming both when bertkit
     has none (a family that lacks the head does not support that task yet)."""
-    from bertkit.models import auto, heads
+    from bertkit.models import auto
 
     names = {"base": "AutoModel", "masked-lm": "AutoModelForMaskedLM",
              "sequence-classification": "AutoModelForSequenceClassification",
@@ -48,19 +48,10 @@ def head_class(head: str, model_type: str) -> type[nn.Module]:
              "multiple-choice": "AutoModelForMultipleChoice"}
     if head not in names:
         raise ValueError(f"head {head!r}: unknown; use one of {', '.join(HEADS)}")
-    chooser = getattr(auto, names[head], None)
-    if chooser is not None:
-        try:
-            return chooser.class_for(model_type)
-        except ValueError as e:
-            raise ValueError(f"head {head!r}: {e}") from None
-    bert_only = {"token-classification": heads.BertForTokenClassification,
-                 "question-answering": heads.BertForQuestionAnswering,
-                 "multiple-choice": heads.BertForMultipleChoice}
-    if model_type != "bert":
-        raise ValueError(f"head {head!r}: bertkit has none for model_type {model_type!r} yet "
-                         "(only for bert)")
-    return bert_only[head]
+    try:
+        return getattr(auto, names[head]).class_for(model_type)
+    except ValueError as e:
+        raise ValueError(f"head {head!r}: {e}") from None
 
 
 def outputs_of(raw: Any, want_hidden: bool = False) -> dict[str, Tensor]:

@@ -29,10 +29,11 @@ from bertkit.models.bert import (
     padding_mask,
     run_layers,
 )
-from bertkit.models.heads import PooledClassifier, SpanExtractor, TokenClassifier
+from bertkit.models.heads import ChoiceScorer, PooledClassifier, SpanExtractor, TokenClassifier
 from bertkit.models.roberta import MaskedLMModel
 
-__all__ = ["AlbertModel", "AlbertForMaskedLM", "AlbertForPreTraining", "AlbertForQuestionAnswering",
+__all__ = ["AlbertModel", "AlbertForMaskedLM", "AlbertForMultipleChoice", "AlbertForPreTraining",
+           "AlbertForQuestionAnswering",
            "AlbertForSequenceClassification", "AlbertForTokenClassification",
            "AlbertPreTrainingOutput"]
 
@@ -163,3 +164,10 @@ class AlbertForQuestionAnswering(AlbertTask, SpanExtractor):
     """ALBERT's span extractor (``qa_outputs``)."""
 
     hf_architecture = "AlbertForQuestionAnswering"
+
+
+class AlbertForMultipleChoice(AlbertTask, ChoiceScorer):
+    """ALBERT's multiple-choice scorer: pooled state + dropout (``classifier_dropout_prob``) +
+    ``classifier`` per choice; (B, K, T) -> (B, K)."""
+
+    hf_architecture = "AlbertForMultipleChoice"

@@ -95,7 +95,7 @@ class AutoModelForQuestionAnswering(_Auto):
 
 
 class AutoModelForMultipleChoice(_Auto):
-    """The family's multiple-choice scorer: logits (B, K) (BERT only so far)."""
+    """The family's multiple-choice scorer: logits (B, K) from (B, K, T) inputs."""
 
     CLASSES = _family_classes("MultipleChoice")
     what = "multiple-choice"

@@ -14,10 +14,18 @@ from torch import Tensor, nn
 
 from bertkit.config import DistilBertConfig
 from bertkit.models.bert import BertModel, BertOutput
-from bertkit.models.heads import SpanExtractor, TaskModel, TokenClassifier, _linear, num_labels
+from bertkit.models.heads import (
+    ChoiceScorer,
+    SpanExtractor,
+    TaskModel,
+    TokenClassifier,
+    _linear,
+    num_labels,
+)
 from bertkit.models.roberta import MaskedLMModel
 
-__all__ = ["DistilBertModel", "DistilBertForMaskedLM", "DistilBertForQuestionAnswering",
+__all__ = ["DistilBertModel", "DistilBertForMaskedLM", "DistilBertForMultipleChoice",
+           "DistilBertForQuestionAnswering",
            "DistilBertForSequenceClassification", "DistilBertForTokenClassification",
            "sinusoidal_positions"]
 
@@ -74,22 +82,37 @@ class DistilBertForMaskedLM(DistilBertTask, MaskedLMModel):
     hf_architecture = "DistilBertForMaskedLM"
 
 
-class DistilBertForSequenceClassification(DistilBertTask, TaskModel):
+class FirstTokenHead:
+    """DistilBERT's classifier layers, attributes of the task model under HF's names:
+    ``pre_classifier`` (H, H) + ReLU + dropout (``seq_classif_dropout``) + ``classifier``."""
+
+    pre_classifier: nn.Linear
+    dropout: nn.Dropout
+    classifier: nn.Linear
+
+    def _add_head(self, config: DistilBertConfig, n_out: int) -> None:
+        self.pre_classifier = _linear(config, config.hidden_size)
+        self.dropout = nn.Dropout(config.seq_classif_dropout)
+        self.classifier = _linear(config, n_out)
+
+    def _head(self, first: Tensor) -> Tensor:
+        """(N, H) first-token states -> (N, n_out)."""
+        return self.classifier(self.dropout(F.relu(self.pre_classifier(first))))
+
+
+class DistilBertForSequenceClassification(DistilBertTask, FirstTokenHead, TaskModel):
     """pre_classifier(H, H) + ReLU + dropout + classifier(H, C) on the first token's state."""
 
     hf_architecture = "DistilBertForSequenceClassification"
 
     def __init__(self, config: DistilBertConfig) -> None:
         super().__init__(config)
-        self.pre_classifier = _linear(config, config.hidden_size)
-        self.dropout = nn.Dropout(config.seq_classif_dropout)
-        self.classifier = _linear(config, num_labels(config))
+        self._add_head(config, num_labels(config))
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                 token_type_ids: Tensor | None = None) -> Tensor:
         """(B, T) inputs (token types ignored) -> (B, num_labels) logits."""
-        h = self.encode(input_ids, attention_mask, None).last_hidden_state[:, 0]  # (B, H)
-        return self.classifier(self.dropout(F.relu(self.pre_classifier(h))))
+        return self._head(self.encode(input_ids, attention_mask, None).last_hidden_state[:, 0])
 
 
 class DistilBertForTokenClassification(DistilBertTask, TokenClassifier):
@@ -102,3 +125,25 @@ class DistilBertForQuestionAnswering(DistilBertTask, SpanExtractor):
     """DistilBERT's span extractor (``qa_dropout`` + ``qa_outputs``)."""
 
     hf_architecture = "DistilBertForQuestionAnswering"
+
+
+class DistilBertForMultipleChoice(DistilBertTask, FirstTokenHead, ChoiceScorer):
+    """DistilBERT's multiple-choice scorer: the first-token head (``pre_classifier`` + ReLU +
+    dropout + ``classifier`` to one score) per choice, no pooler; (B, K, T) -> (B, K)."""
+
+    hf_architecture = "DistilBertForMultipleChoice"
+    needs_pooler = False
+
+    def __init__(self, config: DistilBertConfig) -> None:
+        TaskModel.__init__(self, config)
+        self._add_head(config, 1)
+
+    def encode(self, input_ids: Tensor, attention_mask: Tensor | None,
+               token_type_ids: Tensor | None) -> BertOutput:
+        return super().encode(input_ids, attention_mask, None)  # no token types
+
+    def choice_vector(self, out: BertOutput) -> Tensor:
+        return out.last_hidden_state[:, 0]
+
+    def score(self, vector: Tensor) -> Tensor:
+        return self._head(vector)

@@ -2,7 +2,7 @@
 
 Each head is a small module on a family's encoder, named and shaped as in ``transformers`` so
 that a directory saved here loads there and back. The generic heads (:class:`PooledClassifier`,
-:class:`TokenClassifier`, :class:`SpanExtractor`) serve every family: a family's class is the
+:class:`TokenClassifier`, :class:`SpanExtractor`, :class:`ChoiceScorer`) serve every family: a family's class is the
 head plus a mixin naming its encoder (``RobertaForTokenClassification``, ``AlbertFor...``,
 ``DistilBertFor...``; RoBERTa's and DistilBERT's sequence classifiers have their own heads).
 BERT's:
@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from bertkit.config import BertConfig
 from bertkit.models.bert import BertModel, BertOutput, PreTrainedMixin, init_weights
 
-__all__ = ["ARCHITECTURES", "PooledClassifier", "SpanExtractor", "TaskModel", "TokenClassifier",
+__all__ = ["ARCHITECTURES", "ChoiceScorer", "PooledClassifier", "SpanExtractor", "TaskModel", "TokenClassifier",
            "task_architectures", "BertForMultipleChoice", "BertForQuestionAnswering",
            "BertForSequenceClassification", "BertForTokenClassification", "IGNORE_INDEX",
            "HEAD_INITS", "check_model_dir", "classification_loss", "head_init", "is_regression",
@@ -226,16 +226,28 @@ class BertForQuestionAnswering(SpanExtractor):
     hf_architecture = "BertForQuestionAnswering"
 
 
-class BertForMultipleChoice(TaskModel):
-    """Each choice is encoded as its own (context, choice) pair; one score per choice."""
+class ChoiceScorer(TaskModel):
+    """Each choice is encoded as its own (context, choice) pair; one score per choice.
 
-    hf_architecture = "BertForMultipleChoice"
+    The score is dropout + ``classifier`` (H -> 1) on :meth:`choice_vector`, the pooled first
+    token by default; a family overrides either (DistilBERT scores the first token's state).
+    """
+
     needs_pooler = True
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__(config)
         self.dropout = nn.Dropout(self.dropout_p(config))
         self.classifier = _linear(config, 1)
+
+    def choice_vector(self, out: BertOutput) -> Tensor:
+        """The encoder's output for (B*K, T) rows -> one (B*K, H) vector per choice."""
+        assert out.pooler_output is not None
+        return out.pooler_output
+
+    def score(self, vector: Tensor) -> Tensor:
+        """(B*K, H) -> (B*K, 1) choice scores."""
+        return self.classifier(self.dropout(vector))
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                 token_type_ids: Tensor | None = None) -> Tensor:
@@ -245,10 +257,15 @@ class BertForMultipleChoice(TaskModel):
         def flat(x: Tensor | None) -> Tensor | None:
             return None if x is None else x.reshape(b * k, t)
 
-        pooled = self.encode(flat(input_ids), flat(attention_mask),  # type: ignore[arg-type]
-                             flat(token_type_ids)).pooler_output
-        assert pooled is not None
-        return self.classifier(self.dropout(pooled)).reshape(b, k)
+        out = self.encode(flat(input_ids), flat(attention_mask),  # type: ignore[arg-type]
+                          flat(token_type_ids))
+        return self.score(self.choice_vector(out)).reshape(b, k)
+
+
+class BertForMultipleChoice(ChoiceScorer):
+    """BERT's multiple-choice scorer (pooled first token -> dropout -> ``classifier``)."""
+
+    hf_architecture = "BertForMultipleChoice"
 
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {

@@ -20,9 +20,16 @@ from bertkit.models.bert import (
     init_weights,
     masked_lm_loss,
 )
-from bertkit.models.heads import SpanExtractor, TaskModel, TokenClassifier, _linear, num_labels
+from bertkit.models.heads import (
+    ChoiceScorer,
+    SpanExtractor,
+    TaskModel,
+    TokenClassifier,
+    _linear,
+    num_labels,
+)
 
-__all__ = ["RobertaModel", "RobertaForMaskedLM", "RobertaForQuestionAnswering",
+__all__ = ["RobertaModel", "RobertaForMaskedLM", "RobertaForMultipleChoice", "RobertaForQuestionAnswering",
            "RobertaForSequenceClassification", "RobertaForTokenClassification", "MaskedLMModel", "MaskedLMOutput",
            "roberta_position_ids"]
 
@@ -163,3 +170,11 @@ class RobertaForQuestionAnswering(RobertaTask, SpanExtractor):
     """RoBERTa's span extractor (``qa_outputs``)."""
 
     hf_architecture = "RobertaForQuestionAnswering"
+
+
+class RobertaForMultipleChoice(RobertaTask, ChoiceScorer):
+    """RoBERTa's multiple-choice scorer: the pooler (kept here, unlike the classifier) + dropout
+    (``hidden_dropout_prob``, as in transformers) + ``classifier`` per choice; (B, K, T) -> (B, K)."""
+
+    hf_architecture = "RobertaForMultipleChoice"
+    dropout_field = "hidden_dropout_prob"
