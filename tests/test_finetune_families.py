@@ -12,11 +12,14 @@ unigram model trained here on the Rotten Tomatoes text (ALBERT). A short run mus
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import shutil
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from realdata import fetch_or_skip
@@ -131,7 +134,8 @@ def pretrained_dir(family: str, d: Path, rt_train: Path) -> Path:
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_finetune_classification_each_family_and_load_in_transformers(rt, tmp_path, family):
+def test_finetune_classification_each_family_and_load_in_transformers(rt, tmp_path, family,
+                                                                      monkeypatch):
     model_dir = pretrained_dir(family, tmp_path / "pretrained", rt["all_train"])
     run = tmp_path / "run"
     assert main(["finetune", "--task", "classification", "--model", str(model_dir),
@@ -163,6 +167,65 @@ def test_finetune_classification_each_family_and_load_in_transformers(rt, tmp_pa
         got = ours(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"])
     torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
     assert config["id2label"] == {"0": "fresh", "1": "rotten"}
+    _predict_and_embed_equal_transformers(best, tmp_path, want, hf_tok, monkeypatch)
+
+
+def _predict_and_embed_equal_transformers(best: Path, tmp_path: Path, logits: torch.Tensor,
+                                          hf_tok, monkeypatch) -> None:
+    """``bertkit predict`` gives transformers' class probabilities (predict rounds to 6 digits)
+    and ``bertkit embed`` the mean-pooled last states of transformers' base model (1e-5)."""
+    inp, out, npy = tmp_path / "in.txt", tmp_path / "pred.jsonl", tmp_path / "emb.npy"
+    inp.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+    assert main(["predict", "--model", str(best), "--input", str(inp), "--output", str(out),
+                 "--max-seq-length", "64"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    got = torch.tensor([[r["probabilities"][n] for n in ("fresh", "rotten")] for r in rows],
+                       dtype=torch.float64)
+    torch.testing.assert_close(got, torch.softmax(logits.double(), -1), atol=1e-6, rtol=0)
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(TEXTS) + "\n"))
+    assert main(["embed", "--model", str(best), "--output", str(npy)]) == 0
+    base = transformers.AutoModel.from_pretrained(best).eval()
+    enc = hf_tok(TEXTS, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        h = base(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
+    m = enc["attention_mask"].unsqueeze(-1).float()
+    want = (h * m).sum(1) / m.sum(1)
+    torch.testing.assert_close(torch.from_numpy(np.load(npy)), want, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("family", ["distilbert", "roberta", "albert"])
+def test_multiple_choice_each_family_and_load_in_transformers(rt, tmp_path, family):
+    """A short MMLU run per family; ``best/`` scores choices as transformers'
+    ``AutoModelForMultipleChoice`` does (1e-5) on real questions encoded by its own tokenizer."""
+    from bertkit.data.labelled import fetch_labelled, sample_split
+    from bertkit.data.multiple_choice import read_swag
+
+    src = fetch_or_skip(fetch_labelled, "mmlu")
+    train = sample_split(src["train"], tmp_path / "train.csv", 32, seed=1)
+    dev = sample_split(src["dev"], tmp_path / "dev.csv", 16, seed=1)
+    model_dir = pretrained_dir(family, tmp_path / "pretrained", rt["all_train"])
+    run = tmp_path / "run"
+    assert main(["finetune", "--task", "multiple-choice", "--model", str(model_dir),
+                 "--train", str(train), "--dev", str(dev), "--out", str(run), "--epochs", "1",
+                 "--batch-size", "8", "--max-seq-length", "64", "--seed", "1"]) == 0
+    best = run / "best"
+    ours = load_task_model(best).eval()
+    assert type(ours).__name__ == f"{FAMILY_NAMES[family]}ForMultipleChoice"
+    hf, info = transformers.AutoModelForMultipleChoice.from_pretrained(
+        best, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+    hf_tok = transformers.AutoTokenizer.from_pretrained(best)
+    examples = read_swag(dev)[:4]
+    k = len(examples[0].endings)
+    enc = hf_tok([e.context for e in examples for _ in range(k)],
+                 [c for e in examples for c in e.endings], padding=True, truncation=True,
+                 max_length=64, return_tensors="pt")
+    shaped = {n: v.reshape(len(examples), k, -1) for n, v in enc.items()}
+    with torch.inference_mode():
+        want = hf.eval()(**shaped).logits
+        got = ours(shaped["input_ids"], shaped["attention_mask"], shaped.get("token_type_ids"))
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "tokenize": ("bertkit.cli", "TokenizeArgs", "run_tokenize",
                  "WordPiece-tokenize stdin with Google's exact rules (tokens or ids per line)"),
     "embed": ("bertkit.cli", "EmbedArgs", "run_embed",
-              "embed stdin sentences with a BERT model (JSON lines or .npy)"),
+              "embed stdin sentences with a BERT-family model (JSON lines or .npy)"),
     "corpus list": ("bertkit.data.corpora", "CorpusListArgs", "run_corpus_list",
                     "list the real corpora bertkit can fetch (sizes, licences)"),
     "corpus fetch": ("bertkit.data.corpora", "CorpusFetchArgs", "run_corpus_fetch",
@@ -83,10 +83,11 @@ class TokenizeArgs:
 
 @dataclass
 class EmbedArgs:
-    """Embed each line of standard input (one sentence per line) with a BERT model."""
+    """Embed each line of standard input (one sentence per line) with a BERT-family model."""
 
     model: Path = field(metadata={"help": "model directory in Hugging Face layout "
-                                  "(config.json, model.safetensors, vocab.txt)"})
+                                  "(config.json, model.safetensors, and vocab.txt, vocab.json + merges.txt or "
+                                  "spiece.model)"})
     pooling: Literal["mean", "cls", "pooler"] = field(
         default="mean", metadata={"help": "mean of token states, the first (start-token) state, or the pooler"})
     normalize: bool = field(default=False, metadata={"help": "L2-normalise the embeddings"})
@@ -143,7 +144,9 @@ def run_embed(args: EmbedArgs) -> int:
                                  "model.safetensors, vocab.txt)", str(args.model))
     if args.output is not None:
         check_output_file(args.output)
-    _load_tokenizer(args.model)  # first: checks vocab.txt against config.json
+    from bertkit.tokenization import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(args.model)  # first: the tokenizer files (vocab.txt vs config)
     texts = [line.rstrip("\n") for line in utf8_lines(sys.stdin, "<stdin>")]
     if not texts:
         logger.error("no input: pipe one sentence per line into bertkit embed")

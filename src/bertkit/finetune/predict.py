@@ -42,7 +42,8 @@ __all__ = ["PredictArgs", "Predictor", "predict_records", "run_predict"]
 
 @dataclass
 class PredictArgs:
-    """Predict with a fine-tuned model (from ``bertkit finetune``'s RUN/best or any HF BERT head)."""
+    """Predict with a fine-tuned model (from ``bertkit finetune``'s RUN/best, or any Hugging Face
+    head of BERT, RoBERTa, ALBERT or DistilBERT)."""
 
     model: str = field(metadata={"help": "fine-tuned model directory"})
     input: str = field(default="-", metadata={"help": "input file of JSON or plain lines (- = stdin)"})
