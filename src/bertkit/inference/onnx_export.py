@@ -76,8 +76,8 @@ def load_for_export(model_dir: str | Path, head: str | None = None) -> nn.Module
     ``head``: None for the config's ``architectures``; ``"base"`` for the bare encoder; another
     head name as :func:`bertkit.inference.torch_backend.head_class` knows it.
 
-    Raises :class:`ExportError` naming the directory for a missing directory, no config.json,
-    no weights, or a multiple-choice head ((B, K, T) inputs do not fit one padded batch).
+    Raises :class:`ExportError` naming the directory for a missing directory, no config.json or
+    no weights.
     """
     from bertkit.config import AutoConfig
 
@@ -98,9 +98,6 @@ def load_for_export(model_dir: str | Path, head: str | None = None) -> nn.Module
 
         return head_class(head, config.model_type).from_pretrained(d).eval()  # type: ignore[attr-defined]
     names = list(config.extra.get("architectures") or [])
-    if any("MultipleChoice" in n for n in names):
-        raise ExportError(f"{d}: {names[0]} takes (B, K, T) choices; ONNX export covers "
-                          "single-sequence heads only")
     classes = _architecture_classes()
     for name in names:
         cls = classes.get(name)
@@ -204,8 +201,23 @@ def _fused_attention(model: nn.Module) -> Iterator[int]:
 
 # -- export -----------------------------------------------------------------------------------
 
+def _takes_choices(model: nn.Module) -> bool:
+    """A multiple-choice head: (B, K, T) inputs, (B, K) logits."""
+    from bertkit.models.heads import ChoiceScorer
+
+    return isinstance(model, ChoiceScorer)
+
+
 def example_inputs(model: nn.Module, batch: int = 2, length: int = 8) -> dict[str, Tensor]:
-    """A padded (B, T) example batch: real-looking ids, the last row padded by a third."""
+    """A padded (B, T) example batch: real-looking ids, the last row padded by a third; for a
+    multiple-choice head (B, K=2, T), the same rows as choices."""
+    if _takes_choices(model):
+        flat = _example_rows(model, batch * 2, length)
+        return {k: v.reshape(batch, 2, length) for k, v in flat.items()}
+    return _example_rows(model, batch, length)
+
+
+def _example_rows(model: nn.Module, batch: int, length: int) -> dict[str, Tensor]:
     cfg = model.config
     gen = torch.Generator().manual_seed(0)
     ids = torch.randint(5, cfg.vocab_size, (batch, length), generator=gen)
@@ -221,8 +233,13 @@ def example_inputs(model: nn.Module, batch: int = 2, length: int = 8) -> dict[st
     return inputs
 
 
-def _dynamic_axes(inputs: tuple[str, ...], outputs: dict[str, Tensor]) -> dict[str, dict]:
-    """Batch on axis 0 everywhere; sequence on axis 1 of inputs and per-token outputs."""
+def _dynamic_axes(inputs: tuple[str, ...], outputs: dict[str, Tensor], choices: bool = False
+                  ) -> dict[str, dict]:
+    """Batch on axis 0 everywhere; sequence on axis 1 of inputs and per-token outputs. With
+    ``choices``: inputs (batch, choices, sequence), logits (batch, choices)."""
+    if choices:
+        return {**{n: {0: "batch", 1: "choices", 2: "sequence"} for n in inputs},
+                **{n: {0: "batch", 1: "choices"} for n in outputs}}
     axes: dict[str, dict] = {n: {0: "batch", 1: "sequence"} for n in inputs}
     for name, t in outputs.items():
         per_token = name in ("last_hidden_state", "start_logits", "end_logits") or t.dim() == 3
@@ -242,7 +259,8 @@ def _trace(model: nn.Module, path: Path, fused_attention: bool) -> tuple[str, ..
         torch.onnx.export(
             wrapper, tuple(inputs[n] for n in names), str(path), dynamo=False,
             input_names=list(names), output_names=list(outputs),
-            dynamic_axes=_dynamic_axes(names, outputs), opset_version=OPSET,
+            dynamic_axes=_dynamic_axes(names, outputs, _takes_choices(model)),
+            opset_version=OPSET,
             do_constant_folding=True,
             custom_opsets={"com.microsoft": 1} if fused_attention else None)
     model.eval()  # the exporter restores the wrapper's (training) mode on the way out
