@@ -3,6 +3,7 @@ reference distiller's way, learning on real text, exact resume after SIGKILL, ba
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -124,6 +125,14 @@ def test_student_learns_from_the_teacher_on_real_text(distill_args, tiny_data,
     assert sum(r["loss"] for r in recs[-5:]) < sum(r["loss"] for r in recs[:5])
     ev = [r for r in P.read_metrics(args.out) if r["split"] == "eval"]
     assert ev and 0 <= ev[-1]["masked_lm_accuracy"] <= 1
+    summary = json.loads((Path(args.out) / "summary.json").read_text(encoding="utf-8"))
+    teacher = G.load_teacher(args.teacher)
+    assert summary["teacher_params"] == sum(p.numel() for p in teacher.parameters())
+    assert summary["student_params"] < summary["teacher_params"]
+    assert summary["student_masked_lm_accuracy"] == ev[-1]["masked_lm_accuracy"]
+    assert summary["accuracy_share_kept"] == pytest.approx(
+        ev[-1]["masked_lm_accuracy"] / summary["teacher_masked_lm_accuracy"])
+    assert summary["train_tokens_per_s"] > 0
     assert P.run_export(P.ExportArgs(checkpoint=args.out, out=str(tmp_path / "model"))) == 0
     model = AutoModelForMaskedLM.from_pretrained(tmp_path / "model")
     assert model.config.num_hidden_layers == 2 and (tmp_path / "model" / "vocab.txt").is_file()
@@ -169,6 +178,29 @@ def test_exact_resume_after_sigkill(distill_args, pretrain_flags, tmp_path: Path
         assert torch.equal(v, b["model"][k]), k
     for k, v in a["optimizer"]["state"].items():
         assert torch.equal(v["exp_avg_sq"], b["optimizer"]["state"][k]["exp_avg_sq"])
+
+
+def test_two_gloo_processes_equal_one(distill_args, pretrain_flags, tmp_path: Path) -> None:
+    """torchrun with 2 processes (gloo, DDP student, unwrapped teacher) gives the losses of one
+    process with the same global batch, to rounding: 1e-5 relative; the KL term (~0.005 while
+    the student is close to the teacher, a difference of near-equal numbers) to 1e-6 absolute,
+    1e-7 of the total loss."""
+    import os
+
+    single = distill_args(tmp_path / "single", max_steps=6, dropout=0.0, save_every=6)
+    assert G.run_distill(single) == 0
+    ddp = replace(single, out=str(tmp_path / "ddp"))
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc-per-node", "2", "-m", "bertkit.distill.general",
+                           *pretrain_flags(ddp)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    want, got = _train_records(single.out), _train_records(ddp.out)
+    assert [r["step"] for r in got] == [r["step"] for r in want] == list(range(1, 7))
+    for a, b in zip(got, want, strict=True):
+        for k in ("loss", "ce_loss", "mlm_loss", "cos_loss"):
+            tol = {"abs": 1e-6} if k == "ce_loss" else {"rel": 1e-5}
+            assert a[k] == pytest.approx(b[k], **tol), (a["step"], k)
 
 
 # ----------------------------------------------------------------------------- bad input

@@ -13,7 +13,9 @@ default; embeddings and MLM head copied; ``--student-family distilbert`` drops t
 pooler), a model directory, or a preset trained from scratch. The teacher is loaded once, in eval
 mode, without gradients (bf16 on CUDA) and never wrapped in DDP. Everything else (flags, metrics,
 evaluation, checkpoints, ``--resume``, signals, torchrun, ``bertkit export``) is pre-training's,
-through :func:`bertkit.train.driver.run_training`; the checkpoints hold the student alone.
+through :func:`bertkit.train.driver.run_training`; the checkpoints hold the student alone. A
+finished run writes ``RUN/summary.json`` (and prints it): both models' parameters, training
+tokens/s, and with ``--eval-data`` both models' held-out masked-LM accuracy and the share kept.
 
 Bad input (a missing teacher, a teacher without an MLM head, teacher, student and data with
 different vocabularies, bad ``--student-layers``, a cosine loss between different widths) is
@@ -22,6 +24,7 @@ refused before the run directory is written.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +36,7 @@ from torch import Tensor, nn
 
 from bertkit.distill.losses import DistillError, LossWeights, kl_rows
 from bertkit.distill.student import build_student, check_vocabularies, parse_student_layers
+from bertkit.fileio import atomic_write_text
 from bertkit.train.distributed import DistEnv, init_distributed, shutdown
 from bertkit.train.driver import (
     Job,
@@ -245,6 +249,19 @@ def build_distill_student(args: DistillArgs, teacher: nn.Module) -> tuple[nn.Mod
     return student, f"--student {args.student}"
 
 
+def _freeze_unused(student: nn.Module) -> None:
+    """Stop gradients to the parts the DistilBERT loss never reaches (pooler, NSP/SOP head), so
+    DDP does not wait for their gradients; they stay as initialised (or copied)."""
+    frozen = []
+    for name, p in student.named_parameters():
+        if name.split(".")[0] in ("nsp", "sop") or ".pooler." in f".{name}":
+            p.requires_grad_(False)
+            frozen.append(name)
+    if frozen:
+        logger.info("student: %d tensors the loss does not reach stay frozen (pooler, "
+                    "sentence-pair head)", len(frozen))
+
+
 def check_pair(teacher: nn.Module, student: nn.Module, args: DistillArgs,
                index: dict[str, Any]) -> None:
     """DistillError when the student cannot learn from this teacher on this data."""
@@ -293,6 +310,8 @@ def _train(args: DistillArgs, env: DistEnv, run: Path, resume_dir: Path | None) 
     if env.device.type == "cuda":
         teacher = teacher.to(torch.bfloat16)
 
+    trained: dict[str, nn.Module] = {}
+
     def build(resume: Path | None) -> nn.Module:
         if resume is not None:  # the checkpoint's student (its weights: the driver loads them)
             model = AutoModelForMaskedLM.from_config(AutoConfig.from_json_file(
@@ -301,6 +320,8 @@ def _train(args: DistillArgs, env: DistEnv, run: Path, resume_dir: Path | None) 
             model = student
         if args.dropout is not None:
             set_dropout(model, args.dropout)
+        _freeze_unused(model)
+        trained["student"] = model
         return model
 
     def loss_fn(model: nn.Module, mb: dict[str, Tensor], counts: dict[str, Tensor]
@@ -310,7 +331,53 @@ def _train(args: DistillArgs, env: DistEnv, run: Path, resume_dir: Path | None) 
     job = Job(index=index, dataset_cls=PretrainingDataset, build_model=build,
               prepare_run=lambda run, resuming: prepare_run(args, index, run, resuming),
               loss_fn=loss_fn, count_fn=distill_counts, evaluate=evaluate)
-    return run_training(args, env, run, resume_dir, job)
+    code = run_training(args, env, run, resume_dir, job)
+    if code == 0:
+        summary = _summary(args, env, run, teacher, trained["student"], evaluate)
+        if env.is_main:
+            atomic_write_text(run / "summary.json", json.dumps(summary, indent=1) + "\n")
+            logger.info("wrote %s:\n%s", run / "summary.json", _summary_lines(summary))
+    return code
+
+
+def _summary(args: DistillArgs, env: DistEnv, run: Path, teacher: nn.Module, student: nn.Module,
+             evaluate: Any) -> dict[str, Any]:
+    """``RUN/summary.json``: parameters of both, the run's training tokens/s (mean of the logged
+    intervals), and with ``--eval-data`` both models' held-out masked-LM accuracy and the share
+    of the teacher's kept by the student. Collective under torchrun (the teacher's evaluation)."""
+    from bertkit.data.shards import PretrainingDataset
+    from bertkit.train.driver import read_metrics
+
+    records = read_metrics(run) if env.is_main else []
+    tps = [r["tokens_per_s"] for r in records if r.get("split") == "train"
+           and "tokens_per_s" in r]
+    summary: dict[str, Any] = {
+        "teacher": args.teacher, "teacher_params": sum(p.numel() for p in teacher.parameters()),
+        "student_params": sum(p.numel() for p in student.parameters()),
+        "student_layers": student.config.num_hidden_layers,
+        "teacher_layers": teacher.config.num_hidden_layers,
+        "train_tokens_per_s": sum(tps) / len(tps) if tps else None,
+        "steps": args.max_steps}
+    summary["params_share"] = summary["student_params"] / summary["teacher_params"]
+    evals = [r for r in records if r.get("split") == "eval"]
+    if args.eval_data:
+        ds = PretrainingDataset(args.eval_data, rank=env.rank, world_size=env.world_size,
+                                seed=args.seed)
+        dtype = torch.bfloat16 if env.device.type == "cuda" else None
+        micro = max(1, args.batch_size // env.world_size)
+        t_acc = evaluate(teacher, ds, micro, args.eval_batches, env, dtype)["masked_lm_accuracy"]
+        summary["teacher_masked_lm_accuracy"] = t_acc
+        if evals:
+            s_acc = evals[-1]["masked_lm_accuracy"]
+            summary["student_masked_lm_accuracy"] = s_acc
+            summary["accuracy_share_kept"] = s_acc / t_acc if t_acc else None
+    return summary
+
+
+def _summary_lines(summary: dict[str, Any]) -> str:
+    """The summary on screen: one ``key  value`` line each."""
+    return "\n".join(f"{k:<28}{v:.4g}" if isinstance(v, float) else f"{k:<28}{v}"
+                     for k, v in summary.items())
 
 
 # Flags a continued run takes from its args.json when left at their defaults, and those fixed
