@@ -81,6 +81,23 @@ class DistillArgs(TrainArgs):
         "help": "weight of 1 - cosine between the last hidden states"})
     temperature: float = field(default=2.0, metadata={"above": 0,
         "help": "softmax temperature of the soft targets (the KL is scaled by T^2)"})
+    task: Literal["classification"] | None = field(default=None, metadata={
+        "help": "task distillation from a fine-tuned --teacher instead of general distillation: "
+                "--train/--dev files as bertkit finetune's, optional --unlabelled text"})
+    train: str | None = field(default=None, metadata={"help": "--task: training file"})
+    dev: str | None = field(default=None, metadata={
+        "help": "--task: dev file, evaluated after every epoch (best model kept)"})
+    unlabelled: str | None = field(default=None, metadata={
+        "help": "--task: unlabelled in-domain text (same layout, empty or no label column): "
+                "soft targets only"})
+    alpha_hard: float = field(default=0.5, metadata={"min": 0, "max": 1,
+        "help": "--task: weight of the hard-label loss on labelled rows (soft: 1 - this)"})
+    epochs: float = field(default=3.0, metadata={"above": 0,
+        "help": "--task: passes over the training data"})
+    max_seq_length: int = field(default=128, metadata={"min": 8,
+        "help": "--task: tokens per input"})
+    eval_batch_size: int = field(default=64, metadata={"min": 1,
+        "help": "--task: examples per inference batch"})
 
 
 # ----------------------------------------------------------------------------- loss
@@ -399,6 +416,10 @@ def run_distill(args: DistillArgs) -> int:
     """
     from bertkit.fileio import check_output_dir
 
+    if args.task is not None:
+        from bertkit.distill.task import run_task_distill
+
+        return run_task_distill(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.out is None and args.resume in (None, "auto"):
