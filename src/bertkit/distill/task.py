@@ -107,6 +107,27 @@ def _batches(task: Any, feats: list[Any], labels: list[int], cached: np.ndarray,
     return out
 
 
+def _training_data(task: Any, teacher: nn.Module, args: Any, device: torch.device
+                   ) -> tuple[list[Any], list[int], np.ndarray, Any]:
+    """(training features without labels, their labels (IGNORE_INDEX = unlabelled), the
+    teacher's logits (N, C), computed once: the inputs are the same every epoch, the dev split)."""
+    from bertkit.finetune.run import predict_split
+    from bertkit.finetune.tasks import Split
+
+    splits = task.load_all({"train": Path(args.train), "dev": Path(args.dev),
+                            "test": Path(args.unlabelled) if args.unlabelled else None})
+    train, dev, extra = splits["train"], splits["dev"], splits["test"]
+    y = [IGNORE_INDEX if f.label is None else int(f.label)
+         for f in (*train.features, *extra.features)]
+    # the labels travel beside the features (a collated batch may mix labelled and unlabelled)
+    feats = [dataclasses.replace(f, label=None) for f in (*train.features, *extra.features)]
+    logger.info("task distillation: %d labelled and %d unlabelled training features, dev %d",
+                len(train.features), len(extra.features), len(dev.features))
+    cached = np.stack(predict_split(task, teacher.to(device), Split("train", None, [], feats),
+                                    args.eval_batch_size, device)).astype(np.float32)  # (N, C)
+    return feats, y, cached, dev
+
+
 def _inference_tokens_per_s(task: Any, model: nn.Module, split: Any, batch_size: int,
                             device: torch.device) -> tuple[float, list[Any]]:
     """(tokens/s of one inference pass over ``split``, its outputs)."""
@@ -155,18 +176,7 @@ def run_task_distill(args: Any) -> int:
     seed_all(args.seed)
     student = _student(args, teacher, task)
     check_vocabularies(teacher.config, student.config)
-    splits = task.load_all({"train": Path(args.train), "dev": Path(args.dev),
-                            "test": Path(args.unlabelled) if args.unlabelled else None})
-    train, dev, extra = splits["train"], splits["dev"], splits["test"]
-    y = [IGNORE_INDEX if f.label is None else int(f.label)
-         for f in (*train.features, *extra.features)]
-    # the labels travel beside the features (a collated batch may mix labelled and unlabelled)
-    feats = [dataclasses.replace(f, label=None) for f in (*train.features, *extra.features)]
-    logger.info("task distillation: %d labelled and %d unlabelled training features, dev %d",
-                len(train.features), len(extra.features), len(dev.features))
-    # the teacher's logits, once: the inputs are the same every epoch
-    cached = np.stack(predict_split(task, teacher.to(device), Split("train", None, [], feats),
-                                    args.eval_batch_size, device)).astype(np.float32)  # (N, C)
+    feats, y, cached, dev = _training_data(task, teacher, args, device)
     run.mkdir(parents=True, exist_ok=True)  # only now: bad input leaves no RUN behind
     atomic_write_text(run / "args.json", json.dumps(dataclasses.asdict(args), indent=1) + "\n")
     student.to(device)
