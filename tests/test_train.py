@@ -442,3 +442,51 @@ def test_plot_of_a_real_run_writes_png(tiny_data, pretrain_args, tmp_path: Path,
     err = capsys.readouterr().err
     assert f"{empty / 'metrics.jsonl'} not found: not a pretrain run directory" in err
     assert not (empty / "curves.png").exists()
+
+
+def test_run_state_saves_and_loads_itself(tmp_path: Path) -> None:
+    """A RunState written as a checkpoint and loaded into fresh parts continues exactly: same
+    weights, Adam moments, schedule position and lr, counters, cursor and RNG stream; a cursor
+    into other data is dropped."""
+    from bertkit.config import AutoConfig
+    from bertkit.models.auto import AutoModelForMaskedLM
+    from bertkit.train.distributed import SINGLE
+    from bertkit.train.loop import LoopState
+    from bertkit.train.optim import build_optimizer, build_scheduler
+    from bertkit.train.state import Cursor, RunState
+
+    def fresh(seed: int) -> RunState:
+        torch.manual_seed(seed)
+        model = AutoModelForMaskedLM.from_config(AutoConfig.from_preset("tiny", vocab_size=99))
+        opt = build_optimizer(model, "adamw", 1e-3, 0.01)
+        return RunState(model, opt, build_scheduler(opt, 2, 10), data="abc")
+
+    a = fresh(0)
+    for _ in range(3):
+        x = torch.randint(0, 99, (2, 7))
+        a.model(input_ids=x).mlm_logits.float().logsumexp(-1).mean().backward()
+        a.optimizer.step()
+        a.scheduler.step()
+        a.optimizer.zero_grad()
+    a.loop, a.cursor = LoopState(step=3, batches=4, nonfinite_total=1), Cursor(1, 2)
+    path = a.save(tmp_path, SINGLE, keep_last=2)
+    assert path == C.checkpoint_dir(tmp_path, 3)
+    ck = C.load_checkpoint(path)
+    assert set(ck) == {"model", "optimizer", "scheduler", "scaler", "loop", "rng", "cursor"}
+    want_draw = torch.rand(3)
+    b = fresh(1)
+    b.model.load_state_dict(ck["model"])
+    b.load_state_dict(ck, SINGLE, lr=1e-3, seed=0)
+    assert torch.equal(torch.rand(3), want_draw)  # the RNG continues where the save was
+    assert b.loop == a.loop and b.cursor == a.cursor
+    assert b.scheduler.last_epoch == 3
+    assert b.optimizer.param_groups[0]["lr"] == pytest.approx(a.optimizer.param_groups[0]["lr"])
+    for (k, p), q in zip(a.model.state_dict().items(), b.model.state_dict().values(),
+                         strict=True):
+        assert torch.equal(p, q), k
+    sa, sb = a.optimizer.state_dict()["state"], b.optimizer.state_dict()["state"]
+    assert all(torch.equal(sa[i]["exp_avg"], sb[i]["exp_avg"]) for i in sa)
+    other = fresh(2)
+    other.data = "other data"
+    other.load_state_dict(ck, SINGLE, lr=1e-3, seed=0)
+    assert other.cursor == Cursor() and other.loop.step == 3

@@ -44,6 +44,9 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "pretrain": ("bertkit.train.pretrain", "PretrainArgs", "run_pretrain",
                  "pre-train a BERT-family model (MLM + NSP/SOP; --config roberta-mini, "
                  "albert-mini, ...) on shards; --resume RUN continues exactly"),
+    "distill": ("bertkit.distill.general", "DistillArgs", "run_distill",
+                "distil a teacher into a smaller student (DistilBERT's loss) on pre-training "
+                "shards; --student-layers 0,2,4, --resume RUN continues exactly"),
     "export": ("bertkit.inference.onnx_cli", "ExportArgs", "run_export",
                "write a training checkpoint as a Hugging Face model directory, or a model as "
                "ONNX (--format onnx [--int8])"),

@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["DistilBertLoss", "DistillError", "HiddenProjection", "LossWeights", "TASK_KINDS",
            "TaskLoss", "attention_kl_loss", "cosine_hidden_loss", "distilbert_loss", "hidden_mse_loss",
-           "masked_rows", "mlm_cross_entropy", "soft_target_kl", "task_distill_loss"]
+           "kl_rows", "masked_rows", "mlm_cross_entropy", "soft_target_kl", "task_distill_loss"]
 
 IGNORE_INDEX = -100  # a class label that is not there (an unlabelled row or token)
 
@@ -205,7 +205,7 @@ class TaskLoss:
     hard: Tensor | None
 
 
-def _kl_rows(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
+def kl_rows(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
     """Per-row T^2 KL(teacher || student): logits (N, C) -> (N,)."""
     log_s = F.log_softmax(student.float() / temperature, dim=-1)
     log_t = F.log_softmax(teacher.detach().float() / temperature, dim=-1)
@@ -226,7 +226,7 @@ def _mix(soft: Tensor, hard: Tensor | None, labelled: Tensor | None,
 def _class_rows(student: Tensor, teacher: Tensor, labels: Tensor | None, temperature: float
                 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """logits (N, C), labels (N,) with IGNORE_INDEX for none -> soft, hard, labelled (N,)."""
-    soft = _kl_rows(student, teacher, temperature)
+    soft = kl_rows(student, teacher, temperature)
     if labels is None:
         return soft, None, None
     labels = labels.long()

@@ -51,7 +51,7 @@ from bertkit.train.loop import (
     NonFiniteLossError,
     autocast,
     to_device,
-    train_step,
+    train_steps,
 )
 from bertkit.train.optim import build_optimizer, build_scheduler
 
@@ -336,7 +336,7 @@ def finetune(args: FinetuneArgs, run: Path, seed: int, *, claim: Path | None = N
     """
     from bertkit.models.heads import check_model_dir
     from bertkit.tokenization import AutoTokenizer
-    from bertkit.train.pretrain import _seed_all
+    from bertkit.train.state import seed_all as _seed_all
 
     device = _device(args.device)
     dtype = torch.bfloat16 if args.precision == "bf16" else None
@@ -394,21 +394,18 @@ def finetune(args: FinetuneArgs, run: Path, seed: int, *, claim: Path | None = N
         while state.step < total:
             t_epoch = time.perf_counter()
             losses = []
-            model.train()
-            for mbs in micro_batches(task, train, args.batch_size, args.grad_accum, seed, epoch,
-                                     args.length_groups):
-                if state.step >= total:
-                    break
-                try:
-                    res = train_step(model, mbs, optimizer, scheduler, loss_fn, count_fn, state,
-                                     settings, env)
-                except NonFiniteLossError as e:
-                    kept = (f"{run / 'best'} holds epoch {best_epoch}'s model"
-                            if best_epoch and args.save_best else "no model was exported")
-                    raise NonFiniteLossError(f"{run}: training diverged: {e}; {kept}") from e
-                losses.append(res.metrics["loss"])
-                bar.update(1)
-                bar.set_postfix(loss=f"{res.metrics['loss']:.4f}", lr=f"{res.lr:.2e}")
+            epoch_batches = micro_batches(task, train, args.batch_size, args.grad_accum, seed,
+                                          epoch, args.length_groups)
+            try:  # the shared step loop; it stops at ``total`` steps within the epoch
+                for res in train_steps(model, epoch_batches, optimizer, scheduler, loss_fn,
+                                       count_fn, total, state, settings, env):
+                    losses.append(res.metrics["loss"])
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{res.metrics['loss']:.4f}", lr=f"{res.lr:.2e}")
+            except NonFiniteLossError as e:
+                kept = (f"{run / 'best'} holds epoch {best_epoch}'s model"
+                        if best_epoch and args.save_best else "no model was exported")
+                raise NonFiniteLossError(f"{run}: training diverged: {e}; {kept}") from e
             train_seconds = time.perf_counter() - t_epoch
             try:
                 dev_out = predict_split(task, model, dev, args.eval_batch_size, device, dtype)

@@ -1,0 +1,472 @@
+"""``bertkit distill``: DistilBERT's general distillation on pre-training shards, on the shared driver.
+
+The student learns from a frozen teacher on create-pretraining-data shards with DistilBERT's loss
+(:func:`general_loss`): ``alpha_ce`` x the T^2-scaled KL between the teacher's and the student's
+vocabulary distributions at temperature T, ``alpha_mlm`` x the masked-LM cross-entropy on the true
+ids, ``alpha_cos`` x (1 - cosine) between the last hidden states at every real token. Both
+models compute vocabulary logits only at the masked positions (B, P, V), never at all B x T
+positions; the losses are normalised by the whole global batch's masked (resp. real) tokens, so
+gradient accumulation and DDP give the loss of one big batch, as for pre-training.
+
+The student is ``--student-layers`` of the teacher (DistilBERT's every-other-layer rule by
+default; embeddings and MLM head copied; ``--student-family distilbert`` drops token types and
+pooler), a model directory, or a preset trained from scratch. The teacher is loaded once, in eval
+mode, without gradients (bf16 on CUDA) and never wrapped in DDP. Everything else (flags, metrics,
+evaluation, checkpoints, ``--resume``, signals, torchrun, ``bertkit export``) is pre-training's,
+through :func:`bertkit.train.driver.run_training`; the checkpoints hold the student alone. A
+finished run writes ``RUN/summary.json`` (and prints it): both models' parameters, training
+tokens/s, and with ``--eval-data`` both models' held-out masked-LM accuracy and the share kept.
+
+Bad input (a missing teacher, a teacher without an MLM head, teacher, student and data with
+different vocabularies, bad ``--student-layers``, a cosine loss between different widths) is
+refused before the run directory is written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bertkit.distill.losses import DistillError, LossWeights, kl_rows
+from bertkit.distill.student import build_student, check_vocabularies, parse_student_layers
+from bertkit.fileio import atomic_write_text
+from bertkit.train.distributed import DistEnv, init_distributed, shutdown
+from bertkit.train.driver import (
+    Job,
+    TrainArgs,
+    continue_args,
+    prepare_run,
+    resume_dir_of,
+    run_training,
+    set_dropout,
+)
+from bertkit.train.state import seed_all
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DistillArgs", "general_loss", "load_teacher", "run_distill"]
+
+
+@dataclass
+class DistillArgs(TrainArgs):
+    """Distil a teacher into a smaller student (DistilBERT's general distillation) on
+    create-pretraining-data shards; the same flags, metrics, checkpoints and --resume as
+    pretrain."""
+
+    teacher: str | None = field(default=None, metadata={
+        "help": "teacher model directory (HF layout, with its MLM head and tokenizer files); "
+                "required, except with --resume RUN, which takes the run's"})
+    student: str | None = field(default=None, metadata={
+        "help": "student: a model directory (HF layout, the teacher's tokenizer) or a preset "
+                "(tiny, mini, L-4_H-256, ...) trained from scratch; default: layers of the "
+                "teacher (--student-layers)"})
+    student_layers: str | None = field(default=None, metadata={
+        "help": "teacher layers the student starts from, e.g. 0,2,4 (default: every other "
+                "layer, 0,2,4,...); embeddings and MLM head are copied"})
+    student_family: Literal["same", "distilbert"] = field(default="same", metadata={
+        "help": "with --student-layers: the teacher's family, or a DistilBERT student (no token "
+                "types, no pooler) from a BERT teacher"})
+    alpha_ce: float = field(default=5.0, metadata={"min": 0,
+        "help": "weight of the soft-target KL at the masked positions"})
+    alpha_mlm: float = field(default=2.0, metadata={"min": 0,
+        "help": "weight of the masked-LM cross-entropy on the true ids"})
+    alpha_cos: float = field(default=1.0, metadata={"min": 0,
+        "help": "weight of 1 - cosine between the last hidden states"})
+    temperature: float = field(default=2.0, metadata={"above": 0,
+        "help": "softmax temperature of the soft targets (the KL is scaled by T^2)"})
+    task: Literal["classification"] | None = field(default=None, metadata={
+        "help": "task distillation from a fine-tuned --teacher instead of general distillation: "
+                "--train/--dev files as bertkit finetune's, optional --unlabelled text"})
+    train: str | None = field(default=None, metadata={"help": "--task: training file"})
+    dev: str | None = field(default=None, metadata={
+        "help": "--task: dev file, evaluated after every epoch (best model kept)"})
+    unlabelled: str | None = field(default=None, metadata={
+        "help": "--task: unlabelled in-domain text (same layout, empty or no label column): "
+                "soft targets only"})
+    alpha_hard: float = field(default=0.5, metadata={"min": 0, "max": 1,
+        "help": "--task: weight of the hard-label loss on labelled rows (soft: 1 - this)"})
+    epochs: float = field(default=3.0, metadata={"above": 0,
+        "help": "--task: passes over the training data"})
+    max_seq_length: int = field(default=128, metadata={"min": 8,
+        "help": "--task: tokens per input"})
+    eval_batch_size: int = field(default=64, metadata={"min": 1,
+        "help": "--task: examples per inference batch"})
+
+
+# ----------------------------------------------------------------------------- loss
+
+
+def _forward(model: nn.Module, batch: dict[str, Tensor], hidden: bool) -> Any:
+    """A masked-LM model's output: logits (B, P, V) at the masked positions only, and the
+    hidden states (embeddings first, last = the encoder's output, (B, T, H)) when asked."""
+    return model(input_ids=batch["input_ids"], attention_mask=batch["input_mask"],
+                 token_type_ids=batch["segment_ids"],
+                 masked_lm_positions=batch["masked_lm_positions"], output_hidden_states=hidden)
+
+
+def general_loss(student: nn.Module, teacher: nn.Module, batch: dict[str, Tensor],
+                 counts: dict[str, Tensor], weights: LossWeights) -> dict[str, Tensor]:
+    """This micro-batch's share of the global batch's DistilBERT loss.
+
+    batch: shard fields (``input_ids``, ``input_mask``, ``segment_ids`` (B, T); ``masked_lm_positions``,
+    ``masked_lm_ids``, ``masked_lm_weights`` (B, P)); counts: the global batch's ``masked``
+    (sum of masked_lm_weights) and ``tokens`` (real tokens). Returns ``loss`` (the weighted
+    sum) and each weighted-in term unweighted (``ce_loss``, ``mlm_loss``, ``cos_loss``): summed over
+    micro-batches and ranks they are :func:`~bertkit.distill.losses.distilbert_loss`'s terms
+    over the whole global batch.
+    """
+    hidden = weights.alpha_cos > 0
+    s = _forward(student, batch, hidden)
+    with torch.no_grad():
+        t = _forward(teacher, batch, hidden)
+    w = batch["masked_lm_weights"].flatten().float()                     # (B*P,)
+    n_masked = counts["masked"].clamp_min(1.0)
+    s_logits = s.mlm_logits.flatten(0, 1)                                # (B*P, V)
+    shares: dict[str, Tensor] = {}
+    total = s_logits.new_zeros((), dtype=torch.float32)
+    if weights.alpha_ce:
+        kl = kl_rows(s_logits, t.mlm_logits.flatten(0, 1), weights.temperature)  # (B*P,)
+        shares["ce_loss"] = (kl * w).sum() / n_masked
+        total = total + weights.alpha_ce * shares["ce_loss"]
+    if weights.alpha_mlm:
+        ce = F.cross_entropy(s_logits.float(), batch["masked_lm_ids"].flatten(),
+                             reduction="none")                           # (B*P,)
+        shares["mlm_loss"] = (ce * w).sum() / n_masked
+        total = total + weights.alpha_mlm * shares["mlm_loss"]
+    if hidden:
+        cos = F.cosine_similarity(s.hidden_states[-1].float(),
+                                  t.hidden_states[-1].detach().float(), dim=-1)  # (B, T)
+        real = batch["input_mask"].float()                               # (B, T)
+        shares["cos_loss"] = ((1 - cos) * real).sum() / counts["tokens"].clamp_min(1.0)
+        total = total + weights.alpha_cos * shares["cos_loss"]
+    shares["loss"] = total
+    return shares
+
+
+def distill_counts(batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The global-batch counts :func:`general_loss` divides by (and the driver's tokens/s)."""
+    return {"masked": batch["masked_lm_weights"].sum(), "tokens": batch["input_mask"].sum(),
+            "seqs": torch.tensor(float(batch["input_ids"].shape[0]))}
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def _vocab_files(directory: Path) -> dict[str, str]:
+    """{name: sha256} of the vocabulary files (not tokenizer_config.json) in ``directory``."""
+    from bertkit.data.vocab_files import TOKENIZER_FILES
+    from bertkit.fileio import sha256_file
+
+    return {name: sha256_file(directory / name) for name in TOKENIZER_FILES
+            if name != "tokenizer_config.json" and (directory / name).is_file()}
+
+
+def _check_same_tokenizer(teacher_dir: Path, other: Path, what: str) -> None:
+    """DistillError when ``other``'s vocabulary files are not the teacher's."""
+    mine, theirs = _vocab_files(teacher_dir), _vocab_files(other)
+    if not mine or not theirs:
+        logger.warning("%s or %s has no tokenizer files: the vocabularies cannot be compared "
+                       "file by file", teacher_dir, other)
+        return
+    if set(mine) != set(theirs):
+        raise DistillError(f"{what} {other} has another tokenizer than the teacher {teacher_dir} "
+                           f"({', '.join(sorted(theirs))} vs {', '.join(sorted(mine))}); "
+                           "distillation compares logits token by token, so both need one "
+                           "tokenizer")
+    for name, sha in mine.items():
+        if theirs[name] != sha:
+            raise DistillError(f"{what} {other / name} differs from the teacher's "
+                               f"{teacher_dir / name} (sha256): teacher and {what} need one "
+                               "vocabulary")
+
+
+def _check_data_vocab(teacher_dir: Path, data: str, index: dict[str, Any]) -> None:
+    """DistillError when ``data`` was made with another vocabulary than the teacher's."""
+    from bertkit.data.vocab_files import vocab_sha256
+    from bertkit.fileio import sha256_file
+
+    vocab = index["vocab"]
+    if vocab.get("files"):
+        found = _vocab_files(teacher_dir)
+        same = bool(found) and vocab_sha256(teacher_dir) == vocab["sha256"]
+    elif (teacher_dir / "vocab.txt").is_file():
+        same = sha256_file(teacher_dir / "vocab.txt") == vocab["sha256"]
+    else:
+        logger.warning("%s has no vocab.txt: cannot check it against --data's", teacher_dir)
+        return
+    if not same:
+        raise DistillError(f"--data {data} was made with another vocabulary than the teacher "
+                           f"{teacher_dir} (sha256 differs); remake the data with the teacher's "
+                           "vocabulary")
+
+
+def load_teacher(path: str | Path) -> nn.Module:
+    """The teacher: the family's masked-LM model from ``path``, in eval mode, without gradients.
+
+    DistillError when ``path`` is not a model directory or its weights lack the MLM head (a
+    fresh head would teach noise).
+    """
+    from bertkit.convert.hf import _read_directory, hf_to_ours
+    from bertkit.models.auto import AutoModelForMaskedLM
+
+    directory = Path(path)
+    if not directory.is_dir():
+        raise DistillError(f"--teacher {directory}: no such model directory")
+    if not (directory / "config.json").is_file():
+        raise DistillError(f"--teacher {directory}: no config.json (an HF model directory is "
+                           "needed)")
+    config, state, source, origin = _read_directory(directory)
+    shell = AutoModelForMaskedLM.class_for(config.model_type)(config)
+    _, missing, _ = hf_to_ours(state, shell, source, origin)
+    absent = sorted(k for k in missing if k.startswith("mlm."))
+    if absent:
+        raise DistillError(f"--teacher {directory}: its weights have no masked-LM head ({source} "
+                           f"lacks {', '.join(missing[absent[0]])}); general distillation needs a "
+                           "teacher that predicts masked tokens (a BertForPreTraining or "
+                           "...ForMaskedLM checkpoint, e.g. after bertkit pretrain + export)")
+    del shell, state
+    teacher = AutoModelForMaskedLM.from_pretrained(directory)
+    teacher.eval().requires_grad_(False)
+    return teacher
+
+
+def build_distill_student(args: DistillArgs, teacher: nn.Module) -> tuple[nn.Module, str]:
+    """(student, where it came from): ``--student`` DIR or preset, else ``--student-layers``."""
+    from bertkit.config import AutoConfig
+    from bertkit.models.auto import AutoModelForMaskedLM
+
+    if args.student is not None and (args.student_layers is not None
+                                     or args.student_family != "same"):
+        raise DistillError("--student and --student-layers/--student-family exclude each other: "
+                           "a student is a model directory or preset, or layers of the teacher")
+    tcfg = teacher.config
+    if args.student is None:
+        layers = (parse_student_layers(args.student_layers) if args.student_layers is not None
+                  else None)
+        family = None if args.student_family == "same" else args.student_family
+        student = build_student(teacher, layers, family=family)
+        return student, f"teacher layers {args.student_layers or 'every other'}"
+    path = Path(args.student)
+    if path.is_dir():
+        _check_same_tokenizer(Path(args.teacher or ""), path, "--student")
+        student = AutoModelForMaskedLM.from_pretrained(path)
+    elif path.suffix == ".json" or path.is_file():
+        student = AutoModelForMaskedLM.from_config(AutoConfig.from_json_file(path))
+    else:
+        cfg = AutoConfig.from_preset(args.student, vocab_size=tcfg.vocab_size,
+                                     pad_token_id=tcfg.pad_token_id)
+        student = AutoModelForMaskedLM.from_config(cfg)
+    return student, f"--student {args.student}"
+
+
+def _freeze_unused(student: nn.Module) -> None:
+    """Stop gradients to the parts the DistilBERT loss never reaches (pooler, NSP/SOP head), so
+    DDP does not wait for their gradients; they stay as initialised (or copied)."""
+    frozen = []
+    for name, p in student.named_parameters():
+        if name.split(".")[0] in ("nsp", "sop") or ".pooler." in f".{name}":
+            p.requires_grad_(False)
+            frozen.append(name)
+    if frozen:
+        logger.info("student: %d tensors the loss does not reach stay frozen (pooler, "
+                    "sentence-pair head)", len(frozen))
+
+
+def check_pair(teacher: nn.Module, student: nn.Module, args: DistillArgs,
+               index: dict[str, Any]) -> None:
+    """DistillError when the student cannot learn from this teacher on this data."""
+    tcfg, scfg = teacher.config, student.config
+    check_vocabularies(tcfg, scfg)
+    if args.alpha_cos and scfg.hidden_size != tcfg.hidden_size:
+        raise DistillError(f"--alpha-cos {args.alpha_cos:g}: the cosine loss compares hidden "
+                           f"states, but the student's width is {scfg.hidden_size} and the "
+                           f"teacher's {tcfg.hidden_size}; pass --alpha-cos 0")
+    vocab = index["vocab"]
+    if tcfg.vocab_size != vocab["size"]:
+        raise DistillError(f"--data {args.data} has a vocabulary of {vocab['size']} entries but "
+                           f"the teacher has vocab_size {tcfg.vocab_size}")
+    seq = index["settings"]["max_seq_length"]
+    for who, cfg in (("teacher", tcfg), ("student", scfg)):
+        offset = cfg.pad_token_id + 1 if cfg.model_type == "roberta" else 0
+        if seq > cfg.max_position_embeddings - offset:
+            raise DistillError(f"--data {args.data} has max_seq_length {seq} but the {who} has "
+                               f"max_position_embeddings {cfg.max_position_embeddings}")
+
+
+# ----------------------------------------------------------------------------- run
+
+
+def _train(args: DistillArgs, env: DistEnv, run: Path, resume_dir: Path | None) -> int:
+    """Everything is checked (teacher, student, data) before the driver writes ``run``."""
+    from bertkit.config import AutoConfig
+    from bertkit.data.shards import PretrainingDataset, load_index
+    from bertkit.models.auto import AutoModelForMaskedLM
+    from bertkit.train.pretrain import evaluate
+
+    index = load_index(args.data)
+    teacher = load_teacher(args.teacher or "")
+    _check_data_vocab(Path(args.teacher or ""), args.data or "", index)
+    seed_all(args.seed)  # a preset student's init
+    student, source = build_distill_student(args, teacher)  # checked now, rebuilt by the driver
+    check_pair(teacher, student, args, index)
+    weights = LossWeights(args.alpha_ce, args.alpha_mlm, args.alpha_cos, args.temperature)
+    if not (weights.alpha_ce or weights.alpha_mlm or weights.alpha_cos):
+        raise DistillError("--alpha-ce, --alpha-mlm and --alpha-cos are all 0: nothing to learn")
+    t_params = sum(p.numel() for p in teacher.parameters())
+    s_params = sum(p.numel() for p in student.parameters())
+    logger.info("teacher %s: %.2fM parameters; student (%s): %.2fM (%.0f%%)", args.teacher,
+                t_params / 1e6, source, s_params / 1e6, 100 * s_params / t_params)
+    teacher = teacher.to(env.device)
+    if env.device.type == "cuda":
+        teacher = teacher.to(torch.bfloat16)
+
+    trained: dict[str, nn.Module] = {}
+
+    def build(resume: Path | None) -> nn.Module:
+        if resume is not None:  # the checkpoint's student (its weights: the driver loads them)
+            model = AutoModelForMaskedLM.from_config(AutoConfig.from_json_file(
+                resume / "config.json"))
+        else:
+            model = student
+        if args.dropout is not None:
+            set_dropout(model, args.dropout)
+        _freeze_unused(model)
+        trained["student"] = model
+        return model
+
+    def loss_fn(model: nn.Module, mb: dict[str, Tensor], counts: dict[str, Tensor]
+                ) -> dict[str, Tensor]:
+        return general_loss(model, teacher, mb, counts, weights)
+
+    job = Job(index=index, dataset_cls=PretrainingDataset, build_model=build,
+              prepare_run=lambda run, resuming: prepare_run(args, index, run, resuming),
+              loss_fn=loss_fn, count_fn=distill_counts, evaluate=evaluate)
+    code = run_training(args, env, run, resume_dir, job)
+    if code == 0:
+        summary = _summary(args, env, run, teacher, trained["student"], evaluate)
+        if env.is_main:
+            atomic_write_text(run / "summary.json", json.dumps(summary, indent=1) + "\n")
+            logger.info("wrote %s:\n%s", run / "summary.json", _summary_lines(summary))
+    return code
+
+
+def _summary(args: DistillArgs, env: DistEnv, run: Path, teacher: nn.Module, student: nn.Module,
+             evaluate: Any) -> dict[str, Any]:
+    """``RUN/summary.json``: parameters of both, the run's training tokens/s (mean of the logged
+    intervals), and with ``--eval-data`` both models' held-out masked-LM accuracy and the share
+    of the teacher's kept by the student. Collective under torchrun (the teacher's evaluation)."""
+    from bertkit.data.shards import PretrainingDataset
+    from bertkit.train.driver import read_metrics
+
+    records = read_metrics(run) if env.is_main else []
+    tps = [r["tokens_per_s"] for r in records if r.get("split") == "train"
+           and "tokens_per_s" in r]
+    summary: dict[str, Any] = {
+        "teacher": args.teacher, "teacher_params": sum(p.numel() for p in teacher.parameters()),
+        "student_params": sum(p.numel() for p in student.parameters()),
+        "student_layers": student.config.num_hidden_layers,
+        "teacher_layers": teacher.config.num_hidden_layers,
+        "train_tokens_per_s": sum(tps) / len(tps) if tps else None,
+        "steps": args.max_steps}
+    summary["params_share"] = summary["student_params"] / summary["teacher_params"]
+    evals = [r for r in records if r.get("split") == "eval"]
+    if args.eval_data:
+        ds = PretrainingDataset(args.eval_data, rank=env.rank, world_size=env.world_size,
+                                seed=args.seed)
+        dtype = torch.bfloat16 if env.device.type == "cuda" else None
+        micro = max(1, args.batch_size // env.world_size)
+        t_acc = evaluate(teacher, ds, micro, args.eval_batches, env, dtype)["masked_lm_accuracy"]
+        summary["teacher_masked_lm_accuracy"] = t_acc
+        if evals:
+            s_acc = evals[-1]["masked_lm_accuracy"]
+            summary["student_masked_lm_accuracy"] = s_acc
+            summary["accuracy_share_kept"] = s_acc / t_acc if t_acc else None
+    return summary
+
+
+def _summary_lines(summary: dict[str, Any]) -> str:
+    """The summary on screen: one ``key  value`` line each."""
+    return "\n".join(f"{k:<28}{v:.4g}" if isinstance(v, float) else f"{k:<28}{v}"
+                     for k, v in summary.items())
+
+
+# Flags a continued run takes from its args.json when left at their defaults, and those fixed
+_RUN_FLAGS = ("data", "eval_data", "teacher", "student", "student_layers", "student_family",
+              "alpha_ce", "alpha_mlm", "alpha_cos", "temperature", "batch_size", "grad_accum",
+              "max_steps", "lr", "warmup_steps", "schedule", "power", "decay_after_warmup",
+              "optimizer", "bias_correction", "weight_decay", "beta1", "beta2", "adam_eps",
+              "max_grad_norm", "dropout", "seed", "log_every", "eval_every", "eval_batches",
+              "save_every", "keep_last", "max_nonfinite")
+_FIXED_FLAGS = {"student": None, "student_layers": None, "student_family": "same",
+                "optimizer": "adamw"}
+
+
+def run_distill(args: DistillArgs) -> int:
+    """CLI entry point: distil, evaluate, checkpoint; exit codes as ``bertkit pretrain``'s.
+
+    Continuing a run (``--resume RUN`` or ``--resume auto``), flags left at their defaults take
+    RUN's recorded values, so ``bertkit distill --resume RUN`` alone continues exactly.
+    """
+    from bertkit.fileio import check_output_dir
+
+    if args.task is not None:
+        from bertkit.distill.task import run_task_distill
+
+        return run_task_distill(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.out is None and args.resume in (None, "auto"):
+        raise ValueError("--out RUN is required (or --resume RUN)")
+    if args.out is not None:
+        check_output_dir(args.out)
+    resume_dir = resume_dir_of(args)
+    run = Path(args.out) if args.out else (resume_dir.parent if resume_dir else Path("."))
+    if resume_dir is not None and run.resolve() == resume_dir.parent.resolve():
+        args = continue_args(args, run, _RUN_FLAGS, _FIXED_FLAGS)
+    if args.data is None:
+        raise ValueError("--data DIR is required (a continued run takes the --data recorded in "
+                         "its args.json)")
+    if args.teacher is None:
+        raise ValueError("--teacher DIR is required (a continued run takes the --teacher "
+                         "recorded in its args.json)")
+    env = init_distributed(args.device)
+    try:
+        code = _train(args, env, run, resume_dir)
+    except BaseException:
+        shutdown(env, clean=False)
+        raise
+    shutdown(env)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bertkit.distill.general`` (also under torchrun): the same flags as the CLI."""
+    import argparse
+    import sys
+
+    from bertkit.cliargs import add_dataclass_args, dataclass_from_namespace
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="python -m bertkit.distill.general",
+                                     description=DistillArgs.__doc__)
+    add_dataclass_args(parser, DistillArgs)
+    args = dataclass_from_namespace(DistillArgs, parser.parse_args(argv), parser)
+    try:
+        return run_distill(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        logger.error("%s", e)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from bertkit.cliargs import exit_worker
+
+    exit_worker(main())

@@ -1,0 +1,260 @@
+"""``bertkit distill`` (general distillation): the loss against transformers' models computed the
+reference distiller's way, learning on real text, exact resume after SIGKILL, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bertkit.distill import general as G
+from bertkit.distill.losses import DistillError, LossWeights
+from bertkit.train import checkpoint as C
+from bertkit.train import pretrain as P
+
+
+@pytest.fixture(scope="session")
+def teacher_dir(tiny_data, pretrain_args, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 4-layer, 128-wide BERT with its MLM head, pre-trained for 60 steps on the SOTU shards
+    and exported (vocab.txt included): a teacher that knows a little English."""
+    root = tmp_path_factory.mktemp("teacher")
+    args = pretrain_args(root / "run", config="L-4_H-128", max_steps=60, warmup_steps=6,
+                         batch_size=16, save_every=60, log_every=20)
+    assert P.run_pretrain(args) == 0
+    assert P.run_export(P.ExportArgs(checkpoint=str(root / "run"), out=str(root / "model"))) == 0
+    return root / "model"
+
+
+@pytest.fixture(scope="session")
+def distill_args(tiny_data, teacher_dir: Path):
+    """Factory ``(out, **overrides) -> DistillArgs``: 2 of the teacher's 4 layers, 8 CPU steps."""
+
+    def make(out: Path, **kw) -> G.DistillArgs:
+        base = dict(data=str(tiny_data["train"]), out=str(out), teacher=str(teacher_dir),
+                    student_layers="0,2", batch_size=8, max_steps=8, lr=1e-3, warmup_steps=2,
+                    log_every=1, eval_every=0, save_every=4, threads=1, progress=False,
+                    device="cpu")
+        base.update(kw)
+        return G.DistillArgs(**base)
+
+    return make
+
+
+def _train_records(run: str | Path) -> list[dict]:
+    return [r for r in P.read_metrics(run) if r["split"] == "train"]
+
+
+# ----------------------------------------------------------------------------- the loss
+
+
+def test_loss_equals_the_reference_distillers_with_transformers_models(tiny_data, teacher_dir,
+                                                                     tmp_path: Path) -> None:
+    """bertkit's loss (logits only at the masked positions) equals the three losses computed
+    with transformers' BertForMaskedLM the way the reference distiller does (full vocabulary
+    logits at every position, the loss restricted to the masked tokens)."""
+    transformers = pytest.importorskip("transformers")
+    from bertkit.data.shards import PretrainingDataset
+    from bertkit.distill.student import build_student
+
+    teacher = G.load_teacher(teacher_dir)
+    student = build_student(teacher, (1, 3))
+    with torch.no_grad():  # make the student differ from the teacher's layers
+        for p in student.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    student.save_pretrained(tmp_path / "student")
+    batch = PretrainingDataset(tiny_data["train"], seed=0).batch(list(range(8)))
+    weights = LossWeights(alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1.0, temperature=2.0)
+    counts = G.distill_counts(batch)
+    ours = G.general_loss(student.eval(), teacher, batch, counts, weights)
+
+    ref = {}
+    hf_t = transformers.BertForMaskedLM.from_pretrained(teacher_dir).eval()
+    hf_s = transformers.BertForMaskedLM.from_pretrained(tmp_path / "student").eval()
+    kw = dict(input_ids=batch["input_ids"], attention_mask=batch["input_mask"],
+              token_type_ids=batch["segment_ids"], output_hidden_states=True)
+    with torch.no_grad():
+        t_out, s_out = hf_t(**kw), hf_s(**kw)
+    labels = torch.full_like(batch["input_ids"], -100)  # (B, T): the masked tokens' ids
+    for b in range(labels.shape[0]):
+        for pos, tok, w in zip(batch["masked_lm_positions"][b], batch["masked_lm_ids"][b],
+                               batch["masked_lm_weights"][b], strict=True):
+            if w > 0:
+                labels[b, pos] = tok
+    mask = labels.ne(-100)
+    s_logits, t_logits = s_out.logits[mask], t_out.logits[mask]     # (N, V) from (B, T, V)
+    T = weights.temperature
+    ref["ce_loss"] = F.kl_div(F.log_softmax(s_logits / T, -1), F.softmax(t_logits / T, -1),
+                              reduction="batchmean") * T ** 2
+    ref["mlm_loss"] = F.cross_entropy(s_out.logits.flatten(0, 1), labels.flatten())
+    real = batch["input_mask"].bool()
+    s_h, t_h = s_out.hidden_states[-1][real], t_out.hidden_states[-1][real]
+    ref["cos_loss"] = F.cosine_embedding_loss(s_h, t_h, torch.ones(len(s_h)))
+    ref["loss"] = 5 * ref["ce_loss"] + 2 * ref["mlm_loss"] + ref["cos_loss"]
+    assert ref["ce_loss"] > 1e-3 and ref["cos_loss"] > 1e-4  # the student is not the teacher
+    for k, v in ref.items():
+        torch.testing.assert_close(ours[k], v, rtol=1e-4, atol=1e-6, msg=k)
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+def test_student_learns_from_the_teacher_on_real_text(distill_args, tiny_data,
+                                                      tmp_path: Path) -> None:
+    """A fresh 2-layer student (preset, random init) moves towards the teacher: its KL to the
+    teacher and its total loss fall; the run exports as a model directory."""
+    from bertkit.models.auto import AutoModelForMaskedLM
+
+    args = distill_args(tmp_path / "run", student="L-2_H-128", student_layers=None,
+                        max_steps=40, log_every=1, save_every=40, eval_every=40,
+                        eval_data=str(tiny_data["eval"]), eval_batches=4)
+    assert G.run_distill(args) == 0
+    recs = _train_records(args.out)
+    assert [r["step"] for r in recs] == list(range(1, 41))
+    first = sum(r["ce_loss"] for r in recs[:5]) / 5
+    last = sum(r["ce_loss"] for r in recs[-5:]) / 5
+    assert last < 0.7 * first, (first, last)
+    assert sum(r["loss"] for r in recs[-5:]) < sum(r["loss"] for r in recs[:5])
+    ev = [r for r in P.read_metrics(args.out) if r["split"] == "eval"]
+    assert ev and 0 <= ev[-1]["masked_lm_accuracy"] <= 1
+    summary = json.loads((Path(args.out) / "summary.json").read_text(encoding="utf-8"))
+    teacher = G.load_teacher(args.teacher)
+    assert summary["teacher_params"] == sum(p.numel() for p in teacher.parameters())
+    assert summary["student_params"] < summary["teacher_params"]
+    assert summary["student_masked_lm_accuracy"] == ev[-1]["masked_lm_accuracy"]
+    assert summary["accuracy_share_kept"] == pytest.approx(
+        ev[-1]["masked_lm_accuracy"] / summary["teacher_masked_lm_accuracy"])
+    assert summary["train_tokens_per_s"] > 0
+    assert P.run_export(P.ExportArgs(checkpoint=args.out, out=str(tmp_path / "model"))) == 0
+    model = AutoModelForMaskedLM.from_pretrained(tmp_path / "model")
+    assert model.config.num_hidden_layers == 2 and (tmp_path / "model" / "vocab.txt").is_file()
+
+
+_KILL_AFTER_SAVE = """
+import os, signal, sys
+from bertkit.train import checkpoint as C
+from bertkit.distill import general as G
+orig = C.save_checkpoint
+def save_then_die(run, step, *a, **k):
+    path = orig(run, step, *a, **k)
+    if step == {step}:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return path
+C.save_checkpoint = save_then_die
+sys.exit(G.main(sys.argv[1:]))
+"""
+
+
+def test_exact_resume_after_sigkill(distill_args, pretrain_flags, tmp_path: Path) -> None:
+    """2N steps straight == SIGKILL after the checkpoint at N, then resumed (student dropout on),
+    bitwise: losses, weights and optimizer state."""
+    n = 4
+    straight = distill_args(tmp_path / "straight", max_steps=2 * n, save_every=n)
+    assert G.run_distill(straight) == 0
+    killed = replace(straight, out=str(tmp_path / "killed"), resume="auto")
+    script = textwrap.dedent(_KILL_AFTER_SAVE.format(step=n))
+    proc = subprocess.run([sys.executable, "-c", script, *pretrain_flags(killed)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert [s for s, _ in C.list_checkpoints(killed.out)] == [n]
+    assert G.run_distill(killed) == 0
+    want = [(r["step"], r["loss"], r["ce_loss"], r["cos_loss"]) for r in
+            _train_records(straight.out)]
+    got = [(r["step"], r["loss"], r["ce_loss"], r["cos_loss"]) for r in
+           _train_records(killed.out)]
+    assert got == want and len(want) == 2 * n
+    a = C.load_checkpoint(C.checkpoint_dir(straight.out, 2 * n))
+    b = C.load_checkpoint(C.checkpoint_dir(killed.out, 2 * n))
+    assert a["model"].keys() == b["model"].keys()
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    for k, v in a["optimizer"]["state"].items():
+        assert torch.equal(v["exp_avg_sq"], b["optimizer"]["state"][k]["exp_avg_sq"])
+
+
+def test_two_gloo_processes_equal_one(distill_args, pretrain_flags, tmp_path: Path) -> None:
+    """torchrun with 2 processes (gloo, DDP student, unwrapped teacher) gives the losses of one
+    process with the same global batch, to rounding: 1e-5 relative; the KL term (~0.005 while
+    the student is close to the teacher, a difference of near-equal numbers) to 1e-6 absolute,
+    1e-7 of the total loss."""
+    import os
+
+    single = distill_args(tmp_path / "single", max_steps=6, dropout=0.0, save_every=6)
+    assert G.run_distill(single) == 0
+    ddp = replace(single, out=str(tmp_path / "ddp"))
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc-per-node", "2", "-m", "bertkit.distill.general",
+                           *pretrain_flags(ddp)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    want, got = _train_records(single.out), _train_records(ddp.out)
+    assert [r["step"] for r in got] == [r["step"] for r in want] == list(range(1, 7))
+    for a, b in zip(got, want, strict=True):
+        for k in ("loss", "ce_loss", "mlm_loss", "cos_loss"):
+            tol = {"abs": 1e-6} if k == "ce_loss" else {"rel": 1e-5}
+            assert a[k] == pytest.approx(b[k], **tol), (a["step"], k)
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def _other_vocab_dir(teacher_dir: Path, root: Path) -> Path:
+    """The teacher's weights with another vocab.txt (its last token renamed)."""
+    other = root / "other-vocab"
+    shutil.copytree(teacher_dir, other)
+    lines = (teacher_dir / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    (other / "vocab.txt").write_text("\n".join(lines[:-1] + ["zzzz"]) + "\n", encoding="utf-8")
+    return other
+
+
+@pytest.mark.parametrize("case", ["no-teacher", "no-mlm-head", "student-vocab", "data-vocab",
+                                  "layers-range", "layers-order", "width-cos"])
+def test_bad_input_is_refused_before_anything_is_written(case: str, distill_args, teacher_dir,
+                                                         tmp_path: Path) -> None:
+    from bertkit.models.auto import AutoModel
+
+    out = tmp_path / "run"
+    args = distill_args(out)
+    if case == "no-teacher":
+        args, match = replace(args, teacher=str(tmp_path / "missing")), "no such model directory"
+    elif case == "no-mlm-head":
+        AutoModel.from_pretrained(teacher_dir).save_pretrained(tmp_path / "base")
+        shutil.copy(teacher_dir / "vocab.txt", tmp_path / "base" / "vocab.txt")
+        args, match = replace(args, teacher=str(tmp_path / "base")), "no masked-LM head"
+    elif case == "student-vocab":
+        other = _other_vocab_dir(teacher_dir, tmp_path)
+        args = replace(args, student=str(other), student_layers=None)
+        match = "vocab.txt differs from the teacher's"
+    elif case == "data-vocab":
+        other = _other_vocab_dir(teacher_dir, tmp_path)
+        args, match = replace(args, teacher=str(other)), "another vocabulary than the teacher"
+    elif case == "layers-range":
+        args, match = replace(args, student_layers="0,4"), "layer 4 is out of range.*0..3"
+    elif case == "layers-order":
+        args, match = replace(args, student_layers="2,1"), "not strictly increasing"
+    else:
+        args = replace(args, student="L-2_H-256", student_layers=None)
+        match = "width is 256 and the teacher's 128; pass --alpha-cos 0"
+    with pytest.raises(DistillError, match=match):
+        G.run_distill(args)
+    assert not out.exists()
+
+
+def test_cli_reports_bad_input_in_one_line(distill_args, tmp_path: Path, capsys) -> None:
+    from bertkit.cli import main
+
+    args = distill_args(tmp_path / "run", student_layers="0,9")
+    code = main(["distill", "--data", args.data, "--teacher", args.teacher, "--student-layers",
+                 "0,9", "--out", args.out, "--device", "cpu"])
+    assert code == 2
+    assert "bertkit distill: error: --student-layers 0,9: layer 9 is out of range" in \
+        capsys.readouterr().err
+    assert not Path(args.out).exists()
