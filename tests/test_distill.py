@@ -258,3 +258,36 @@ def test_cli_reports_bad_input_in_one_line(distill_args, tmp_path: Path, capsys)
     assert "bertkit distill: error: --student-layers 0,9: layer 9 is out of range" in \
         capsys.readouterr().err
     assert not Path(args.out).exists()
+
+
+def test_mlm_alone_needs_no_teacher_and_cpu_minutes_stops_a_run(distill_args, tiny_data,
+                                                              tmp_path: Path) -> None:
+    """``--alpha-ce 0 --alpha-cos 0`` is the same student trained with MLM alone: its loss is the
+    student's masked-LM cross-entropy and the teacher is never run (None here). ``--cpu-minutes``
+    stops a run long before ``--max-steps``, then evaluates (``cpu_s`` logged) and saves."""
+    from bertkit.data.shards import PretrainingDataset
+
+    teacher = G.load_teacher(distill_args(tmp_path / "x").teacher)
+    batch = next(iter(torch.utils.data.DataLoader(PretrainingDataset(tiny_data["train"]),
+                                                  batch_size=4)))
+    counts = G.distill_counts(batch)
+    got = G.general_loss(teacher, None, batch, counts, LossWeights(0.0, 1.0, 0.0, 2.0))
+    with torch.no_grad():
+        logits = teacher(input_ids=batch["input_ids"], attention_mask=batch["input_mask"],
+                         token_type_ids=batch["segment_ids"],
+                         masked_lm_positions=batch["masked_lm_positions"]).mlm_logits
+    ce = F.cross_entropy(logits.flatten(0, 1), batch["masked_lm_ids"].flatten(),
+                         reduction="none")
+    w = batch["masked_lm_weights"].flatten().float()
+    torch.testing.assert_close(got["loss"].detach(), (ce * w).sum() / w.sum(), rtol=1e-6,
+                               atol=1e-6)
+
+    args = distill_args(tmp_path / "run", alpha_ce=0.0, alpha_cos=0.0, max_steps=100000,
+                        save_every=100000, cpu_minutes=0.02, eval_data=str(tiny_data["eval"]),
+                        eval_batches=2, log_every=1)
+    assert G.run_distill(args) == 0
+    steps = [r["step"] for r in _train_records(args.out)]
+    assert 1 <= steps[-1] < 100000
+    ev = [r for r in P.read_metrics(args.out) if r["split"] == "eval"]
+    assert ev[-1]["step"] == steps[-1] and ev[-1]["cpu_s"] >= 0.02 * 60
+    assert C.list_checkpoints(Path(args.out))[-1][0] == steps[-1]

@@ -124,14 +124,17 @@ def general_loss(student: nn.Module, teacher: nn.Module, batch: dict[str, Tensor
     """
     hidden = weights.alpha_cos > 0
     s = _forward(student, batch, hidden)
-    with torch.no_grad():
-        t = _forward(teacher, batch, hidden)
+    t = None
+    if weights.alpha_ce or hidden:  # MLM alone (--alpha-ce 0 --alpha-cos 0) needs no teacher
+        with torch.no_grad():
+            t = _forward(teacher, batch, hidden)
     w = batch["masked_lm_weights"].flatten().float()                     # (B*P,)
     n_masked = counts["masked"].clamp_min(1.0)
     s_logits = s.mlm_logits.flatten(0, 1)                                # (B*P, V)
     shares: dict[str, Tensor] = {}
     total = s_logits.new_zeros((), dtype=torch.float32)
     if weights.alpha_ce:
+        assert t is not None
         kl = kl_rows(s_logits, t.mlm_logits.flatten(0, 1), weights.temperature)  # (B*P,)
         shares["ce_loss"] = (kl * w).sum() / n_masked
         total = total + weights.alpha_ce * shares["ce_loss"]
@@ -141,6 +144,7 @@ def general_loss(student: nn.Module, teacher: nn.Module, batch: dict[str, Tensor
         shares["mlm_loss"] = (ce * w).sum() / n_masked
         total = total + weights.alpha_mlm * shares["mlm_loss"]
     if hidden:
+        assert t is not None
         cos = F.cosine_similarity(s.hidden_states[-1].float(),
                                   t.hidden_states[-1].detach().float(), dim=-1)  # (B, T)
         real = batch["input_mask"].float()                               # (B, T)

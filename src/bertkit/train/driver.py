@@ -119,6 +119,10 @@ class TrainArgs:
         "help": "stop after this many non-finite losses in a row"})
     threads: int = field(default=0, metadata={"min": 0,
         "help": "torch CPU threads (0: torch's default)"})
+    cpu_minutes: float = field(default=0.0, metadata={"min": 0,
+        "help": "also stop after this many minutes of this process's CPU time (all threads; "
+                "0: no limit), then evaluate and save as at --max-steps: equal compute for runs "
+                "compared on a shared machine. Eval records carry cpu_s"})
     progress: bool | None = field(default=None, metadata={
         "help": "progress bar (default: when stderr is a terminal)"})
 
@@ -470,6 +474,17 @@ def run_training(args: TrainArgs, env: DistEnv, run: Path, resume_dir: Path | No
         log.close()
 
 
+def _cpu_budget_spent(args: TrainArgs, cpu0: float, env: DistEnv) -> bool:
+    """True (on every rank) once any rank has used ``--cpu-minutes`` of process CPU time."""
+    if not args.cpu_minutes:
+        return False
+    spent = float(time.process_time() - cpu0 >= args.cpu_minutes * 60)
+    if not all_reduce_max(torch.tensor([spent], device=env.device), env).item():
+        return False
+    logger.info("--cpu-minutes %g spent: stopping at this step", args.cpu_minutes)
+    return True
+
+
 def _drive(args: TrainArgs, env: DistEnv, run: Path, state: RunState, train_model: nn.Module,
            batches: Iterator[list[dict]], eval_ds: Any, job: Job, log: MetricsLog,
            resumed: bool) -> int:
@@ -489,7 +504,8 @@ def _drive(args: TrainArgs, env: DistEnv, run: Path, state: RunState, train_mode
         last_eval = state.loop.step
         res = job.evaluate(train_model, eval_ds, max(1, args.batch_size // env.world_size),
                            args.eval_batches, env, dtype)
-        log.write({"step": state.loop.step, "split": "eval", **res})
+        log.write({"step": state.loop.step, "split": "eval", **res,
+                   "cpu_s": round(time.process_time() - cpu0, 1)})
         if env.is_main:
             logger.info("step %d eval: %s", state.loop.step,
                         ", ".join(f"{k}={v:.4f}" for k, v in res.items()))
@@ -498,6 +514,7 @@ def _drive(args: TrainArgs, env: DistEnv, run: Path, state: RunState, train_mode
     bar = tqdm(total=args.max_steps, initial=state.loop.step, unit="step", dynamic_ncols=True,
                disable=not (progress and env.is_main))
     t_last, tokens_since, code = time.perf_counter(), 0.0, 0
+    cpu0 = time.process_time()
     with Signals() as sig:
         try:
             for res in train_steps(train_model, batches, state.optimizer, state.scheduler,
@@ -526,7 +543,7 @@ def _drive(args: TrainArgs, env: DistEnv, run: Path, state: RunState, train_mode
                     last_saved = res.step
                 flag = torch.tensor([float(sig.received)], device=env.device)
                 sig.received = int(all_reduce_max(flag, env).item())
-                if sig.received:
+                if sig.received or _cpu_budget_spent(args, cpu0, env):
                     break
         except NonFiniteLossError as e:
             logger.error("%s", e)
