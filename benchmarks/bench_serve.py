@@ -3,10 +3,11 @@
 One invocation, all servers on 127.0.0.1 in turn, the same model (the real all-MiniLM-L6-v2 from
 its local directory, DATA.md), the same torch threads, fp32:
 
-- ``bertkit serve`` (``POST /v1/embeddings``),
-- Infinity (``infinity_emb v2``, ``POST /embeddings``) for each ``--infinity-bin`` (a venv of its
-  own) and ``--infinity-engines`` (torch; optimum = ONNX Runtime on a ``model.onnx`` exported by
-  that venv's ``optimum-cli``), mean pooling, ``--batch-size`` its default,
+- ``bertkit serve`` (``POST /v1/embeddings``) on the torch backend, and on the onnx backend
+  (``bertkit export``'s graph: fused attention, onnxruntime's transformer optimizer, fp32),
+- Infinity (``infinity_emb v2``, ``POST /embeddings``) for each ``--infinity BIN:ENGINE`` (each
+  executable in a venv of its own; engine torch, or optimum = ONNX Runtime on a ``model.onnx``
+  exported by that venv's ``optimum-cli``), mean pooling, ``--batch-size`` its default,
 - ``benchmarks/plain_server.py`` (transformers ``AutoModel``, one model call per request).
 
 Every server gets the same OpenAI-style body, ``{"input": TEXT}``, from ``--clients`` closed-loop
@@ -15,8 +16,8 @@ requests/s, texts/s, real tokens/s, latency p50/p90/p99 and status counts. The t
 English Wikipedia lead sections cut at sentence ends into texts of 8-256 tokens (log-uniform
 target length). Every 200 answer is checked against offline ``bertkit.encode`` (cosine).
 
-Then the overload phase against bertkit: an open-loop request rate ``--overload`` x bertkit's
-measured requests/s (or ``--overload-mode clients``: that many x the clients), checking only 200s
+Then the overload phase against the faster bertkit backend, on a fresh server: an open-loop
+request rate ``--overload`` x its measured requests/s (or ``--overload-mode clients``: that many x the clients), checking only 200s
 and 429s (with Retry-After), no 5xx, no request lost (every request sent has an answer, and the
 server's /metrics counts agree), every returned embedding with cosine >= 0.9999 to its own text's
 offline embedding, and the server's RSS (process tree, /proc) growth after warm-up < 10%.
@@ -62,6 +63,13 @@ logger = logging.getLogger("bench_serve")
 HERE = Path(__file__).resolve().parent
 COSINE_MIN = 0.9999
 RSS_GROWTH_MAX = 0.10
+# /work/infvenv: pip install torch==2.13.0 "infinity-emb[server,torch,optimum]" (optimum 2.x: no
+# BetterTransformer, and its ORT optimizer rejects Infinity's arguments, so the ONNX graph runs
+# unoptimized). /work/infvenv-opt1: infinity-emb[server,torch]==0.0.78 with optimum 1.27,
+# transformers<4.49 and datasets<3, where Infinity's torch engine gets BetterTransformer (its CPU
+# fast path; optimum 1.27's ONNX side does not import with torch 2.13).
+INFINITY_DEFAULT = ["/work/infvenv/bin/infinity_emb:torch", "/work/infvenv/bin/infinity_emb:optimum",
+                    "/work/infvenv-opt1/bin/infinity_emb:torch"]
 
 
 # -- texts and the offline reference --------------------------------------------------------------
@@ -130,10 +138,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def bertkit_server(model_dir: Path, threads: int, port: int) -> Server:
-    return Server("bertkit", [sys.executable, "-m", "bertkit.cli", "serve", "--model",
-                              str(model_dir), "--port", str(port), "--threads", str(threads)],
+def bertkit_server(model_dir: Path, threads: int, port: int, backend: str = "torch") -> Server:
+    return Server("bertkit" if backend == "torch" else f"bertkit[{backend}]",
+                  [sys.executable, "-m", "bertkit.cli", "serve", "--model", str(model_dir),
+                   "--port", str(port), "--threads", str(threads), "--backend", backend],
                   "/v1/embeddings", port=port)
+
+
+def bertkit_onnx_dir(model_dir: Path, out: Path) -> Path:
+    """``model_dir``'s files (linked) and its ``bertkit export`` ONNX graph (fused attention,
+    onnxruntime's transformer optimizer, fp32), made once under ``out``."""
+    from bertkit.inference.onnx_export import export_onnx
+
+    if not (out / "model.onnx").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        for f in model_dir.iterdir():
+            if f.is_file() and not (out / f.name).exists():
+                (out / f.name).symlink_to(f)
+        logger.info("exporting %s to ONNX (bertkit export)", model_dir)
+        export_onnx(out, out / "model.onnx")
+    return out
 
 
 def plain_server(model_dir: Path, threads: int, port: int) -> Server:
@@ -569,7 +593,10 @@ def pin_cpus(threads: int) -> tuple[set[int] | None, set[int]]:
 def summary(results: list[dict], over: dict | None) -> dict:
     by = {r["server"]: r for r in results if "req_per_s" in r}
     out: dict = {}
-    bk = by.get("bertkit")
+    bertkit = [r for name, r in by.items() if name.startswith("bertkit")]
+    bk = max(bertkit, key=lambda r: r["req_per_s"]) if bertkit else None
+    if bk:
+        out["best_bertkit"] = bk["server"]
     infinity = [r for name, r in by.items() if name.startswith("infinity")]
     if bk and infinity:
         best = max(infinity, key=lambda r: r["req_per_s"])
@@ -592,13 +619,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--clients", type=int, default=64)
     p.add_argument("--threads", type=int, default=2, help="every server's torch threads")
     p.add_argument("--texts", type=int, default=2048, help="distinct real texts")
-    p.add_argument("--servers", nargs="+", default=["bertkit", "infinity", "plain"],
-                   choices=["bertkit", "infinity", "plain"])
-    p.add_argument("--infinity-bin", type=Path, nargs="+",
-                   default=[Path("/work/infvenv/bin/infinity_emb")],
-                   help="infinity_emb executables, each in its own venv")
-    p.add_argument("--infinity-engines", nargs="+", default=["torch", "optimum"],
-                   choices=["torch", "optimum"])
+    p.add_argument("--servers", nargs="+", default=["bertkit", "bertkit-onnx", "infinity",
+                                                    "plain"],
+                   choices=["bertkit", "bertkit-onnx", "infinity", "plain"])
+    p.add_argument("--infinity", nargs="+", default=INFINITY_DEFAULT, metavar="BIN:ENGINE",
+                   help="Infinity runs: an infinity_emb executable (each in a venv of its own) "
+                        "and an engine, torch or optimum; a missing executable is skipped")
     p.add_argument("--overload", type=float, default=4.0, help="overload factor (0: skip)")
     p.add_argument("--overload-mode", choices=["rate", "clients"], default="rate",
                    help="rate: open-loop at factor x bertkit's measured req/s; clients: "
@@ -630,14 +656,24 @@ def main() -> int:
     servers: list[Server] = []
     if "bertkit" in a.servers:
         servers.append(bertkit_server(model_dir, a.threads, free_port()))
+    if "bertkit-onnx" in a.servers:
+        servers.append(bertkit_server(bertkit_onnx_dir(model_dir, work / "bertkit-onnx"),
+                                      a.threads, free_port(), "onnx"))
+    skipped = []
     if "infinity" in a.servers:
-        for binary in a.infinity_bin:
-            for engine in a.infinity_engines:
-                servers.append(infinity_server(binary, engine, model_dir, a.threads,
-                                               free_port(), work))
+        for spec in a.infinity:
+            binary, _, engine = spec.rpartition(":")
+            if engine not in ("torch", "optimum"):
+                raise SystemExit(f"--infinity {spec}: expected BIN:torch or BIN:optimum")
+            if not Path(binary).exists():
+                logger.warning("--infinity %s: %s is not installed; skipped", spec, binary)
+                skipped.append(spec)
+                continue
+            servers.append(infinity_server(Path(binary), engine, model_dir, a.threads,
+                                           free_port(), work))
     if "plain" in a.servers:
         servers.append(plain_server(model_dir, a.threads, free_port()))
-    results, capacity = [], None
+    results, capacity = [], {}
     for server in servers:
         try:
             r, rps = measure(server, setup)
@@ -645,11 +681,13 @@ def main() -> int:
             logger.error("%s: %s", server.name, e)
             r, rps = {"server": server.name, "failed": str(e)[:2000]}, None
         results.append(r)
-        if server.name == "bertkit":
-            capacity = rps
+        if server.name.startswith("bertkit") and rps:
+            capacity[server.name] = (rps, server)
     over = None
-    if a.overload > 0 and "bertkit" in a.servers and capacity:
-        over = overload(bertkit_server(model_dir, a.threads, free_port()), setup, capacity)
+    if a.overload > 0 and capacity:  # the faster bertkit backend, on a fresh server
+        rps, fastest = max(capacity.values(), key=lambda c: c[0])
+        fastest.port = free_port()
+        over = overload(fastest, setup, rps)
     report = {
         "bench": "serve", "model": model_dir.name, "threads": a.threads, "dtype": "float32",
         "clients": a.clients, "seconds": a.seconds, "warmup_s": a.warmup,
@@ -658,7 +696,7 @@ def main() -> int:
         "texts": {"n": len(texts), "source": "English Wikipedia lead sections (Vital Articles)",
                   "tokens_min": min(counts), "tokens_median": statistics.median(counts),
                   "tokens_mean": round(statistics.fmean(counts), 1), "tokens_max": max(counts)},
-        "results": results, "overload": over, "summary": summary(results, over),
+        "results": results, "skipped": skipped, "overload": over, "summary": summary(results, over),
         "logs": str(logdir)}
     text = json.dumps(report, indent=1)
     print(text, flush=True)
