@@ -20,7 +20,9 @@ Then the overload phase against the faster bertkit backend, on a fresh server: a
 request rate ``--overload`` x its measured requests/s (or ``--overload-mode clients``: that many x the clients), checking only 200s
 and 429s (with Retry-After), no 5xx, no request lost (every request sent has an answer, and the
 server's /metrics counts agree), every returned embedding with cosine >= 0.9999 to its own text's
-offline embedding, and the server's RSS (process tree, /proc) growth after warm-up < 10%.
+offline embedding, and the server's RSS (process tree, /proc, sampled every 0.5 s after the
+overload's own warm-up) growing < 10% (median of the last third of the samples over the median of
+the first third, so a batch's transient activations do not count as growth; peaks reported).
 
 Where the machine has more CPUs than ``--threads``, the servers are pinned to ``--threads`` CPUs
 and the client to the others; otherwise all share them (stated in the JSON). Prints one JSON
@@ -35,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import logging
@@ -52,7 +55,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -449,6 +452,16 @@ def throughput(records: list[Record], wall: float, counts: list[int]) -> dict:
             "errors": first_errors(records), "wall_s": round(wall, 2)}
 
 
+def rss_growth(samples: list[float]) -> float | None:
+    """Growth of the last third's median RSS over the first third's: a leak's trend, not the
+    swings of a batch's transient activations (None: too few samples)."""
+    k = len(samples) // 3
+    if k < 1:
+        return None
+    first, last = statistics.median(samples[:k]), statistics.median(samples[-k:])
+    return (last - first) / first
+
+
 def server_counts(port: int, path: str) -> Counter:
     """bertkit's /metrics requests_total for ``path``, by status."""
     _, text = _get(port, "/metrics")
@@ -540,7 +553,7 @@ def overload(server: Server, setup: Setup, capacity: float) -> dict:
     got = Counter(r.status for r in every)
     client = Counter({str(k): v for k, v in got.items() if k})
     server_seen = after - before
-    growth = (end - baseline) / baseline if baseline else None
+    growth = rss_growth(mem)
     peak = (max(mem) - baseline) / baseline if baseline and mem else None
     checks = check_answers(every, setup.reference)
     lost = (warm_sent + sent) - sum(v for k, v in got.items() if k)
@@ -564,6 +577,7 @@ def overload(server: Server, setup: Setup, capacity: float) -> dict:
         "rss_mb": {"baseline": round(baseline, 1), "end": round(end, 1),
                    "max": round(max(mem), 1) if mem else None,
                    "growth_pct": round(100 * growth, 2) if growth is not None else None,
+                   "end_vs_baseline_pct": round(100 * (end - baseline) / baseline, 2),
                    "max_growth_pct": round(100 * peak, 2) if peak is not None else None,
                    "series": [round(x, 1) for x in mem[::max(1, len(mem) // 12)]]}}
     out["pass"] = {
@@ -653,12 +667,13 @@ def main() -> int:
     server_cpus, client_cpus = pin_cpus(a.threads)
     logdir = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     setup = Setup(texts, counts, reference, a, logdir, server_cpus)
-    servers: list[Server] = []
+    bertkits: dict[str, Callable[[int], Server]] = {}  # name -> its server on a given port
     if "bertkit" in a.servers:
-        servers.append(bertkit_server(model_dir, a.threads, free_port()))
+        bertkits["bertkit"] = functools.partial(bertkit_server, model_dir, a.threads)
     if "bertkit-onnx" in a.servers:
-        servers.append(bertkit_server(bertkit_onnx_dir(model_dir, work / "bertkit-onnx"),
-                                      a.threads, free_port(), "onnx"))
+        onnx_dir = bertkit_onnx_dir(model_dir, work / "bertkit-onnx")
+        bertkits["bertkit[onnx]"] = lambda port: bertkit_server(onnx_dir, a.threads, port, "onnx")
+    servers = [make(free_port()) for make in bertkits.values()]
     skipped = []
     if "infinity" in a.servers:
         for spec in a.infinity:
@@ -681,13 +696,12 @@ def main() -> int:
             logger.error("%s: %s", server.name, e)
             r, rps = {"server": server.name, "failed": str(e)[:2000]}, None
         results.append(r)
-        if server.name.startswith("bertkit") and rps:
-            capacity[server.name] = (rps, server)
+        if server.name in bertkits and rps:
+            capacity[server.name] = rps
     over = None
     if a.overload > 0 and capacity:  # the faster bertkit backend, on a fresh server
-        rps, fastest = max(capacity.values(), key=lambda c: c[0])
-        fastest.port = free_port()
-        over = overload(fastest, setup, rps)
+        fastest = max(capacity, key=capacity.__getitem__)
+        over = overload(bertkits[fastest](free_port()), setup, capacity[fastest])
     report = {
         "bench": "serve", "model": model_dir.name, "threads": a.threads, "dtype": "float32",
         "clients": a.clients, "seconds": a.seconds, "warmup_s": a.warmup,
