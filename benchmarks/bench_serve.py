@@ -17,8 +17,8 @@ English Wikipedia lead sections cut at sentence ends into texts of 8-256 tokens 
 target length). Every 200 answer is checked against offline ``bertkit.encode`` (cosine).
 
 Then the overload phase against the faster bertkit backend, on a fresh server: an open-loop
-request rate ``--overload`` x its measured requests/s (or ``--overload-mode clients``: that many x the clients), checking only 200s
-and 429s (with Retry-After), no 5xx, no request lost (every request sent has an answer, and the
+request rate ``--overload`` x its measured requests/s (or ``--overload-mode clients``: that
+many x the clients), checking only 200s and 429s (with Retry-After), no 5xx, no request lost (every request sent has an answer, and the
 server's /metrics counts agree), every returned embedding with cosine >= 0.9999 to its own text's
 offline embedding, and the server's RSS (process tree, /proc, sampled every 0.5 s after the
 overload's own warm-up) growing < 10% (median of the last third of the samples over the median of
@@ -30,6 +30,10 @@ object and writes it to ``--out``.
 
     python benchmarks/bench_serve.py --seconds 60 --out serve.json
     python benchmarks/bench_serve.py --seconds 10 --warmup 3 --texts 512   # a dry run
+
+The peers live in venvs of their own (see ``INFINITY_DEFAULT``); aiohttp is in the ``bench``
+extra. The client shares the CPUs with the servers on a small machine, so ``req_per_server_cpu_s``
+(answers per CPU second the server used) is reported beside the throughput.
 """
 
 from __future__ import annotations
