@@ -547,7 +547,7 @@ def overload(server: Server, setup: Setup, capacity: float) -> dict:
             warm, _, warm_sent, warm_capped = phase(a.warmup, 104729)
             t0 = time.monotonic()
             baseline = rss.now()
-            records, sending, sent, capped = phase(a.seconds, 1299709)
+            records, sending, sent, capped = phase(a.overload_seconds or a.seconds, 1299709)
             end = rss.now()
             mem = rss.between(t0, time.monotonic())
             after = server_counts(server.port, server.path)
@@ -565,6 +565,7 @@ def overload(server: Server, setup: Setup, capacity: float) -> dict:
     in_window = [r for r in records if r.end <= sending[1]]
     out = {
         "server": server.name, "mode": a.overload_mode, "factor": a.overload,
+        "seconds": a.overload_seconds or a.seconds,
         "offered_req_per_s": round(rate, 1) if a.overload_mode == "rate" else None,
         "clients": clients if a.overload_mode == "clients" else None,
         "sent_req_per_s": round(sent / span, 1), "sent": warm_sent + sent,
@@ -644,6 +645,9 @@ def parse_args() -> argparse.Namespace:
                    help="Infinity runs: an infinity_emb executable (each in a venv of its own) "
                         "and an engine, torch or optimum; a missing executable is skipped")
     p.add_argument("--overload", type=float, default=4.0, help="overload factor (0: skip)")
+    p.add_argument("--overload-seconds", type=float, default=None,
+                   help="measured seconds of the overload phase (default --seconds); longer "
+                        "runs tell a leak from RSS that is still settling")
     p.add_argument("--overload-mode", choices=["rate", "clients"], default="rate",
                    help="rate: open-loop at factor x bertkit's measured req/s; clients: "
                         "factor x --clients closed-loop clients")
