@@ -94,6 +94,42 @@ def test_openai_embeddings_rerank_tokenize_info_metrics(server, real_sentences):
     assert call(port, "POST", "/embed", {"inputs": "x " * 600, "truncate": True})[0] == 200
 
 
+def test_more_concurrent_requests_than_anyio_threads_all_reach_the_batch_queue(
+        minilm_dir, real_sentences):
+    """56 concurrent requests (anyio's default pool has 40 threads) are all in the batch queue
+    while the model runs the first batch, so they share the next one; every answer is still its
+    own text's vector. Before, 16 of them waited for a thread outside the queue."""
+    from bertkit.serve.app import create_app
+    from bertkit.serve.service import Limits, Service
+
+    n = 56
+    service = Service(minilm_dir, limits=Limits(max_concurrent_requests=64))
+    queue, run_model, submit = service.queue, service.queue.backend, service.queue.submit
+    submitted, held, all_in = [], [], threading.Event()
+
+    def counted_submit(items):
+        submitted.append(len(items))
+        if len(submitted) == n:
+            all_in.set()
+        return submit(items)
+
+    def held_model(batch):  # the first batch waits until every request is queued (or 60 s)
+        if not held:
+            held.append(all_in.wait(60))
+        return run_model(batch)
+
+    queue.submit, queue.backend = counted_submit, held_model
+    texts = [real_sentences[i % len(real_sentences)] for i in range(n)]
+    with serve_in_thread(create_app(service)) as port, ThreadPoolExecutor(n) as pool:
+        answers = list(pool.map(lambda t: call(port, "POST", "/embed", {"inputs": t},
+                                               timeout=300), texts))
+    assert held == [True] and len(submitted) == n
+    assert [a[0] for a in answers] == [200] * n
+    cos = torch.nn.functional.cosine_similarity(torch.tensor([a[2][0] for a in answers]),
+                                                _offline(minilm_dir, texts), dim=-1)
+    assert cos.min() >= 0.9999, cos
+
+
 def test_onnx_backend_serves_the_same_vectors(minilm_dir, real_sentences, tmp_path):
     pytest.importorskip("onnxruntime")
     from bertkit.inference.onnx_export import export_onnx

@@ -2,7 +2,10 @@
 
 Every POST endpoint reads its body under ``--payload-limit`` (413), parses it by hand (422
 naming the field, see :mod:`.validate`) and runs the :class:`~.service.Service` method in a
-thread, so the event loop never waits on the model. More than ``--max-concurrent-requests`` POSTs
+thread, so the event loop never waits on the model. Those threads come from a pool as large as
+``--max-concurrent-requests`` (not anyio's shared 40): a method's thread waits while the batch
+queue runs its inputs, so every admitted request must have one to reach the queue and share a
+batch with the others. More than ``--max-concurrent-requests`` POSTs
 at once get 429 with ``Retry-After`` at once; with ``--api-key`` every path but ``/health`` needs
 ``Authorization: Bearer KEY`` (401). Errors are TEI's shape: ``{"error", "error_type"}``.
 """
@@ -17,6 +20,8 @@ from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -74,6 +79,8 @@ def create_app(service: Service, api_key: str | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        app.state.handler_threads = anyio.CapacityLimiter(
+            service.limits.max_concurrent_requests)
         yield
         await run_in_threadpool(service.close)
 
@@ -154,7 +161,8 @@ async def _answer(service: Service, request: Request, path: str) -> Response:
     try:
         handler = service.handler(path)
         body = parse_json(await read_body(request, service.limits.payload_limit))
-        result: Any = await run_in_threadpool(handler, body)
+        result: Any = await anyio.to_thread.run_sync(handler, body,
+                                                     limiter=request.app.state.handler_threads)
         return JSONResponse(await asyncio.to_thread(as_json, result))
     except RequestError as e:
         return error(e.status, e.message, e.kind)
