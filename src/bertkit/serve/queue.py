@@ -14,9 +14,11 @@ group is rerun request by request.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -64,6 +66,21 @@ class _Job:
     @property
     def tokens(self) -> int:
         return sum(len(it) * (len(it.input_ids) if it.choices else 1) for it in self.items)
+
+
+def _heap_trimmer() -> Callable[[], object]:
+    """glibc's ``malloc_trim(0)``: hand the heap's free pages back to the OS (a no-op where the
+    C library has no such call). Batches of ever-changing shapes leave freed tensor memory in
+    malloc's arenas, which a server under sustained load otherwise keeps as resident memory."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return lambda: trim(0)
+
+
+TRIM_EVERY_S = 1.0  # at most one malloc_trim per second of batching (each costs ~1 ms)
 
 
 class BatchQueue:
@@ -158,11 +175,15 @@ class BatchQueue:
     def _loop(self) -> None:
         self._carry: _Job | None = None
         self._stopping = False
+        trim, last_trim = _heap_trimmer(), time.monotonic()
         while not (self._stopping and self._carry is None and self._jobs.empty()):
             group = self._take()
             self.metrics.set_queue_depth(self._jobs.qsize())
             if group:
                 self._serve(group)
+            if time.monotonic() - last_trim >= TRIM_EVERY_S:
+                trim()
+                last_trim = time.monotonic()
 
     def _forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         mask = batch["attention_mask"]
