@@ -345,6 +345,57 @@ def test_qa_end_to_end_v2(minilm_dir: Path, tmp_path: Path) -> None:
     assert out[0]["answer"] == "" or out[0]["answer"] in context
 
 
+@pytest.mark.parametrize("kind, name, n", [("ner", "wnut16", 96), ("multiple-choice", "mmlu", 24)])
+def test_evaluation_runs_on_the_inference_engine_unchanged(kind: str, name: str, n: int,
+                                                           minilm_dir: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """predict_split goes through the inference package (TorchBackend + run_features) and gives,
+    bit for bit, the model's outputs on the batches the runner always used: features sorted by
+    length (longest first, ties in order), ``batch_size`` at a time, padded by hand here."""
+    import bertkit.inference.batcher as batcher
+    from bertkit.data.labelled import sample_split
+    from bertkit.finetune.run import predict_split, settings_from
+    from bertkit.finetune.tasks import make_task
+    from bertkit.tokenization import BertTokenizer
+
+    src = _labelled(name)
+    dev = sample_split(src["dev"], tmp_path / f"dev{src['dev'].suffix}", n, seed=3)
+    args = FinetuneArgs(task=kind, model=str(minilm_dir), train=str(dev), dev=str(dev),
+                        out=str(tmp_path / "run"))
+    task = make_task(kind, settings_from(args), BertTokenizer.from_pretrained(minilm_dir))
+    split = task.load_all({"dev": dev})["dev"]
+    torch.manual_seed(0)
+    model = task.build_model(minilm_dir).eval()
+    calls = []
+    real = batcher.run_features
+    monkeypatch.setattr(batcher, "run_features", lambda *a, **k: calls.append(1) or real(*a, **k))
+    got = predict_split(task, model, split, 16, torch.device("cpu"))
+    assert calls == [1] and len(got) == len(split.features)
+
+    pad = task.tokenizer.pad_token_id
+    lengths = split.lengths()
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    for b in range(0, len(order), 16):
+        idx = order[b:b + 16]
+        width = lengths[idx[0]]
+        rows = [r for i in idx for r in (split.features[i].input_ids if kind == "multiple-choice"
+                                         else [split.features[i].input_ids])]
+        types = [r for i in idx for r in (split.features[i].token_type_ids
+                                          if kind == "multiple-choice"
+                                          else [split.features[i].token_type_ids])]
+        ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+        batch = {"input_ids": ids,
+                 "attention_mask": torch.tensor([[1] * len(r) + [0] * (width - len(r))
+                                                 for r in rows]),
+                 "token_type_ids": torch.tensor([t + [0] * (width - len(t)) for t in types])}
+        if kind == "multiple-choice":
+            batch = {k: v.view(len(idx), -1, width) for k, v in batch.items()}
+        with torch.no_grad():
+            want = task.forward(model, batch).float().numpy()
+        for r, i in enumerate(idx):
+            np.testing.assert_array_equal(got[i], want[r])
+
+
 def test_multiple_choice_end_to_end(minilm_dir: Path, tmp_path: Path) -> None:
     from bertkit.data.labelled import sample_split
     from bertkit.data.multiple_choice import read_swag
