@@ -17,10 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from bigbench_samples import disfl_qa_task
-from realdata import fetch_or_skip, load_tool
+from realdata import fetch_or_skip
 
-from bertkit.artifacts import fetch_file
 from bertkit.data.errors import DataError
 from bertkit.finetune.predict import PredictArgs, predict_records, run_predict
 from bertkit.finetune.run import FinetuneArgs, finetune, run_finetune
@@ -32,28 +30,6 @@ def _labelled(name: str) -> dict[str, Path]:
     from bertkit.data.labelled import fetch_labelled
 
     return fetch_or_skip(fetch_labelled, name)
-
-
-@pytest.fixture(scope="module")
-def rt(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Seeded samples of Rotten Tomatoes: 640 train, 200 dev, 100 test snippets."""
-    from bertkit.data.labelled import sample_split
-
-    src = _labelled("rotten-tomatoes")
-    d = tmp_path_factory.mktemp("rt")
-    return {"train": sample_split(src["train"], d / "train.jsonl", 640, seed=1),
-            "dev": sample_split(src["dev"], d / "dev.jsonl", 200, seed=1),
-            "test": sample_split(src["test"], d / "test.jsonl", 100, seed=1)}
-
-
-@pytest.fixture(scope="module")
-def rt_run(rt: dict[str, Path], minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory
-           ) -> tuple[Path, dict]:
-    run = tmp_path_factory.mktemp("rt-run")
-    args = FinetuneArgs(task="classification", model=str(minilm_dir), train=str(rt["train"]),
-                        dev=str(rt["dev"]), test=str(rt["test"]), out=str(run), epochs=2,
-                        progress=False)
-    return run, finetune(args, run, seed=3)
 
 
 def _gold(path: Path) -> list[str]:
@@ -195,22 +171,12 @@ def test_seeds_summary(rt: dict[str, Path], minilm_dir: Path, tmp_path: Path,
     assert "dev_accuracy" in capsys.readouterr().out
 
 
-def test_ner_end_to_end_matches_seqeval(minilm_dir: Path, tmp_path: Path) -> None:
+def test_ner_end_to_end_matches_seqeval(wnut_run) -> None:  # noqa: ANN001
     from seqeval.metrics import f1_score
 
-    from bertkit.data.labelled import sample_split
     from bertkit.data.ner import read_conll
 
-    src = _labelled("wnut16")
-    train = sample_split(src["train"], tmp_path / "train.txt", 160, seed=1)
-    dev = sample_split(src["dev"], tmp_path / "dev.txt", 60, seed=1)
-    untagged = tmp_path / "test.txt"  # dev's tokens alone, as a file to predict
-    untagged.write_text("".join("\n".join(s.tokens) + "\n\n" for s in read_conll(dev)))
-    run = tmp_path / "run"
-    labels = sorted({t for s in read_conll(src["train"]) for t in s.tags})
-    res = finetune(FinetuneArgs(task="ner", model=str(minilm_dir), train=str(train), dev=str(dev),
-                                test=str(untagged), out=str(run), epochs=1, labels=labels,
-                                progress=False), run, seed=1)
+    run, res, dev, labels = wnut_run.run, wnut_run.res, wnut_run.dev, wnut_run.labels
     blocks = (run / "dev_predictions.conll").read_text().strip().split("\n\n")
     gold = [s.tags for s in read_conll(dev)]
     pred = [[line.split("\t")[2] for line in b.splitlines()] for b in blocks]
@@ -297,37 +263,11 @@ def test_ner_loss_weighs_every_token_alike_whatever_the_batching(minilm_dir: Pat
                                                                          rel=1e-4)
 
 
-def _squad_v2_splits(root: Path) -> dict[str, Path]:
-    """SQuAD v2 train/dev/test files of real text: the disfl-qa recipe's converter and writer on
-    a BIG-bench-layout task built from the SQuAD/Quoref/QuAC samples and Wikipedia leads (the
-    Disfl-QA source itself left PyPI), split by context."""
-    from bertkit.data.labelled import LABELLED, grouped_split
-
-    tool = load_tool("make_google_squad_fixture")
-    files = [fetch_or_skip(fetch_file, spec) for spec in tool.SQUAD_SAMPLES.values()]
-    task = root / "task.json"
-    task.write_text(json.dumps(fetch_or_skip(disfl_qa_task, files)), encoding="utf-8")
-    recipe = LABELLED["disfl-qa"]
-    prepared = recipe.prepare(task)
-    out = {}
-    for split, idx in grouped_split(prepared.groups, seed=1).items():
-        out[split] = root / f"{split}.json"
-        recipe.write([prepared.records[i] for i in idx], out[split])
-    return out
-
-
-def test_qa_end_to_end_v2(minilm_dir: Path, tmp_path: Path) -> None:
-    from bertkit.data.labelled import sample_split
+def test_qa_end_to_end_v2(qa_run) -> None:  # noqa: ANN001
     from bertkit.data.squad import gold_answers, read_squad
     from bertkit.metrics import squad_v2_scores
 
-    src = _squad_v2_splits(tmp_path)
-    train = sample_split(src["train"], tmp_path / "train.json", 32, seed=1)
-    dev = sample_split(src["dev"], tmp_path / "dev.json", 24, seed=1)
-    run = tmp_path / "run"
-    res = finetune(FinetuneArgs(task="qa", model=str(minilm_dir), train=str(train), dev=str(dev),
-                                out=str(run), epochs=1, max_seq_length=256, progress=False),
-                   run, seed=1)
+    run, res, dev = qa_run.run, qa_run.res, qa_run.dev
     preds = json.loads((run / "dev" / "predictions.json").read_text())
     odds = json.loads((run / "dev" / "null_odds.json").read_text())
     examples = read_squad(dev)
