@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from realdata import fetch_or_skip, load_tool
+from realdata import fetch_or_skip
 
 from bertkit import artifacts
 
@@ -161,32 +160,12 @@ def wnut_run(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Simp
 
 
 
-def squad_v2_splits(root: Path) -> dict[str, Path]:
-    """SQuAD v2 train/dev/test files of real text: the disfl-qa recipe's converter and writer on
-    a BIG-bench-layout task built from the SQuAD/Quoref/QuAC samples and Wikipedia leads (the
-    Disfl-QA source itself left PyPI), split by context."""
-    from bigbench_samples import disfl_qa_task
-
-    from bertkit.artifacts import fetch_file
-    from bertkit.data.labelled import LABELLED, grouped_split
-
-    tool = load_tool("make_google_squad_fixture")
-    files = [fetch_or_skip(fetch_file, spec) for spec in tool.SQUAD_SAMPLES.values()]
-    task = root / "task.json"
-    task.write_text(json.dumps(fetch_or_skip(disfl_qa_task, files)), encoding="utf-8")
-    recipe = LABELLED["disfl-qa"]
-    prepared = recipe.prepare(task)
-    out = {}
-    for split, idx in grouped_split(prepared.groups, seed=1).items():
-        out[split] = root / f"{split}.json"
-        recipe.write([prepared.records[i] for i in idx], out[split])
-    return out
-
-
 @pytest.fixture(scope="session")
 def qa_run(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     """``bertkit finetune --task qa`` (SQuAD v2 layout of the disfl-qa recipe), 32 train and 24
     dev questions, 1 epoch, max_seq_length 256. Fields: run, res, args, dev."""
+    from bigbench_samples import squad_v2_splits
+
     from bertkit.data.labelled import sample_split
     from bertkit.finetune.run import FinetuneArgs, finetune
 
