@@ -113,3 +113,25 @@ def write_archive(path: Path, tasks: dict[str, dict[str, Any]]) -> dict[str, str
 
 SOURCES = {"vitaminc": labelled.VITAMINC_FILE, "disfl-qa": labelled.DISFL_QA_FILE,
            "social-iqa": labelled.SOCIAL_IQA_FILE}
+
+
+def squad_v2_splits(root: Path) -> dict[str, Path]:
+    """SQuAD v2 train/dev/test files of real text: the disfl-qa recipe's converter and writer on
+    a BIG-bench-layout task built from the SQuAD/Quoref/QuAC samples and Wikipedia leads (the
+    Disfl-QA source itself left PyPI), split by context."""
+    from realdata import fetch_or_skip, load_tool
+
+    from bertkit.artifacts import fetch_file
+    from bertkit.data.labelled import LABELLED, grouped_split
+
+    tool = load_tool("make_google_squad_fixture")
+    files = [fetch_or_skip(fetch_file, spec) for spec in tool.SQUAD_SAMPLES.values()]
+    task = root / "task.json"
+    task.write_text(json.dumps(fetch_or_skip(disfl_qa_task, files)), encoding="utf-8")
+    recipe = LABELLED["disfl-qa"]
+    prepared = recipe.prepare(task)
+    out = {}
+    for split, idx in grouped_split(prepared.groups, seed=1).items():
+        out[split] = root / f"{split}.json"
+        recipe.write([prepared.records[i] for i in idx], out[split])
+    return out

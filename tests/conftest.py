@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from realdata import fetch_or_skip
@@ -101,3 +102,78 @@ def pretrain_flags():
         return out
 
     return flags
+
+
+# ----------------------------------------------------------------------------- fine-tuned runs
+# Short real `bertkit finetune` runs of MiniLM, made once per session: test_finetune checks the
+# runs themselves, test_pipelines checks bertkit.pipeline on the models they export.
+
+
+@pytest.fixture(scope="session")
+def rt(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Seeded samples of Rotten Tomatoes: 640 train, 200 dev, 100 test snippets."""
+    from bertkit.data.labelled import fetch_labelled, sample_split
+
+    src = fetch_or_skip(fetch_labelled, "rotten-tomatoes")
+    d = tmp_path_factory.mktemp("rt")
+    return {"train": sample_split(src["train"], d / "train.jsonl", 640, seed=1),
+            "dev": sample_split(src["dev"], d / "dev.jsonl", 200, seed=1),
+            "test": sample_split(src["test"], d / "test.jsonl", 100, seed=1)}
+
+
+@pytest.fixture(scope="session")
+def rt_run(rt: dict[str, Path], minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory
+           ) -> tuple[Path, dict]:
+    """``bertkit finetune --task classification`` on ``rt``, 2 epochs: (run dir, results)."""
+    from bertkit.finetune.run import FinetuneArgs, finetune
+
+    run = tmp_path_factory.mktemp("rt-run")
+    args = FinetuneArgs(task="classification", model=str(minilm_dir), train=str(rt["train"]),
+                        dev=str(rt["dev"]), test=str(rt["test"]), out=str(run), epochs=2,
+                        progress=False)
+    return run, finetune(args, run, seed=3)
+
+
+@pytest.fixture(scope="session")
+def wnut_run(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """``bertkit finetune --task ner`` on 160 WNUT-16 training tweets, 1 epoch, dev 60 tweets,
+    test = dev's tokens untagged. Fields: run, res, train, dev, test, labels, full (the WNUT-16
+    split files)."""
+    from bertkit.data.labelled import fetch_labelled, sample_split
+    from bertkit.data.ner import read_conll
+    from bertkit.finetune.run import FinetuneArgs, finetune
+
+    d = tmp_path_factory.mktemp("wnut")
+    src = fetch_or_skip(fetch_labelled, "wnut16")
+    train = sample_split(src["train"], d / "train.txt", 160, seed=1)
+    dev = sample_split(src["dev"], d / "dev.txt", 60, seed=1)
+    untagged = d / "test.txt"  # dev's tokens alone, as a file to predict
+    untagged.write_text("".join("\n".join(s.tokens) + "\n\n" for s in read_conll(dev)))
+    labels = sorted({t for s in read_conll(src["train"]) for t in s.tags})
+    run = d / "run"
+    res = finetune(FinetuneArgs(task="ner", model=str(minilm_dir), train=str(train),
+                                dev=str(dev), test=str(untagged), out=str(run),
+                                epochs=1, labels=labels, progress=False),
+                   run, seed=1)
+    return SimpleNamespace(run=run, res=res, train=train, dev=dev, test=untagged,
+                           labels=labels, full=src)
+
+
+
+@pytest.fixture(scope="session")
+def qa_run(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """``bertkit finetune --task qa`` (SQuAD v2 layout of the disfl-qa recipe), 32 train and 24
+    dev questions, 1 epoch, max_seq_length 256. Fields: run, res, args, dev."""
+    from bigbench_samples import squad_v2_splits
+
+    from bertkit.data.labelled import sample_split
+    from bertkit.finetune.run import FinetuneArgs, finetune
+
+    d = tmp_path_factory.mktemp("qa")
+    src = squad_v2_splits(d)
+    train = sample_split(src["train"], d / "train.json", 32, seed=1)
+    dev = sample_split(src["dev"], d / "dev.json", 24, seed=1)
+    run = d / "run"
+    args = FinetuneArgs(task="qa", model=str(minilm_dir), train=str(train), dev=str(dev),
+                        out=str(run), epochs=1, max_seq_length=256, progress=False)
+    return SimpleNamespace(run=run, res=finetune(args, run, seed=1), args=args, dev=dev)

@@ -30,7 +30,6 @@ from bertkit.finetune.features import (
     encode_classification,
     encode_multiple_choice,
     encode_ner,
-    eval_order,
     feature_lengths,
     length_grouped_order,
 )
@@ -436,7 +435,3 @@ def test_length_grouped_order(tok, wnut, sotu_lines):
     # measured 0.061 on these real lengths (WNUT tweets + SOTU sentences)
     print(f"padding of length-grouped / random batches: {ratio:.3f}")
     assert ratio < 0.2, ratio
-    eval_batches = eval_order(lengths, 32)
-    flat = [i for b in eval_batches for i in b]
-    assert sorted(flat) == list(range(len(lengths)))
-    assert list(lengths[flat]) == sorted(lengths, reverse=True)

@@ -17,10 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from bigbench_samples import disfl_qa_task
-from realdata import fetch_or_skip, load_tool
+from realdata import fetch_or_skip
 
-from bertkit.artifacts import fetch_file
 from bertkit.data.errors import DataError
 from bertkit.finetune.predict import PredictArgs, predict_records, run_predict
 from bertkit.finetune.run import FinetuneArgs, finetune, run_finetune
@@ -32,28 +30,6 @@ def _labelled(name: str) -> dict[str, Path]:
     from bertkit.data.labelled import fetch_labelled
 
     return fetch_or_skip(fetch_labelled, name)
-
-
-@pytest.fixture(scope="module")
-def rt(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Seeded samples of Rotten Tomatoes: 640 train, 200 dev, 100 test snippets."""
-    from bertkit.data.labelled import sample_split
-
-    src = _labelled("rotten-tomatoes")
-    d = tmp_path_factory.mktemp("rt")
-    return {"train": sample_split(src["train"], d / "train.jsonl", 640, seed=1),
-            "dev": sample_split(src["dev"], d / "dev.jsonl", 200, seed=1),
-            "test": sample_split(src["test"], d / "test.jsonl", 100, seed=1)}
-
-
-@pytest.fixture(scope="module")
-def rt_run(rt: dict[str, Path], minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory
-           ) -> tuple[Path, dict]:
-    run = tmp_path_factory.mktemp("rt-run")
-    args = FinetuneArgs(task="classification", model=str(minilm_dir), train=str(rt["train"]),
-                        dev=str(rt["dev"]), test=str(rt["test"]), out=str(run), epochs=2,
-                        progress=False)
-    return run, finetune(args, run, seed=3)
 
 
 def _gold(path: Path) -> list[str]:
@@ -195,22 +171,12 @@ def test_seeds_summary(rt: dict[str, Path], minilm_dir: Path, tmp_path: Path,
     assert "dev_accuracy" in capsys.readouterr().out
 
 
-def test_ner_end_to_end_matches_seqeval(minilm_dir: Path, tmp_path: Path) -> None:
+def test_ner_end_to_end_matches_seqeval(wnut_run) -> None:  # noqa: ANN001
     from seqeval.metrics import f1_score
 
-    from bertkit.data.labelled import sample_split
     from bertkit.data.ner import read_conll
 
-    src = _labelled("wnut16")
-    train = sample_split(src["train"], tmp_path / "train.txt", 160, seed=1)
-    dev = sample_split(src["dev"], tmp_path / "dev.txt", 60, seed=1)
-    untagged = tmp_path / "test.txt"  # dev's tokens alone, as a file to predict
-    untagged.write_text("".join("\n".join(s.tokens) + "\n\n" for s in read_conll(dev)))
-    run = tmp_path / "run"
-    labels = sorted({t for s in read_conll(src["train"]) for t in s.tags})
-    res = finetune(FinetuneArgs(task="ner", model=str(minilm_dir), train=str(train), dev=str(dev),
-                                test=str(untagged), out=str(run), epochs=1, labels=labels,
-                                progress=False), run, seed=1)
+    run, res, dev, labels = wnut_run.run, wnut_run.res, wnut_run.dev, wnut_run.labels
     blocks = (run / "dev_predictions.conll").read_text().strip().split("\n\n")
     gold = [s.tags for s in read_conll(dev)]
     pred = [[line.split("\t")[2] for line in b.splitlines()] for b in blocks]
@@ -297,37 +263,11 @@ def test_ner_loss_weighs_every_token_alike_whatever_the_batching(minilm_dir: Pat
                                                                          rel=1e-4)
 
 
-def _squad_v2_splits(root: Path) -> dict[str, Path]:
-    """SQuAD v2 train/dev/test files of real text: the disfl-qa recipe's converter and writer on
-    a BIG-bench-layout task built from the SQuAD/Quoref/QuAC samples and Wikipedia leads (the
-    Disfl-QA source itself left PyPI), split by context."""
-    from bertkit.data.labelled import LABELLED, grouped_split
-
-    tool = load_tool("make_google_squad_fixture")
-    files = [fetch_or_skip(fetch_file, spec) for spec in tool.SQUAD_SAMPLES.values()]
-    task = root / "task.json"
-    task.write_text(json.dumps(fetch_or_skip(disfl_qa_task, files)), encoding="utf-8")
-    recipe = LABELLED["disfl-qa"]
-    prepared = recipe.prepare(task)
-    out = {}
-    for split, idx in grouped_split(prepared.groups, seed=1).items():
-        out[split] = root / f"{split}.json"
-        recipe.write([prepared.records[i] for i in idx], out[split])
-    return out
-
-
-def test_qa_end_to_end_v2(minilm_dir: Path, tmp_path: Path) -> None:
-    from bertkit.data.labelled import sample_split
+def test_qa_end_to_end_v2(qa_run) -> None:  # noqa: ANN001
     from bertkit.data.squad import gold_answers, read_squad
     from bertkit.metrics import squad_v2_scores
 
-    src = _squad_v2_splits(tmp_path)
-    train = sample_split(src["train"], tmp_path / "train.json", 32, seed=1)
-    dev = sample_split(src["dev"], tmp_path / "dev.json", 24, seed=1)
-    run = tmp_path / "run"
-    res = finetune(FinetuneArgs(task="qa", model=str(minilm_dir), train=str(train), dev=str(dev),
-                                out=str(run), epochs=1, max_seq_length=256, progress=False),
-                   run, seed=1)
+    run, res, dev = qa_run.run, qa_run.res, qa_run.dev
     preds = json.loads((run / "dev" / "predictions.json").read_text())
     odds = json.loads((run / "dev" / "null_odds.json").read_text())
     examples = read_squad(dev)
@@ -343,6 +283,57 @@ def test_qa_end_to_end_v2(minilm_dir: Path, tmp_path: Path) -> None:
     out = predict_records(run / "best", [(1, {"question": examples[0].question,
                                               "context": context})], max_seq_length=256)
     assert out[0]["answer"] == "" or out[0]["answer"] in context
+
+
+@pytest.mark.parametrize("kind, name, n", [("ner", "wnut16", 96), ("multiple-choice", "mmlu", 24)])
+def test_evaluation_runs_on_the_inference_engine_unchanged(kind: str, name: str, n: int,
+                                                           minilm_dir: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """predict_split goes through the inference package (TorchBackend + run_features) and gives,
+    bit for bit, the model's outputs on the batches the runner always used: features sorted by
+    length (longest first, ties in order), ``batch_size`` at a time, padded by hand here."""
+    import bertkit.inference.batcher as batcher
+    from bertkit.data.labelled import sample_split
+    from bertkit.finetune.run import predict_split, settings_from
+    from bertkit.finetune.tasks import make_task
+    from bertkit.tokenization import BertTokenizer
+
+    src = _labelled(name)
+    dev = sample_split(src["dev"], tmp_path / f"dev{src['dev'].suffix}", n, seed=3)
+    args = FinetuneArgs(task=kind, model=str(minilm_dir), train=str(dev), dev=str(dev),
+                        out=str(tmp_path / "run"))
+    task = make_task(kind, settings_from(args), BertTokenizer.from_pretrained(minilm_dir))
+    split = task.load_all({"dev": dev})["dev"]
+    torch.manual_seed(0)
+    model = task.build_model(minilm_dir).eval()
+    calls = []
+    real = batcher.run_features
+    monkeypatch.setattr(batcher, "run_features", lambda *a, **k: calls.append(1) or real(*a, **k))
+    got = predict_split(task, model, split, 16, torch.device("cpu"))
+    assert calls == [1] and len(got) == len(split.features)
+
+    pad = task.tokenizer.pad_token_id
+    lengths = split.lengths()
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    for b in range(0, len(order), 16):
+        idx = order[b:b + 16]
+        width = lengths[idx[0]]
+        rows = [r for i in idx for r in (split.features[i].input_ids if kind == "multiple-choice"
+                                         else [split.features[i].input_ids])]
+        types = [r for i in idx for r in (split.features[i].token_type_ids
+                                          if kind == "multiple-choice"
+                                          else [split.features[i].token_type_ids])]
+        ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+        batch = {"input_ids": ids,
+                 "attention_mask": torch.tensor([[1] * len(r) + [0] * (width - len(r))
+                                                 for r in rows]),
+                 "token_type_ids": torch.tensor([t + [0] * (width - len(t)) for t in types])}
+        if kind == "multiple-choice":
+            batch = {k: v.view(len(idx), -1, width) for k, v in batch.items()}
+        with torch.no_grad():
+            want = task.forward(model, batch).float().numpy()
+        for r, i in enumerate(idx):
+            np.testing.assert_array_equal(got[i], want[r])
 
 
 def test_multiple_choice_end_to_end(minilm_dir: Path, tmp_path: Path) -> None:

@@ -307,7 +307,7 @@ def test_finetune_refuses_an_unknown_family_and_a_foreign_checkpoint(rt, tmp_pat
 def test_ner_and_qa_runs_with_roberta_and_albert(rt, tmp_path):
     """NER (WNUT-16) with RoBERTa and SQuAD-v2-layout QA with ALBERT: train, score, export a
     directory transformers loads with its family's head."""
-    from test_finetune import _squad_v2_splits
+    from bigbench_samples import squad_v2_splits
 
     from bertkit.data.labelled import fetch_labelled, sample_split
     from bertkit.data.ner import read_conll
@@ -318,7 +318,7 @@ def test_ner_and_qa_runs_with_roberta_and_albert(rt, tmp_path):
            for s, n in (("train", 64), ("dev", 24))}
     labels = sorted({t for s in read_conll(src["train"]) for t in s.tags})
     (tmp_path / "squad").mkdir()
-    squad = _squad_v2_splits(tmp_path / "squad")
+    squad = squad_v2_splits(tmp_path / "squad")
     qa = {s: sample_split(squad[s], tmp_path / f"{s}.json", n, seed=1)
           for s, n in (("train", 16), ("dev", 12))}
     for family, task, data, extra in (

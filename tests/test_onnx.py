@@ -15,6 +15,8 @@ if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("
     pytest.skip("onnxruntime/onnx not installed (pip install 'bertkit[onnx]')",
                 allow_module_level=True)
 
+from realdata import fetch_or_skip
+
 import bertkit
 from bertkit.config import AlbertConfig, BertConfig, DistilBertConfig, RobertaConfig
 from bertkit.inference.backend import Backend
@@ -146,12 +148,29 @@ def test_minilm_real_weights(minilm_dir, minilm_onnx, real_sentences):
     cos = (e32 * e8).sum(-1)                                     # (B,)
     print(f"int8 vs fp32 embedding cosine on {len(cos)} sentences: min {cos.min():.4f} "
           f"mean {cos.mean():.4f}")
-    assert cos.mean() >= 0.99 and cos.min() >= 0.98
+    assert cos.min() >= 0.99
     import onnx
 
     ops = [n.op_type for n in onnx.load(str(int8)).graph.node]
-    assert ops.count("QAttention") == 6 and ops.count("MatMulInteger") == 17 + 1  # + pooler
-    assert ops.count("MatMul") == 1  # the first layer's fc2 stays float32
+    assert ops.count("QAttention") == 6 and ops.count("MatMulInteger") == 16 + 1  # + pooler
+    assert ops.count("MatMul") == 2  # the first two layers' fc2 stay float32
+
+
+def test_int8_embeddings_keep_cosine_099_on_1000_real_sentences(minilm_dir, minilm_onnx):
+    """Every sentence, not the mean: int8 MiniLM's mean-pooled embedding through the
+    feature-extraction pipeline (token-budget batches) has cosine >= 0.99 to fp32's. With only
+    the first layer's fc2 kept in float32 (the earlier setting) 3 of these were below 0.99."""
+    from bertkit.data.corpora import fetch_corpus, spread_sentences
+    from bertkit.inference.pipelines import pipeline
+
+    sentences = spread_sentences(fetch_or_skip(fetch_corpus, "wikipedia-en"), 1000)
+    fp32, int8 = minilm_onnx
+    e32, e8 = (pipeline("feature-extraction", model=minilm_dir, backend="onnx", onnx_file=f)
+               for f in (fp32, int8))
+    cos = (e32(sentences, normalize=True) * e8(sentences, normalize=True)).sum(-1)   # (N,)
+    print(f"int8 vs fp32 embedding cosine on {len(cos)} Wikipedia sentences: min "
+          f"{cos.min():.4f} p01 {cos.quantile(0.01):.4f} mean {cos.mean():.4f}")
+    assert len(cos) == 1000 and cos.min() >= 0.99
 
 
 def test_bad_inputs(tmp_path):

@@ -604,6 +604,18 @@ def read_documents(path: Path) -> Iterator[Document]:
         yield doc
 
 
+def spread_sentences(src: Path, n: int, every: int = 4, min_words: int = 3) -> list[str]:
+    """``n`` sentences of at least ``min_words`` words from the Google-format file ``src``:
+    every ``every``-th one from its start (for benchmarks and tests on real sentences); fewer
+    when the file runs out."""
+    out: list[str] = []
+    for doc in read_documents(src):
+        out += [s for s in doc if len(s.split()) >= min_words]
+        if len(out) >= every * n:
+            break
+    return out[::every][:n]
+
+
 def read_documents_with_words(path: Path) -> Iterator[WordDocument]:
     """Stream the documents of a segmented corpus as sentences of words.
 

@@ -67,12 +67,13 @@ import torch
 from bertkit.data.glue import Example
 from bertkit.data.multiple_choice import MultipleChoiceExample
 from bertkit.data.ner import NerSentence
+from bertkit.inference.batcher import Encoded, pad_batch, pad_rows
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["LongInputs", "Feature", "IGNORE_INDEX", "encode_classification",
            "aggregate_classification", "encode_ner", "aggregate_ner", "encode_multiple_choice",
-           "collate", "feature_lengths", "length_grouped_order", "eval_order"]
+           "collate", "feature_lengths", "length_grouped_order"]
 
 LongInputs = Literal["truncate", "window"]
 IGNORE_INDEX = -100  # label of positions the loss ignores (torch's cross_entropy default)
@@ -466,14 +467,6 @@ def encode_multiple_choice(examples: Sequence[MultipleChoiceExample], tokenizer:
 # Batching
 
 
-def _pad(rows: Sequence[Sequence[int]], width: int, value: int) -> torch.Tensor:
-    """(len(rows), width) long tensor, each row left-aligned and padded with ``value``."""
-    out = torch.full((len(rows), width), value, dtype=torch.long)
-    for r, row in enumerate(rows):
-        out[r, :len(row)] = torch.tensor(row, dtype=torch.long)
-    return out
-
-
 def _labels(features: Sequence[Feature], width: int) -> torch.Tensor | None:
     labels = [f.label for f in features]
     if all(lab is None for lab in labels):
@@ -481,7 +474,7 @@ def _labels(features: Sequence[Feature], width: int) -> torch.Tensor | None:
     if any(lab is None for lab in labels):
         raise ValueError("a batch mixes labelled and unlabelled features")
     if all(isinstance(lab, list) for lab in labels):
-        return _pad(labels, width, IGNORE_INDEX)  # type: ignore[arg-type]
+        return pad_rows(labels, width, IGNORE_INDEX)  # type: ignore[arg-type]
     if any(isinstance(lab, list) for lab in labels):
         raise ValueError("a batch mixes per-token and per-example labels")
     if any(isinstance(lab, float) for lab in labels):
@@ -498,25 +491,8 @@ def collate(features: Sequence[Feature], pad_id: int) -> dict[str, torch.Tensor]
     """
     if not features:
         raise ValueError("collate needs at least one feature")
-    choice = bool(features[0].input_ids) and isinstance(features[0].input_ids[0], list)
-    if choice:
-        n_choices = {len(f.input_ids) for f in features}
-        if len(n_choices) != 1:
-            raise ValueError(f"multiple-choice batch with different numbers of choices: "
-                             f"{sorted(n_choices)}")
-        ids_rows = [row for f in features for row in f.input_ids]  # type: ignore[misc]
-        type_rows = [row for f in features for row in f.token_type_ids]  # type: ignore[misc]
-    else:
-        ids_rows = [f.input_ids for f in features]
-        type_rows = [f.token_type_ids for f in features]
-    width = max(len(r) for r in ids_rows)
-    input_ids = _pad(ids_rows, width, pad_id)  # (B*K, T) or (B, T)
-    mask = _pad([[1] * len(r) for r in ids_rows], width, 0)
-    types = _pad(type_rows, width, 0)
-    batch = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": types}
-    if choice:
-        shape = (len(features), len(features[0].input_ids), width)  # (B, K, T)
-        batch = {k: v.reshape(shape) for k, v in batch.items()}
+    batch = pad_batch([Encoded(f.input_ids, f.token_type_ids) for f in features], pad_id)
+    width = batch["input_ids"].shape[-1]
     labels = _labels(features, width)
     if labels is not None:
         batch["labels"] = labels
@@ -554,11 +530,3 @@ def length_grouped_order(lengths: Sequence[int], batch_size: int, seed: int, epo
         chunk = chunk[np.argsort(-lens[chunk], kind="stable")]
         batches += [chunk[b:b + batch_size].tolist() for b in range(0, len(chunk), batch_size)]
     return [batches[k] for k in rng.permutation(len(batches))]
-
-
-def eval_order(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Inference batches: indices sorted by length, longest first (ties in input order)."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable").tolist()
-    return [order[b:b + batch_size] for b in range(0, len(order), batch_size)]

@@ -230,7 +230,7 @@ def _examples(kind: str, records: list[tuple[int, dict[str, Any] | str]], source
     return out
 
 
-def _feature_outputs(kind: str, rows: list[dict[str, torch.Tensor]]) -> list[Any]:
+def feature_outputs(kind: str, rows: list[dict[str, torch.Tensor]]) -> list[Any]:
     """Backend output rows -> the per-feature numpy outputs the fine-tuning tasks read."""
     if kind == "qa":
         return [(r["start_logits"].numpy(), r["end_logits"].numpy()) for r in rows]
@@ -292,7 +292,7 @@ class Predictor:
             raise NonFiniteOutputError(
                 f"{source}:{line}: the model's outputs are NaN or inf; {self.model_dir} is broken "
                 "(its training diverged?), nothing more is predicted", e.features) from e
-        outputs = _feature_outputs(self.kind, rows)
+        outputs = feature_outputs(self.kind, rows)
         return KINDS[self.kind].format(self.task, split, outputs, self.names)
 
 

@@ -50,7 +50,6 @@ from bertkit.train.loop import (
     LoopState,
     NonFiniteLossError,
     autocast,
-    to_device,
     train_steps,
 )
 from bertkit.train.optim import build_optimizer, build_scheduler
@@ -247,47 +246,39 @@ def micro_batches(task: Task, split: Split, batch_size: int, grad_accum: int, se
     return out
 
 
-def _nonfinite_rows(raw: Any) -> list[int]:
-    """Rows (batch positions) of a task's raw output (a tensor or a tuple of them) holding a
-    NaN or an infinity."""
-    parts = raw if isinstance(raw, tuple | list) else (raw,)
-    bad = torch.zeros(parts[0].shape[0], dtype=torch.bool, device=parts[0].device)
-    for t in parts:
-        bad |= ~torch.isfinite(t.detach()).reshape(t.shape[0], -1).all(1)
-    return bad.nonzero().flatten().tolist()
-
-
 @torch.no_grad()
 def predict_split(task: Task, model: nn.Module, split: Split, batch_size: int,
                   device: torch.device, dtype: torch.dtype | None = None, *,
                   progress: bool = False) -> list[Any]:
-    """Model outputs for every feature of ``split``, in feature order (length-sorted batches).
+    """Model outputs for every feature of ``split``, in feature order, through the inference
+    engine: ``model`` behind a :class:`~bertkit.inference.torch_backend.TorchBackend`, run by
+    :func:`~bertkit.inference.batcher.run_features` in length-sorted batches of at most
+    ``batch_size`` features (the token budget is set so that it never cuts a batch sooner).
 
-    Raises :class:`NonFiniteOutputError` (naming the features) on a batch with NaN or infinite
-    outputs, so that no NaN reaches a metric, a prediction or an exported model. ``progress``
-    shows a tqdm bar of the batches on stderr.
+    Per feature: logits as numpy, (C,) or (T_batch, C) for NER; QA a (start, end) pair of
+    (T_batch,) arrays. Raises :class:`NonFiniteOutputError` (naming the split's file and the
+    features) on a batch with NaN or infinite outputs, so that no NaN reaches a metric, a
+    prediction or an exported model. ``progress`` shows a tqdm bar of the batches on stderr.
     """
-    from tqdm import tqdm
+    from bertkit.finetune.predict import feature_outputs
+    from bertkit.inference.batcher import Encoded, run_features
+    from bertkit.inference.torch_backend import TorchBackend
 
-    from bertkit.finetune.features import eval_order
-
-    model.eval()
-    outputs: list[Any] = [None] * len(split.features)
-    order = eval_order(split.lengths(), batch_size)
-    for idx in tqdm(order, disable=not progress, desc=split.name, unit="batch",
-                    dynamic_ncols=True):
-        batch = to_device(task.collate([split.features[j] for j in idx]), device)
+    items = [Encoded(f.input_ids, f.token_type_ids) for f in split.features]
+    if not items:
+        return []
+    backend = TorchBackend(model, device)
+    rows = max(len(it.input_ids) if it.choices else 1 for it in items)  # K for multiple choice
+    budget = batch_size * rows * max(len(it) for it in items)
+    try:
         with autocast(device, dtype):
-            raw = task.forward(model, batch)
-        bad = _nonfinite_rows(raw)
-        if bad:
-            features = sorted(idx[i] for i in bad)
-            raise NonFiniteOutputError(f"{split.path or split.name}: the model's outputs are not "
-                                       f"finite (NaN or inf) for {len(features)} input(s)",
-                                       features)
-        for j, out in zip(idx, task.outputs(raw), strict=True):
-            outputs[j] = out
-    return outputs
+            out = run_features(backend, items, task.tokenizer.pad_token_id, budget, batch_size,
+                               "token_type_ids" in backend.input_names, progress, split.name)
+    except NonFiniteOutputError as e:
+        raise NonFiniteOutputError(f"{split.path or split.name}: the model's outputs are not "
+                                   f"finite (NaN or inf) for {len(e.features)} input(s)",
+                                   e.features) from e
+    return feature_outputs(task.kind, out)
 
 
 # ----------------------------------------------------------------------------- one run

@@ -154,11 +154,7 @@ class Task:
     def fit_loss_scale(self, train: Split) -> None:
         """Fix what :meth:`count` divides by from the training split (per-row tasks: nothing)."""
 
-    # -- outputs ---------------------------------------------------------------------------
-    def outputs(self, raw: Any) -> Any:
-        """Model output of one batch as numpy, per feature."""
-        return [x for x in raw.float().cpu().numpy()]
-
+    # -- outputs (per feature: see bertkit.finetune.predict.feature_outputs) --------------
     def evaluate(self, split: Split, outputs: list[Any]) -> dict[str, float]:
         raise NotImplementedError
 
@@ -432,10 +428,6 @@ class QaTask(Task):
         start, end = self.forward(model, batch)
         return heads.qa_loss(start, end, batch["start_positions"], batch["end_positions"],
                              reduction="sum")
-
-    def outputs(self, raw: Any) -> Any:
-        start, end = (x.float().cpu().numpy() for x in raw)
-        return list(zip(start, end, strict=True))
 
     def predictions(self, split: Split, outputs: list[Any]) -> Any:
         from bertkit.finetune.qa import postprocess

@@ -25,7 +25,7 @@ from bertkit.errors import BertkitError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Encoded", "NonFiniteOutputError", "pad_batch", "run_features",
+__all__ = ["Encoded", "NonFiniteOutputError", "pad_batch", "pad_rows", "run_features",
            "token_budget_batches"]
 
 
@@ -92,7 +92,7 @@ def token_budget_batches(lengths: Sequence[int], max_batch_tokens: int,
     return batches
 
 
-def _pad_rows(rows: Sequence[Sequence[int]], width: int, value: int) -> Tensor:
+def pad_rows(rows: Sequence[Sequence[int]], width: int, value: int) -> Tensor:
     """(len(rows), width) int64, each row left-aligned and padded with ``value``."""
     out = torch.full((len(rows), width), value, dtype=torch.long)
     for r, row in enumerate(rows):
@@ -121,10 +121,10 @@ def pad_batch(items: Sequence[Encoded], pad_id: int, token_types: bool = True
         ids = [it.input_ids for it in items]
         types = [it.token_type_ids or [0] * len(it.input_ids) for it in items]
     width = max(len(r) for r in ids)
-    batch = {"input_ids": _pad_rows(ids, width, pad_id),                       # (B*K, T)
-             "attention_mask": _pad_rows([[1] * len(r) for r in ids], width, 0)}
+    batch = {"input_ids": pad_rows(ids, width, pad_id),                       # (B*K, T)
+             "attention_mask": pad_rows([[1] * len(r) for r in ids], width, 0)}
     if token_types:
-        batch["token_type_ids"] = _pad_rows(types, width, 0)  # type: ignore[arg-type]
+        batch["token_type_ids"] = pad_rows(types, width, 0)  # type: ignore[arg-type]
     if choice:
         shape = (len(items), len(items[0].input_ids), width)                   # (B, K, T)
         batch = {k: v.reshape(shape) for k, v in batch.items()}

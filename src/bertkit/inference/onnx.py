@@ -11,7 +11,9 @@ every graph optimization on and one intra-op thread per available core unless to
 
 :func:`quantize_onnx` is onnxruntime's dynamic quantization: the weights of MatMul/Attention
 (every linear layer) become int8 per output channel, activations are quantized per batch at run
-time; embeddings, LayerNorm and softmax stay float32.
+time; embeddings, LayerNorm and softmax stay float32, and so does the FFN output projection of
+the first two layers (:func:`sensitive_nodes`: with it, every mean-pooled MiniLM embedding of
+1,000 real sentences keeps a cosine of at least 0.99 to fp32).
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from bertkit.inference.onnx_export import ExportError, export_onnx
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ExportError", "OnnxBackend", "default_threads", "export_onnx", "quantize_onnx",
-           "sensitive_nodes"]
+__all__ = ["FP32_FC2_LAYERS", "ExportError", "OnnxBackend", "default_threads", "export_onnx",
+           "quantize_onnx", "sensitive_nodes"]
 
 
 def default_threads() -> int:
@@ -103,16 +105,28 @@ class OnnxBackend:
         return {n: torch.from_numpy(o) for n, o in zip(self.output_names, outs, strict=True)}
 
 
-def sensitive_nodes(path: str | Path) -> list[str]:
-    """Names of the MatMul nodes kept in float32 by :func:`quantize_onnx`: the first layer's FFN
-    output projection (``fc2``), whose inputs hold outliers that a per-tensor uint8 scale
-    flattens. On all-MiniLM-L6-v2 keeping it raised the worst embedding cosine to fp32 over 50
-    real sentences from 0.986 to 0.991 (any other single layer: <= 0.987)."""
+FP32_FC2_LAYERS = 2  # the first layers whose FFN output projection int8 keeps in float32
+
+
+def sensitive_nodes(path: str | Path, layers: int = FP32_FC2_LAYERS) -> list[str]:
+    """Names of the MatMul nodes kept in float32 by :func:`quantize_onnx`: the FFN output
+    projection (``fc2``) of the first ``layers`` encoder layers. Their inputs (GELU outputs)
+    hold outliers that a per-tensor uint8 activation scale flattens.
+
+    Measured on all-MiniLM-L6-v2, worst mean-pooled embedding cosine to fp32 over 1,000
+    Wikipedia sentences (sentences below 0.99): every fc2 int8 0.985 (23); the first layer's
+    kept 0.987 (3); the first two 0.991 (0); every fc2 kept 0.993 (0). Keeping the first layer's
+    with any one other: layer 2 0.990, layers 3-6 0.987-0.988. On BERT-Base the second kept
+    layer cost no measurable speed. Short review snippets are harder: over 1,000 Rotten Tomatoes
+    dev snippets the worst is 0.985 (14 below 0.99; every fc2 kept: 0.990, 2 below), as the
+    activations' int8 scale is chosen per batch, so a text's int8 output depends on its batch
+    neighbours (one text per batch: 0.989, 2 below).
+    """
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
     fc2 = [n.name for n in graph.node if n.op_type == "MatMul" and "/ffn/fc2/" in n.name]
-    return fc2[:1]
+    return fc2[:layers]
 
 
 def quantize_onnx(src: str | Path, dst: str | Path, per_channel: bool = True,
