@@ -81,7 +81,7 @@ class DistillArgs(TrainArgs):
         "help": "weight of 1 - cosine between the last hidden states"})
     temperature: float = field(default=2.0, metadata={"above": 0,
         "help": "softmax temperature of the soft targets (the KL is scaled by T^2)"})
-    task: Literal["classification"] | None = field(default=None, metadata={
+    task: Literal["classification", "ner"] | None = field(default=None, metadata={
         "help": "task distillation from a fine-tuned --teacher instead of general distillation: "
                 "--train/--dev files as bertkit finetune's, optional --unlabelled text"})
     train: str | None = field(default=None, metadata={"help": "--task: training file"})
@@ -98,6 +98,9 @@ class DistillArgs(TrainArgs):
         "help": "--task: tokens per input"})
     eval_batch_size: int = field(default=64, metadata={"min": 1,
         "help": "--task: examples per inference batch"})
+    seeds: list[int] | None = field(default=None, metadata={"min": 0, "unique": True,
+        "help": "--task: one student per seed (RUN/seed-N) and RUN/summary.json with every "
+                "seed's metric and their mean and std"})
 
 
 # ----------------------------------------------------------------------------- loss
@@ -424,6 +427,8 @@ def run_distill(args: DistillArgs) -> int:
         from bertkit.distill.task import run_task_distill
 
         return run_task_distill(args)
+    if args.seeds:
+        raise ValueError("--seeds: only with --task (general distillation runs one seed, --seed)")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.out is None and args.resume in (None, "auto"):

@@ -1,18 +1,23 @@
-"""``bertkit distill --task classification``: task distillation from a fine-tuned teacher.
+"""``bertkit distill --task classification|ner``: task distillation from a fine-tuned teacher.
 
 The student learns the teacher's soft targets (T^2-scaled KL at temperature T) on the labelled
 training text plus optional unlabelled in-domain text (``--unlabelled``: Turc et al.'s
-pre-trained distillation), mixed with the hard labels where they exist: per example
+pre-trained distillation), mixed with the hard labels where they exist: per row
 ``(1 - w) * soft + w * hard`` with ``w = --alpha-hard`` on labelled rows and 0 on unlabelled ones
-(:func:`~bertkit.distill.losses.task_distill_loss`). The teacher's logits are computed once, before
-training (the inputs do not change between epochs), and looked up per batch.
+(:func:`~bertkit.distill.losses.task_distill_loss`). A row is an example for ``classification``
+and a word's first piece for ``ner`` (the tokens that carry labels in ``bertkit finetune --task
+ner``; in unlabelled text every word's first piece). The teacher's logits are computed once,
+before training (the inputs do not change between epochs or seeds), and looked up per batch.
 
-Evaluation, best-model export (``RUN/best``), dev predictions and ``results.json`` are
-``bertkit finetune``'s; ``RUN/summary.json`` adds the teacher and student parameters, their
-inference tokens/s on the dev set (same run, same batches), their dev metric and the share of the
-teacher's metric the student keeps.
+Evaluation (accuracy, or entity F1 for ``ner``), best-model export (``RUN/best``), dev predictions
+and ``results.json`` are ``bertkit finetune``'s; ``RUN/summary.json`` adds the teacher and student
+parameters, their inference tokens/s on the dev set (same run, same batches), their dev metric and
+the share of the teacher's metric the student keeps. With ``--seeds 1,2,3`` each seed runs in
+``RUN/seed-N`` (its own ``summary.json``) and ``RUN/summary.json`` holds every seed's numbers and
+their mean and std.
 
-Only ``classification`` so far; the other task kinds, ``--seeds`` and resume are not done.
+Not done: regression, qa and multiple-choice, resume, ``--max-steps`` (``--epochs`` sets the
+budget), ``--test``.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import json
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +40,9 @@ from bertkit.fileio import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TASKS", "run_task_distill"]
+__all__ = ["TASKS", "run_task_distill", "seeds_summary"]
 
-TASKS = ("classification",)
+TASKS = ("classification", "ner")
 
 
 def _teacher_task(args: Any) -> tuple[Path, list[str]]:
@@ -83,49 +89,95 @@ def _student(args: Any, teacher: nn.Module, task: Any) -> nn.Module:
     return build_student(teacher, layers).train()
 
 
-def _batches(task: Any, feats: list[Any], labels: list[int], cached: np.ndarray,
-             batch_size: int, grad_accum: int, seed: int, epoch: int, group: int
-             ) -> list[list[dict[str, Tensor]]]:
-    """One epoch of updates: each a list of ``grad_accum`` micro-batches of ``feats`` (without
-    labels) with ``labels`` (B,) (IGNORE_INDEX = unlabelled) and the cached ``teacher_logits``
-    (B, C)."""
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass
+class _Data:
+    """Training features (labels stripped), their labels and teacher logits, and the dev split.
+
+    ``labels[i]``: a class id (IGNORE_INDEX = unlabelled) or, for ner, per-token ids (T_i,) as a
+    list (IGNORE_INDEX = no label there), None when unlabelled. ``logits[i]``: (C,) or (T_i, C).
+    """
+
+    feats: list[Any]
+    labels: list[Any]
+    logits: list[np.ndarray]
+    dev: Any
+
+
+def _targets(kind: str, feats: list[Any], labels: list[Any], logits: list[np.ndarray]
+             ) -> dict[str, Tensor]:
+    """``labels``, ``teacher_logits`` and (ner) ``label_mask`` of one micro-batch.
+
+    classification: labels (B,), teacher_logits (B, C). ner: labels (B, T) (IGNORE_INDEX where
+    none), teacher_logits (B, T, C) zero-padded, label_mask (B, T) True at each word's first
+    piece (the rows that count), T = the longest feature.
+    """
+    if kind != "ner":
+        return {"labels": torch.tensor(labels, dtype=torch.long),
+                "teacher_logits": torch.from_numpy(np.stack(logits))}
+    width, n_cls = max(len(f.input_ids) for f in feats), logits[0].shape[-1]
+    y = torch.full((len(feats), width), IGNORE_INDEX, dtype=torch.long)   # (B, T)
+    t = torch.zeros(len(feats), width, n_cls)                            # (B, T, C)
+    mask = torch.zeros(len(feats), width, dtype=torch.bool)              # (B, T)
+    for i, (f, lab, lg) in enumerate(zip(feats, labels, logits, strict=True)):
+        n = len(f.input_ids)
+        if lab is not None:
+            y[i, :n] = torch.tensor(lab, dtype=torch.long)
+        t[i, :n] = torch.from_numpy(lg)
+        mask[i, :n] = torch.tensor([w is not None for w in f.word_ids])
+    return {"labels": y, "teacher_logits": t, "label_mask": mask}
+
+
+def _batches(task: Any, kind: str, data: _Data, batch_size: int, grad_accum: int, seed: int,
+             epoch: int, group: int) -> list[list[dict[str, Tensor]]]:
+    """One epoch of updates: each a list of ``grad_accum`` micro-batches of the features (without
+    labels) with the :func:`_targets` of their rows."""
     from bertkit.finetune.features import feature_lengths, length_grouped_order
 
     if batch_size % grad_accum:
         raise ValueError(f"--batch-size {batch_size} is not divisible by --grad-accum {grad_accum}")
     micro = batch_size // grad_accum
     out = []
-    for idx in length_grouped_order(feature_lengths(feats), batch_size, seed, epoch, group):
-        parts = [idx[i:i + micro] for i in range(0, len(idx), micro)]
+    for idx in length_grouped_order(feature_lengths(data.feats), batch_size, seed, epoch, group):
         step = []
-        for p in parts:
-            mb = task.collate([feats[j] for j in p])
-            mb["labels"] = torch.tensor([labels[j] for j in p], dtype=torch.long)
-            mb["teacher_logits"] = torch.from_numpy(cached[p])
+        for p in (idx[i:i + micro] for i in range(0, len(idx), micro)):
+            feats = [data.feats[j] for j in p]
+            mb = task.collate(feats)
+            mb.update(_targets(kind, feats, [data.labels[j] for j in p],
+                               [data.logits[j] for j in p]))
             step.append(mb)
         out.append(step)
     return out
 
 
-def _training_data(task: Any, teacher: nn.Module, args: Any, device: torch.device
-                   ) -> tuple[list[Any], list[int], np.ndarray, Any]:
-    """(training features without labels, their labels (IGNORE_INDEX = unlabelled), the
-    teacher's logits (N, C), computed once: the inputs are the same every epoch, the dev split)."""
+def _training_data(task: Any, teacher: nn.Module, args: Any, device: torch.device) -> _Data:
+    """The training features with their labels and the teacher's logits, computed once (the
+    inputs are the same every epoch and seed), and the dev split."""
     from bertkit.finetune.run import predict_split
     from bertkit.finetune.tasks import Split
 
     splits = task.load_all({"train": Path(args.train), "dev": Path(args.dev),
                             "test": Path(args.unlabelled) if args.unlabelled else None})
     train, dev, extra = splits["train"], splits["dev"], splits["test"]
-    y = [IGNORE_INDEX if f.label is None else int(f.label)
-         for f in (*train.features, *extra.features)]
+    both = (*train.features, *extra.features)
+    if args.task == "ner":
+        labels: list[Any] = [f.label for f in both]
+    else:
+        labels = [IGNORE_INDEX if f.label is None else int(f.label) for f in both]
     # the labels travel beside the features (a collated batch may mix labelled and unlabelled)
-    feats = [dataclasses.replace(f, label=None) for f in (*train.features, *extra.features)]
+    feats = [dataclasses.replace(f, label=None) for f in both]
     logger.info("task distillation: %d labelled and %d unlabelled training features, dev %d",
                 len(train.features), len(extra.features), len(dev.features))
-    cached = np.stack(predict_split(task, teacher.to(device), Split("train", None, [], feats),
-                                    args.eval_batch_size, device)).astype(np.float32)  # (N, C)
-    return feats, y, cached, dev
+    outs = predict_split(task, teacher.to(device), Split("train", None, [], feats),
+                         args.eval_batch_size, device)
+    if args.task == "ner":  # (T_batch, C) per feature -> its own (T_i, C)
+        logits = [np.asarray(o[:len(f.input_ids)], dtype=np.float32)
+                  for o, f in zip(outs, feats, strict=True)]
+    else:
+        logits = [np.asarray(o, dtype=np.float32) for o in outs]
+    return _Data(feats, labels, logits, dev)
 
 
 def _inference_tokens_per_s(task: Any, model: nn.Module, split: Any, batch_size: int,
@@ -139,33 +191,32 @@ def _inference_tokens_per_s(task: Any, model: nn.Module, split: Any, batch_size:
     return tokens / max(time.perf_counter() - t0, 1e-9), outputs
 
 
-def run_task_distill(args: Any) -> int:
-    """Distil a fine-tuned teacher into a student on ``--train`` (+ ``--unlabelled``) text;
-    evaluate on ``--dev`` after every epoch; export the best student. Returns 0."""
-    from bertkit.distill.student import check_vocabularies
-    from bertkit.finetune.run import (
-        FinetuneArgs,
-        _better,
-        _final_outputs,
-        _save_model,
-        check_out,
-        predict_split,
-        settings_from,
-    )
-    from bertkit.finetune.tasks import Split, make_task
-    from bertkit.tokenization import AutoTokenizer
-    from bertkit.train.distributed import DistEnv
-    from bertkit.train.loop import LoopSettings, LoopState, train_steps
-    from bertkit.train.optim import build_optimizer, build_scheduler
-    from bertkit.train.state import seed_all
+# ----------------------------------------------------------------------------- run
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+
+@dataclass
+class _Setup:
+    """What every seed shares: the task, tokenizer, frozen teacher, cached data and device."""
+
+    task: Any
+    tokenizer: Any
+    teacher: nn.Module
+    data: _Data
+    fa: Any
+    device: torch.device
+
+
+def _setup(args: Any) -> _Setup:
+    """Check the inputs, load the teacher, encode the data and cache the teacher's logits;
+    raises before RUN is created."""
+    from bertkit.finetune.run import FinetuneArgs, check_out, settings_from
+    from bertkit.finetune.tasks import make_task
+    from bertkit.tokenization import AutoTokenizer
+
     teacher_dir, labels = _teacher_task(args)
-    run = Path(args.out)
-    check_out(run, overwrite=False)
+    check_out(Path(args.out), overwrite=False)
     fa = FinetuneArgs(task=args.task, model=str(teacher_dir), train=args.train, dev=args.dev,
-                      out=str(run), labels=labels, max_seq_length=args.max_seq_length,
+                      out=args.out, labels=labels, max_seq_length=args.max_seq_length,
                       eval_batch_size=args.eval_batch_size, progress=False)
     device = torch.device("cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available()
                           else "cpu")
@@ -173,42 +224,55 @@ def run_task_distill(args: Any) -> int:
     task = make_task(args.task, settings_from(fa), tokenizer)
     teacher = task.model_class(teacher_dir).from_pretrained(teacher_dir)
     teacher.eval().requires_grad_(False)
-    seed_all(args.seed)
-    student = _student(args, teacher, task)
-    check_vocabularies(teacher.config, student.config)
-    feats, y, cached, dev = _training_data(task, teacher, args, device)
-    run.mkdir(parents=True, exist_ok=True)  # only now: bad input leaves no RUN behind
-    atomic_write_text(run / "args.json", json.dumps(dataclasses.asdict(args), indent=1) + "\n")
-    student.to(device)
-    total = max(1, round(math.ceil(len(feats) / args.batch_size) * args.epochs))
+    return _Setup(task, tokenizer, teacher, _training_data(task, teacher, args, device), fa,
+                  device)
+
+
+def _distil_seed(s: _Setup, args: Any, seed: int, run: Path) -> dict[str, Any]:
+    """Distil one student (seed ``seed``) into ``run``; its summary (see :func:`_summary`)."""
+    from bertkit.distill.student import check_vocabularies
+    from bertkit.finetune.run import _better, _final_outputs, _save_model, predict_split
+    from bertkit.finetune.tasks import Split
+    from bertkit.train.distributed import DistEnv
+    from bertkit.train.loop import LoopSettings, LoopState, train_steps
+    from bertkit.train.optim import build_optimizer, build_scheduler
+    from bertkit.train.state import seed_all
+
+    task, data, kind = s.task, s.data, args.task
+    seed_all(seed)
+    student = _student(args, s.teacher, task)
+    check_vocabularies(s.teacher.config, student.config)
+    run.mkdir(parents=True, exist_ok=True)
+    student.to(s.device)
+    total = max(1, round(math.ceil(len(data.feats) / args.batch_size) * args.epochs))
     opt = build_optimizer(student, "adamw", args.lr, args.weight_decay, eps=args.adam_eps,
                           bias_correction=args.bias_correction)
     warmup = args.warmup_steps if args.warmup_steps is not None else total // 10
     sched = build_scheduler(opt, warmup, total, after_warmup=args.decay_after_warmup)
     settings = LoopSettings(max_grad_norm=args.max_grad_norm or None)
-    state, env = LoopState(), DistEnv(device=device)
+    state, env = LoopState(), DistEnv(device=s.device)
+
+    def rows(mb: dict[str, Tensor]) -> Tensor:
+        return (mb["label_mask"].sum() if kind == "ner"
+                else torch.tensor(mb["labels"].shape[0])).float()
 
     def loss_fn(m: nn.Module, mb: dict[str, Tensor], counts: dict[str, Tensor]
                 ) -> dict[str, Tensor]:
-        res = task_distill_loss(args.task, task.forward(m, mb), mb["teacher_logits"],
-                                mb["labels"], temperature=args.temperature,
+        res = task_distill_loss(kind, task.forward(m, mb), mb["teacher_logits"], mb["labels"],
+                                mb.get("label_mask"), temperature=args.temperature,
                                 alpha_hard=args.alpha_hard)
-        share = mb["labels"].shape[0] / counts["n"]  # a micro-batch mean -> its share
+        share = rows(mb) / counts["n"]  # a micro-batch's mean over rows -> its share
         return {"loss": res.total * share, "soft_loss": res.soft * share}
 
-    def count_fn(mb: dict[str, Tensor]) -> dict[str, Tensor]:
-        return {"n": torch.tensor(float(mb["labels"].shape[0]))}
-
-    seed_all(args.seed)
+    seed_all(seed)
     best, best_state, history, epoch = None, {}, [], 0
     while state.step < total:
         t0 = time.perf_counter()
-        steps = _batches(task, feats, y, cached, args.batch_size, args.grad_accum, args.seed,
-                         epoch, 50)
-        results = list(train_steps(student, steps, opt, sched, loss_fn, count_fn, total, state,
-                                   settings, env))
-        dev_metrics = task.evaluate(dev, predict_split(task, student, dev, args.eval_batch_size,
-                                                       device))
+        steps = _batches(task, kind, data, args.batch_size, args.grad_accum, seed, epoch, 50)
+        results = list(train_steps(student, steps, opt, sched, loss_fn,
+                                   lambda mb: {"n": rows(mb)}, total, state, settings, env))
+        dev_metrics = task.evaluate(data.dev, predict_split(task, student, data.dev,
+                                                            args.eval_batch_size, s.device))
         record = {"epoch": epoch + 1, "step": state.step,
                   "train_loss": float(np.mean([r.metrics["loss"] for r in results])),
                   "train_soft_loss": float(np.mean([r.metrics["soft_loss"] for r in results])),
@@ -217,38 +281,99 @@ def run_task_distill(args: Any) -> int:
         history.append(record)
         with open(run / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
-        logger.info("epoch %d: %s", epoch + 1, record)
+        logger.info("seed %d epoch %d: %s", seed, epoch + 1, record)
         if _better(dev_metrics[task.main_metric], best, task.main_metric):
             best = dev_metrics[task.main_metric]
-            _save_model(student, tokenizer, run / "best")
+            _save_model(student, s.tokenizer, run / "best")
             best_state = {k: v.detach().clone() for k, v in student.state_dict().items()}
         epoch += 1
     student.load_state_dict(best_state)
-    results = _final_outputs(task, student, dev, Split("test", None, [], []), run, fa, device,
-                             None)
-    results.update(epochs=history, main_metric=task.main_metric)
+    results = _final_outputs(task, student, data.dev, Split("test", None, [], []), run, s.fa,
+                             s.device, None)
+    results.update(seed=seed, epochs=history, main_metric=task.main_metric, steps=state.step)
     atomic_write_text(run / "results.json", json.dumps(results, indent=2) + "\n")
-    summary = _summary(task, teacher, student, dev, args, device, results["dev"])
+    summary = _summary(s, student, args, seed, results["dev"])
     atomic_write_text(run / "summary.json", json.dumps(summary, indent=1) + "\n")
     logger.info("wrote %s: %s", run / "summary.json", summary)
+    return summary
+
+
+def run_task_distill(args: Any) -> int:
+    """Distil a fine-tuned teacher into a student on ``--train`` (+ ``--unlabelled``) text, once
+    or once per ``--seeds`` (RUN/seed-N); evaluate on ``--dev`` after every epoch; export the
+    best student; print the summary. Returns 0."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    s = _setup(args)
+    run = Path(args.out)
+    run.mkdir(parents=True, exist_ok=True)  # only now: bad input leaves no RUN behind
+    atomic_write_text(run / "args.json", json.dumps(dataclasses.asdict(args), indent=1) + "\n")
+    if not args.seeds:
+        summary = _distil_seed(s, args, args.seed, run)
+        print(summary_lines(summary))
+        return 0
+    per_seed = [_distil_seed(s, args, seed, run / f"seed-{seed}") for seed in args.seeds]
+    summary = seeds_summary(per_seed)
+    atomic_write_text(run / "summary.json", json.dumps(summary, indent=1) + "\n")
+    print(summary_lines(summary))
+    print(f"wrote {run / 'summary.json'}")
     return 0
 
 
-def _summary(task: Any, teacher: nn.Module, student: nn.Module, dev: Any, args: Any,
-             device: torch.device, student_dev: dict[str, float]) -> dict[str, Any]:
-    """Parameters, dev inference tokens/s (same run), dev metric and share kept, both models."""
-    metric = task.main_metric
-    t_tps, t_out = _inference_tokens_per_s(task, teacher, dev, args.eval_batch_size, device)
-    s_tps, _ = _inference_tokens_per_s(task, student, dev, args.eval_batch_size, device)
+# ----------------------------------------------------------------------------- summary
+
+
+def _summary(s: _Setup, student: nn.Module, args: Any, seed: int,
+             student_dev: dict[str, float]) -> dict[str, Any]:
+    """Parameters, dev inference tokens/s (same run, same batches), dev metric and share kept,
+    of the teacher and this seed's best student."""
+    task, dev, metric = s.task, s.data.dev, s.task.main_metric
+    t_tps, t_out = _inference_tokens_per_s(task, s.teacher, dev, args.eval_batch_size, s.device)
+    s_tps, _ = _inference_tokens_per_s(task, student, dev, args.eval_batch_size, s.device)
     teacher_dev = task.evaluate(dev, t_out)
-    return {"task": args.task, "teacher": args.teacher, "metric": metric,
-            "teacher_params": sum(p.numel() for p in teacher.parameters()),
+    return {"task": args.task, "teacher": args.teacher, "metric": metric, "seed": seed,
+            "teacher_params": sum(p.numel() for p in s.teacher.parameters()),
             "student_params": sum(p.numel() for p in student.parameters()),
-            "teacher_layers": teacher.config.num_hidden_layers,
+            "teacher_layers": s.teacher.config.num_hidden_layers,
             "student_layers": student.config.num_hidden_layers,
-            f"teacher_dev_{metric}": teacher_dev[metric], f"student_dev_{metric}":
-                student_dev[metric],
+            f"teacher_dev_{metric}": teacher_dev[metric],
+            f"student_dev_{metric}": student_dev[metric],
             "share_kept": student_dev[metric] / teacher_dev[metric] if teacher_dev[metric]
             else None,
             "teacher_tokens_per_s": round(t_tps, 1), "student_tokens_per_s": round(s_tps, 1),
             "speedup": round(s_tps / t_tps, 3)}
+
+
+def seeds_summary(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every seed's summary and the mean, std, min and max over seeds of its numbers (student
+    metric, share kept, both tokens/s and their ratio; the teacher's metric is the same each
+    time)."""
+    from bertkit.finetune.run import describe
+
+    first = per_seed[0]
+    metric = first["metric"]
+    keys = (f"student_dev_{metric}", "share_kept", "teacher_tokens_per_s",
+            "student_tokens_per_s", "speedup")
+    out = {k: first[k] for k in ("task", "teacher", "metric", "teacher_params", "student_params",
+                                 "teacher_layers", "student_layers", f"teacher_dev_{metric}")}
+    out["seeds"] = [r["seed"] for r in per_seed]
+    out.update({k: describe([float(r[k]) for r in per_seed]) for k in keys})
+    out["per_seed"] = per_seed
+    return out
+
+
+def summary_lines(summary: dict[str, Any]) -> str:
+    """The summary as a few lines for the screen (mean +- std over seeds where there are)."""
+    def fmt(v: Any) -> str:
+        if isinstance(v, dict):
+            return f"{v['mean']:.4f} +- {v['std']:.4f} (n={v['n']})"
+        return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+    m = summary["metric"]
+    keys = (f"teacher_dev_{m}", f"student_dev_{m}", "share_kept", "teacher_tokens_per_s",
+            "student_tokens_per_s", "speedup", "teacher_params", "student_params")
+    lines = [f"{k:<26}{fmt(summary[k])}" for k in keys]
+    for r in summary.get("per_seed", []):
+        lines.append(f"seed {r['seed']:<21}student dev {m} {r[f'student_dev_{m}']:.4f}, "
+                     f"share kept {r['share_kept']:.4f}, speedup {r['speedup']:.2f}x")
+    return "\n".join(lines)
