@@ -226,7 +226,7 @@ def main() -> None:
     p.add_argument("--bc-repeats", type=int, default=1)
     p.add_argument("--texts", type=int, default=512)
     p.add_argument("--chunk", type=int, default=128, help="texts per interleaved chunk in (b)/(c)")
-    p.add_argument("--budget", type=int, default=8192, help="bertkit's max batch tokens, fp32")
+    p.add_argument("--budget", type=int, default=2048, help="bertkit's max batch tokens, fp32 (the CPU default)")
     p.add_argument("--int8-budget", type=int, default=2048,
                    help="bertkit's max batch tokens, int8 (smaller batches measured faster)")
     p.add_argument("--out", type=Path, default=OUT)

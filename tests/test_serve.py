@@ -142,6 +142,9 @@ def test_onnx_backend_serves_the_same_vectors(minilm_dir, real_sentences, tmp_pa
         (d / f).symlink_to(minilm_dir / f)
     export_onnx(d, d / "model.onnx")
     service = Service(d, backend="onnx")
+    # a long-running server keeps no onnxruntime arena (it only grows under changing shapes)
+    options = service.main.backend.session.get_session_options()
+    assert options.enable_cpu_mem_arena is False
     with serve_in_thread(create_app(service)) as port:
         status, _, vecs = call(port, "POST", "/embed", {"inputs": real_sentences[:8]})
         assert call(port, "GET", "/info")[2]["backend"] == "onnx"

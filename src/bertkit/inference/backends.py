@@ -27,7 +27,7 @@ BACKENDS: dict[str, str] = {
 
 def onnx_backend(model_dir: str | Path, head: str = "base", device: str = "cpu",
                  onnx_file: str | Path | None = None, threads: int | None = None,
-                 output_hidden_states: bool = False) -> Backend:
+                 output_hidden_states: bool = False, memory_arena: bool = True) -> Backend:
     """:class:`~bertkit.inference.onnx.OnnxBackend` on ``onnx_file`` (default
     ``model_dir/model.onnx``); the graph's head is the one it was exported with."""
     from bertkit.inference.onnx import OnnxBackend
@@ -41,7 +41,7 @@ def onnx_backend(model_dir: str | Path, head: str = "base", device: str = "cpu",
     if not path.is_file():
         raise ValueError(f"onnx_file: {path} not found; write it with bertkit export "
                          f"--format onnx, or pass onnx_file=")
-    return OnnxBackend(path, threads)
+    return OnnxBackend(path, threads, memory_arena)
 
 
 def register_backend(name: str, target: str) -> None:

@@ -43,10 +43,13 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _session_options(threads: int):  # noqa: ANN202 - onnxruntime.SessionOptions
+def _session_options(threads: int, memory_arena: bool = True):  # noqa: ANN202
+    """onnxruntime.SessionOptions: all graph optimizations, ``threads`` intra-op threads, and
+    onnxruntime's CPU memory arena unless ``memory_arena`` is False."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
+    so.enable_cpu_mem_arena = memory_arena
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.intra_op_num_threads = threads
@@ -60,11 +63,15 @@ class OnnxBackend:
 
     ``threads``: intra-op threads (default: :func:`default_threads`). Inputs the graph does not
     take are ignored; a ``token_type_ids`` the graph takes but the caller omits is all zeros.
+    ``memory_arena=False`` gives activations back to the C library after each run instead of
+    keeping them in onnxruntime's arena, which grows without bound under batches of ever-changing
+    shapes (a long-running server); the arena is faster for a fixed workload.
     """
 
     name = "onnx"
 
-    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, threads: int | None = None,
+                 memory_arena: bool = True) -> None:
         import onnxruntime as ort
 
         p = Path(path)
@@ -73,7 +80,7 @@ class OnnxBackend:
                               "--format onnx)")
         self.path = p
         self.threads = threads or default_threads()
-        self.session = ort.InferenceSession(str(p), _session_options(self.threads),
+        self.session = ort.InferenceSession(str(p), _session_options(self.threads, memory_arena),
                                             providers=["CPUExecutionProvider"])
         self.input_names = tuple(i.name for i in self.session.get_inputs())
         self.output_names = tuple(o.name for o in self.session.get_outputs())

@@ -42,7 +42,7 @@ class Pipeline:
 
     def __init__(self, backend: Any, tokenizer: Any, config: Any, *, max_length: int = 512,
                  stride: int | None = None, truncate: bool = False,
-                 max_batch_tokens: int = 16384, batch_size: int | None = None,
+                 max_batch_tokens: int | None = None, batch_size: int | None = None,
                  progress: bool = False, **options: Any) -> None:
         if options:
             raise TypeError(f"{self.task}: unknown option(s) {', '.join(sorted(options))}")
@@ -55,6 +55,10 @@ class Pipeline:
             raise ValueError(f"stride: must be >= 1 token, got {stride}")
         self.backend, self.tokenizer, self.config = backend, tokenizer, config
         self.max_length, self.stride, self.truncate = max_length, stride, truncate
+        if max_batch_tokens is None:  # 2,048 on a CPU, 16,384 on a GPU
+            from bertkit.inference.batcher import default_batch_tokens
+
+            max_batch_tokens = default_batch_tokens(getattr(backend, "device", "cpu"))
         self.max_batch_tokens, self.batch_size, self.progress = (max_batch_tokens, batch_size,
                                                                  progress)
         self.options: dict[str, Any] = {}  # what pipeline() was given (for replace)
@@ -597,7 +601,7 @@ def pipeline(task: str, model: str | Path, device: str = "cpu", backend: str = "
     """A ready pipeline for ``task`` on the model directory ``model`` (HF layout).
 
     ``backend`` is looked up in :data:`bertkit.inference.backends.BACKENDS` (``torch``, ``onnx``
-    with ``onnx_file=`` and ``threads=``). Options: ``max_length``, ``stride``, ``truncate``,
+    with ``onnx_file=``, ``threads=`` and ``memory_arena=``). Options: ``max_length``, ``stride``, ``truncate``,
     ``max_batch_tokens``, ``batch_size``, ``progress``, and per task ``layers``
     (feature-extraction), ``doc_stride``, ``version_2`` ... (question-answering).
     ``rerank`` on a model without a classification head is bi-encoder cosine similarity.
@@ -619,7 +623,8 @@ def pipeline(task: str, model: str | Path, device: str = "cpu", backend: str = "
     if spec.name == "rerank" and task_of_model(config)[0].name != "text-classification":
         spec, cls = task_spec("sentence-similarity"), BiEncoderRerankPipeline
     tokenizer = AutoTokenizer.from_pretrained(model)
-    backend_options = {k: options.pop(k) for k in ("onnx_file", "threads") if k in options}
+    backend_options = {k: options.pop(k) for k in ("onnx_file", "threads", "memory_arena")
+                       if k in options}
     if options.get("layers") is not None:
         backend_options["output_hidden_states"] = True
     runner = load_backend(backend, model, head=spec.head, device=device, **backend_options)

@@ -91,11 +91,14 @@ class BatchQueue:
 
     def __init__(self, backend: Callable[[dict[str, Tensor]], dict[str, Tensor]], pad_id: int,
                  token_types: bool = True, max_batch_tokens: int = 16384,
-                 metrics: Metrics | None = None, min_fill: float = 0.5) -> None:
+                 metrics: Metrics | None = None, min_fill: float = 0.5,
+                 model_batch_tokens: int | None = None) -> None:
         if max_batch_tokens < 1:
             raise ValueError(f"max_batch_tokens must be >= 1, got {max_batch_tokens}")
         self.backend, self.pad_id, self.token_types = backend, pad_id, token_types
         self.max_batch_tokens, self.min_fill = max_batch_tokens, min_fill
+        # a round's requests, sorted by length, run in forward passes of this many padded tokens
+        self.model_batch_tokens = min(model_batch_tokens or max_batch_tokens, max_batch_tokens)
         self.metrics = metrics or Metrics()
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self._closed = False
@@ -196,7 +199,7 @@ class BatchQueue:
         rows: list[dict[str, Tensor] | None] = [None] * len(items)
         for group in length_groups([len(it) for it in items], self.min_fill):
             out = run_features(self._forward, [items[i] for i in group], self.pad_id,
-                               self.max_batch_tokens, token_types=self.token_types)
+                               self.model_batch_tokens, token_types=self.token_types)
             for i, r in zip(group, out, strict=True):
                 rows[i] = r
         return [r for r in rows if r is not None]

@@ -56,6 +56,7 @@ class Limits:
     max_concurrent_requests: int = 512
     max_client_batch_size: int = 32
     payload_limit: int = 2_000_000
+    model_batch_tokens: int = 0  # per forward pass; 0: the device's default (2,048 on a CPU)
 
 
 class Service:
@@ -77,14 +78,18 @@ class Service:
         max_length = config.max_position_embeddings
         if spec.name == "question-answering":  # doc-stride windows: the fine-tuning length
             max_length = min(spec.max_length, max_length)
+        # a server sees batches of every shape for hours: onnxruntime's arena would only grow
+        extra = {"memory_arena": False} if backend == "onnx" else {}
         main = pipeline(spec.name, model, backend=backend, max_length=max_length,
-                        max_batch_tokens=self.limits.max_batch_tokens)
+                        max_batch_tokens=self.limits.model_batch_tokens or None, **extra)
         self.main, self.max_length = main, max_length
         self.tokenizer, self.config = main.tokenizer, main.config
         self.metrics = Metrics()
         self.queue = BatchQueue(main.backend, main.tokenizer.pad_token_id,
                                 "token_type_ids" in main.backend.input_names,
-                                self.limits.max_batch_tokens, self.metrics)
+                                self.limits.max_batch_tokens, self.metrics,
+                                model_batch_tokens=self.limits.model_batch_tokens
+                                or main.max_batch_tokens)
         self._pipes: dict[tuple[str, bool], Any] = {}
         self._reranker = self._rerank_class()
         logger.info("serving %s as %s on the %s backend (max length %d)", model, self.task,
@@ -129,6 +134,7 @@ class Service:
                 "task": self.task, "backend": self.backend_name, "version": __version__,
                 "pooling": self.pooling, "max_input_length": self.max_length,
                 "max_batch_tokens": self.limits.max_batch_tokens,
+                "model_batch_tokens": self.queue.model_batch_tokens,
                 "max_concurrent_requests": self.limits.max_concurrent_requests,
                 "max_client_batch_size": self.limits.max_client_batch_size,
                 "payload_limit": self.limits.payload_limit,
