@@ -31,43 +31,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import tempfile
-import time
-from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from benchutil import peak_step, time_steps
 
 T_SOFT = 2.0
 ALPHA = {"ce": 5.0, "mlm": 2.0, "cos": 1.0}
-
-
-def _status_kb(field: str) -> int:
-    text = Path("/proc/self/status").read_text()
-    return int(re.search(rf"{field}:\s+(\d+)", text).group(1))  # type: ignore[union-attr]
-
-
-def _peak_step_mb(fn: Callable[[], object]) -> float:
-    """Peak RSS growth (MB) while ``fn`` runs (VmHWM after a reset, minus VmRSS before)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return float("nan")
-    before = _status_kb("VmRSS")
-    fn()
-    return (_status_kb("VmHWM") - before) / 1024
-
-
-def _peak_step_cuda_mb(fn: Callable[[], object]) -> float:
-    torch.cuda.synchronize()
-    before = torch.cuda.memory_allocated()
-    torch.cuda.reset_peak_memory_stats()
-    fn()
-    torch.cuda.synchronize()
-    return (torch.cuda.max_memory_allocated() - before) / 2**20
 
 
 def _teacher() -> tuple[torch.nn.Module, str]:
@@ -186,19 +158,9 @@ def bench(threads: int, repeats: int, B: int = 32, T: int = 128, P: int = 20,
     fns = {"bertkit": step_ours, "transformers": step_ref}
     for fn in fns.values():  # warm-up
         fn()
-    peak = _peak_step_cuda_mb if dev.type == "cuda" else _peak_step_mb
+    peak = peak_step(dev)
     mem = {k: peak(fn) for k, fn in fns.items()}
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for r in range(repeats):
-        order = list(fns.items()) if r % 2 == 0 else list(fns.items())[::-1]
-        for k, fn in order:
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            fn()
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-            times[k].append(time.perf_counter() - t0)
+    times = time_steps(fns, repeats, dev)
     med = {k: statistics.median(v) for k, v in times.items()}
     tps = {k: B * T / v for k, v in med.items()}
     where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu x{threads} threads"

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import tempfile
 import time
@@ -48,36 +47,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from benchutil import peak_step, peak_step_mb, time_steps
 
 FAMILIES = {"roberta-mini": "RobertaForMaskedLM", "albert-mini": "AlbertForPreTraining",
             "distilbert-mini": "DistilBertForMaskedLM"}
 FAMILIES_OUT = Path(__file__).parent / "results" / "2026-12-07-cpu-pretrain-families.json"
-
-
-def _status_kb(field: str) -> int:
-    text = Path("/proc/self/status").read_text()
-    return int(re.search(rf"{field}:\s+(\d+)", text).group(1))  # type: ignore[union-attr]
-
-
-def _peak_step_mb(fn: Callable[[], object]) -> float:
-    """Peak RSS growth (MB) while ``fn`` runs (VmHWM after a reset, minus VmRSS before)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return float("nan")
-    before = _status_kb("VmRSS")
-    fn()
-    return (_status_kb("VmHWM") - before) / 1024
-
-
-def _peak_step_cuda_mb(fn: Callable[[], object]) -> float:
-    """Peak CUDA memory growth (MB) while ``fn`` runs."""
-    torch.cuda.synchronize()
-    before = torch.cuda.memory_allocated()
-    torch.cuda.reset_peak_memory_stats()
-    fn()
-    torch.cuda.synchronize()
-    return (torch.cuda.max_memory_allocated() - before) / 2**20
 
 
 def _inputs(B: int, T: int, P: int, V: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -144,14 +118,9 @@ def bench(size: str, threads: int, repeats: int, B: int = 32, T: int = 128, P: i
     if dev.type == "cuda":  # warm-up first (kernels, allocator); on CPU the measured step is it
         for fn in fns.values():
             fn()
-    peak = _peak_step_cuda_mb if dev.type == "cuda" else _peak_step_mb
+    peak = peak_step(dev)
     mem = {k: peak(fn) for k, fn in fns.items()}
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
+    times = time_steps(fns, repeats, dev, alternate=False)
     med = {k: statistics.median(v) for k, v in times.items()}
     tps = {k: B * T / v for k, v in med.items()}
     where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu x{threads} threads"
@@ -226,7 +195,7 @@ def bench_families(threads: int, repeats: int, B: int = 32, T: int = 128, P: int
     import transformers
 
     steps = {f: _family_pair(f, threads, B, T, P) for f in FAMILIES}
-    mem = {(f, k): _peak_step_mb(fn) for f, pair in steps.items() for k, fn in pair.items()}
+    mem = {(f, k): peak_step_mb(fn) for f, pair in steps.items() for k, fn in pair.items()}
     times: dict[tuple[str, str], list[float]] = {key: [] for key in mem}
     for r in range(repeats):
         for f, pair in steps.items():

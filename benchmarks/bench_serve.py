@@ -217,31 +217,36 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of ``pid`` and its descendants, MiB (0 when it is gone)."""
-    total, todo = 0, [pid]
+def _tree_sum(pid: int, read: Callable[[int], float]) -> float:
+    """``read(p)`` summed over ``pid`` and its descendants (processes that are gone count 0)."""
+    total, todo = 0.0, [pid]
     while todo:
         p = todo.pop()
         with contextlib.suppress(OSError):
-            with open(f"/proc/{p}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
+            total += read(p)
             todo += _children(p)
-    return total / 1024
+    return total
+
+
+def _rss_kb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next((float(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0.0)
+
+
+def _cpu_ticks(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return float(int(fields[11]) + int(fields[12]))    # utime, stime (fields 14, 15)
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of ``pid`` and its descendants, MiB (0 when it is gone)."""
+    return _tree_sum(pid, _rss_kb) / 1024
 
 
 def tree_cpu_s(pid: int) -> float:
     """CPU seconds (user + system) used so far by ``pid`` and its descendants."""
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        with contextlib.suppress(OSError):
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])    # utime, stime (fields 14, 15)
-            todo += _children(p)
-    return total / os.sysconf("SC_CLK_TCK")
+    return _tree_sum(pid, _cpu_ticks) / os.sysconf("SC_CLK_TCK")
 
 
 class RssSampler:
