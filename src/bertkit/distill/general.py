@@ -37,15 +37,16 @@ from torch import Tensor, nn
 from bertkit.distill.losses import DistillError, LossWeights, kl_rows
 from bertkit.distill.student import build_student, check_vocabularies, parse_student_layers
 from bertkit.fileio import atomic_write_text
-from bertkit.train.distributed import DistEnv, init_distributed, shutdown
+from bertkit.train.distributed import DistEnv
 from bertkit.train.driver import (
     Job,
     TrainArgs,
-    continue_args,
+    open_run,
     prepare_run,
-    resume_dir_of,
+    run_distributed,
     run_training,
     set_dropout,
+    worker_main,
 )
 from bertkit.train.state import seed_all
 
@@ -421,58 +422,20 @@ def run_distill(args: DistillArgs) -> int:
     Continuing a run (``--resume RUN`` or ``--resume auto``), flags left at their defaults take
     RUN's recorded values, so ``bertkit distill --resume RUN`` alone continues exactly.
     """
-    from bertkit.fileio import check_output_dir
-
     if args.task is not None:
         from bertkit.distill.task import run_task_distill
 
         return run_task_distill(args)
     if args.seeds:
         raise ValueError("--seeds: only with --task (general distillation runs one seed, --seed)")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.out is None and args.resume in (None, "auto"):
-        raise ValueError("--out RUN is required (or --resume RUN)")
-    if args.out is not None:
-        check_output_dir(args.out)
-    resume_dir = resume_dir_of(args)
-    run = Path(args.out) if args.out else (resume_dir.parent if resume_dir else Path("."))
-    if resume_dir is not None and run.resolve() == resume_dir.parent.resolve():
-        args = continue_args(args, run, _RUN_FLAGS, _FIXED_FLAGS)
-    if args.data is None:
-        raise ValueError("--data DIR is required (a continued run takes the --data recorded in "
-                         "its args.json)")
-    if args.teacher is None:
-        raise ValueError("--teacher DIR is required (a continued run takes the --teacher "
-                         "recorded in its args.json)")
-    env = init_distributed(args.device)
-    try:
-        code = _train(args, env, run, resume_dir)
-    except BaseException:
-        shutdown(env, clean=False)
-        raise
-    shutdown(env)
-    return code
+    args, run, resume_dir = open_run(args, _RUN_FLAGS, _FIXED_FLAGS,
+                                     {"data": "--data DIR", "teacher": "--teacher DIR"})
+    return run_distributed(args, lambda env: _train(args, env, run, resume_dir))
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m bertkit.distill.general`` (also under torchrun): the same flags as the CLI."""
-    import argparse
-    import sys
-
-    from bertkit.cliargs import add_dataclass_args, dataclass_from_namespace
-
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(prog="python -m bertkit.distill.general",
-                                     description=DistillArgs.__doc__)
-    add_dataclass_args(parser, DistillArgs)
-    args = dataclass_from_namespace(DistillArgs, parser.parse_args(argv), parser)
-    try:
-        return run_distill(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        logger.error("%s", e)
-        return 1
+    return worker_main(DistillArgs, run_distill, "python -m bertkit.distill.general", argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

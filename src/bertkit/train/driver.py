@@ -31,7 +31,9 @@ from bertkit.train import checkpoint as C
 from bertkit.train.distributed import (
     DistEnv,
     all_reduce_max,
+    init_distributed,
     shard_model,
+    shutdown,
     wrap_model,
 )
 from bertkit.train.loop import CountFn, LoopSettings, LossFn, NonFiniteLossError, train_steps
@@ -328,6 +330,64 @@ def resume_dir_of(args: TrainArgs) -> Path | None:
             return None
         return C.resolve_resume(args.out)
     return C.resolve_resume(args.resume)
+
+
+def open_run(args: A, run_flags: Sequence[str], fixed: dict[str, Any],
+             required: dict[str, str]) -> tuple[A, Path, Path | None]:
+    """The start of every ``run_*`` entry point: threads, ``--out``/``--resume`` checks, and on
+    a continued run the recorded flags (:func:`continue_args`). ``required`` maps each field the
+    run cannot start without to its flag text (``{"data": "--data DIR"}``). Returns (args, RUN,
+    checkpoint to resume from or None)."""
+    from bertkit.fileio import check_output_dir
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.out is None and args.resume in (None, "auto"):
+        raise ValueError("--out RUN is required (or --resume RUN)")
+    if args.out is not None:
+        check_output_dir(args.out)
+    resume_dir = resume_dir_of(args)
+    run = Path(args.out) if args.out else (resume_dir.parent if resume_dir else Path("."))
+    if resume_dir is not None and run.resolve() == resume_dir.parent.resolve():
+        args = continue_args(args, run, run_flags, fixed)
+    for name, flag in required.items():
+        if getattr(args, name) is None:
+            raise ValueError(f"{flag} is required (a continued run takes the "
+                             f"{flag.split()[0]} recorded in its args.json)")
+    return args, run, resume_dir
+
+
+def run_distributed(args: TrainArgs, train: Callable[[DistEnv], int]) -> int:
+    """``train(env)`` in this process's (torchrun's) process group, shut down after; the group
+    is torn down without waiting for other ranks when ``train`` raises."""
+    env = init_distributed(args.device)
+    try:
+        code = train(env)
+    except BaseException:
+        shutdown(env, clean=False)
+        raise
+    shutdown(env)
+    return code
+
+
+def worker_main(args_cls: type[A], run: Callable[[A], int], prog: str,
+                argv: list[str] | None) -> int:
+    """``python -m MODULE`` (also under torchrun): parse ``args_cls``'s flags, ``run`` them, and
+    log input errors in one line (exit 1)."""
+    import argparse
+
+    from bertkit.cliargs import add_dataclass_args, dataclass_from_namespace
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog=prog, description=args_cls.__doc__)
+    add_dataclass_args(parser, args_cls)
+    args = dataclass_from_namespace(args_cls, parser.parse_args(argv), parser)
+    try:
+        return run(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        logger.error("%s", e)
+        return 1
 
 
 def prepare_run(args: TrainArgs, index: dict[str, Any], run: Path, resuming: bool) -> None:

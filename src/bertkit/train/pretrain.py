@@ -29,7 +29,6 @@ import errno
 import logging
 import os
 import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,18 +43,17 @@ from bertkit.train.distributed import (
     SINGLE,
     DistEnv,
     all_reduce_sum,
-    init_distributed,
-    shutdown,
 )
 from bertkit.train.driver import (
     Job,
     TrainArgs,
-    continue_args,
+    open_run,
     prepare_run,
     read_metrics,
-    resume_dir_of,
+    run_distributed,
     run_training,
     set_dropout,
+    worker_main,
 )
 from bertkit.train.loop import autocast, to_device
 
@@ -238,29 +236,10 @@ def run_pretrain(args: PretrainArgs) -> int:
     ``bertkit pretrain --resume RUN`` alone continues exactly.
     """
     from bertkit.data.shards import PretrainingDataset, load_index
-    from bertkit.fileio import check_output_dir
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.out is None and args.resume in (None, "auto"):
-        raise ValueError("--out RUN is required (or --resume RUN)")
-    if args.out is not None:
-        check_output_dir(args.out)
-    resume_dir = resume_dir_of(args)
-    run = Path(args.out) if args.out else (resume_dir.parent if resume_dir else Path("."))
-    if resume_dir is not None and run.resolve() == resume_dir.parent.resolve():
-        args = continue_args(args, run, _RUN_FLAGS, _FIXED_FLAGS)
-    if args.data is None:
-        raise ValueError("--data DIR is required (a continued run takes the --data recorded in "
-                         "its args.json)")
-    env = init_distributed(args.device)
-    try:
-        code = _train(args, env, run, resume_dir, PretrainingDataset, load_index)
-    except BaseException:
-        shutdown(env, clean=False)
-        raise
-    shutdown(env)
-    return code
+    args, run, resume_dir = open_run(args, _RUN_FLAGS, _FIXED_FLAGS, {"data": "--data DIR"})
+    return run_distributed(args, lambda env: _train(args, env, run, resume_dir,
+                                                    PretrainingDataset, load_index))
 
 
 def _train(args: PretrainArgs, env: DistEnv, run: Path, resume_dir: Path | None,
@@ -385,21 +364,7 @@ def run_plot(args: PlotArgs) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m bertkit.train.pretrain`` (also under torchrun): the same flags as the CLI."""
-    import argparse
-
-    from bertkit.cliargs import add_dataclass_args, dataclass_from_namespace
-
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(prog="python -m bertkit.train.pretrain",
-                                     description=PretrainArgs.__doc__)
-    add_dataclass_args(parser, PretrainArgs)
-    args = dataclass_from_namespace(PretrainArgs, parser.parse_args(argv), parser)
-    try:
-        return run_pretrain(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        logger.error("%s", e)
-        return 1
+    return worker_main(PretrainArgs, run_pretrain, "python -m bertkit.train.pretrain", argv)
 
 
 if __name__ == "__main__":  # pragma: no cover
