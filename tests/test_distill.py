@@ -323,6 +323,12 @@ def test_exact_resume_after_sigkill(terms: str, distill_args, narrow_student, pr
         ours.keys()
     for k, v in ours.items():
         assert torch.equal(v, b["model"][k]), k
+    other = replace(straight, out=str(tmp_path / "other"), alpha_hidden=0.0,
+                    resume=str(C.checkpoint_dir(straight.out, n)))
+    with pytest.raises(DistillError, match="the checkpoint has a hidden-state projection but "
+                                           r"this run \(--alpha-hidden 0\) does not need one"):
+        G.run_distill(other)
+    assert not Path(other.out).exists()
 
 
 def test_two_gloo_processes_equal_one(distill_args, pretrain_flags, tmp_path: Path) -> None:

@@ -378,8 +378,8 @@ def _projection(args: DistillArgs, model: nn.Module, teacher: nn.Module, transfe
     checkpoint to resume and this run disagree on having one (before anything is written)."""
     needed = transfer.needs_hidden and model.config.hidden_size != teacher.config.hidden_size
     if resume is not None and checkpoint_has_projection(resume) != needed:
-        have = "has" if not needed else "has no"
-        raise DistillError(f"--resume {resume}: the checkpoint {have} a hidden-state projection "
+        have = "has a" if not needed else "has no"
+        raise DistillError(f"--resume {resume}: the checkpoint {have} hidden-state projection "
                            f"but this run (--alpha-hidden {args.alpha_hidden:g}) "
                            f"{'needs' if needed else 'does not need'} one; continue with the "
                            "run's --alpha-hidden (0 or not)")
