@@ -6,7 +6,11 @@ vocabulary distributions at temperature T, ``alpha_mlm`` x the masked-LM cross-e
 ids, ``alpha_cos`` x (1 - cosine) between the last hidden states at every real token. Both
 models compute vocabulary logits only at the masked positions (B, P, V), never at all B x T
 positions; the losses are normalised by the whole global batch's masked (resp. real) tokens, so
-gradient accumulation and DDP give the loss of one big batch, as for pre-training.
+gradient accumulation and DDP give the loss of one big batch, as for pre-training. Optional layer
+transfer (:mod:`bertkit.distill.transfer`): ``--alpha-hidden`` x TinyBERT's hidden-state MSE
+(through a learned projection when the widths differ; checkpointed, never exported) and
+``--alpha-attn`` x the attention-distribution KL, on ``--hidden-pairs`` / ``--attn-pairs``;
+both off by default, when nothing extra is computed.
 
 The student is ``--student-layers`` of the teacher (DistilBERT's every-other-layer rule by
 default; embeddings and MLM head copied; ``--student-family distilbert`` drops token types and
@@ -18,8 +22,9 @@ finished run writes ``RUN/summary.json`` (and prints it): both models' parameter
 tokens/s, and with ``--eval-data`` both models' held-out masked-LM accuracy and the share kept.
 
 Bad input (a missing teacher, a teacher without an MLM head, teacher, student and data with
-different vocabularies, bad ``--student-layers``, a cosine loss between different widths) is
-refused before the run directory is written.
+different vocabularies, bad ``--student-layers``, a cosine loss between different widths, bad
+layer pairs, attention transfer between different head counts) is refused before the run
+directory is written.
 """
 
 from __future__ import annotations
