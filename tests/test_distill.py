@@ -178,6 +178,25 @@ def test_layer_transfer_terms_equal_the_losses_module_on_both_models_outputs(
     assert proj.proj.weight.grad is not None and proj.proj.weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("layers, hidden, attn", [
+    (None, "0:0,1:1,2:3", "0:0,1:2"),      # every other layer: 0,2
+    ("1,3", "0:0,1:2,2:4", "0:1,1:3"),
+    ("0,1,3", "0:0,1:1,2:2,3:4", "0:0,1:1,2:3")])
+def test_default_pairs_follow_the_layers_the_student_was_copied_from(
+        layers, hidden: str, attn: str, distill_args, teacher_dir, tmp_path: Path) -> None:
+    """Student layer i (copied from teacher layer L[i]) pairs with L[i]: hidden state i + 1 with
+    L[i] + 1 (and the embeddings with the embeddings), attention layer i with L[i]."""
+    from bertkit.distill.transfer import parse_pairs
+
+    args = distill_args(tmp_path / "run", student_layers=layers, alpha_hidden=1.0,
+                        alpha_attn=1.0)
+    teacher = G.load_teacher(teacher_dir)
+    student, _ = G.build_distill_student(args, teacher)
+    got = G._transfer(args, teacher, student)
+    assert got.hidden_pairs == parse_pairs(hidden, "x")
+    assert got.attn_pairs == parse_pairs(attn, "x")
+
+
 def test_default_flags_leave_the_distilbert_run_as_it_was(distill_args, tmp_path: Path,
                                                           monkeypatch) -> None:
     """--alpha-hidden 0 --alpha-attn 0 (the defaults): no attention probabilities are asked for
@@ -388,6 +407,8 @@ _BAD_TRANSFER = {  # case: (flags, the error's words)
     "weight-no-pairs": (dict(alpha_hidden=1.0, student="L-6_H-128", student_layers=None),
                         "6 layers, more than the teacher's 4: no default layer map; give "
                         "--hidden-pairs"),
+    "fsdp-projection": (dict(alpha_hidden=1.0, alpha_cos=0.0, student="L-2_H-256",
+                             student_layers=None, fsdp=True), "drop --fsdp"),
     "attn-heads": (dict(alpha_attn=1.0, alpha_cos=0.0, student="L-2_H-256", student_layers=None),
                    "the student has 4 heads and the teacher 2; pass --alpha-attn 0"),
 }
