@@ -409,6 +409,8 @@ _BAD_TRANSFER = {  # case: (flags, the error's words)
                         "--hidden-pairs"),
     "fsdp-projection": (dict(alpha_hidden=1.0, alpha_cos=0.0, student="L-2_H-256",
                              student_layers=None, fsdp=True), "drop --fsdp"),
+    "task-transfer": (dict(task="classification", alpha_attn=1.0),
+                      "general distillation only, not with --task"),
     "attn-heads": (dict(alpha_attn=1.0, alpha_cos=0.0, student="L-2_H-256", student_layers=None),
                    "the student has 4 heads and the teacher 2; pass --alpha-attn 0"),
 }

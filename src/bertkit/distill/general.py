@@ -519,6 +519,10 @@ def run_distill(args: DistillArgs) -> int:
     if args.task is not None:
         from bertkit.distill.task import run_task_distill
 
+        if args.alpha_hidden or args.alpha_attn or args.hidden_pairs or args.attn_pairs:
+            raise DistillError("--alpha-hidden/--hidden-pairs/--alpha-attn/--attn-pairs: "
+                               "general distillation only, not with --task")
+
         return run_task_distill(args)
     if args.seeds:
         raise ValueError("--seeds: only with --task (general distillation runs one seed, --seed)")
