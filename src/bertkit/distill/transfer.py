@@ -182,9 +182,14 @@ def student_weights(model: nn.Module) -> int:
 
 
 def checkpoint_has_projection(resume: Path) -> bool:
-    """Whether checkpoint directory ``resume`` holds a hidden projection (memory-mapped read)."""
-    state = torch.load(resume / "state.pt", map_location="cpu", weights_only=True, mmap=True)
-    return any(k.startswith(TRAINING_ONLY_PREFIX) for k in state["model"])
+    """Whether checkpoint directory ``resume`` holds a hidden projection (memory-mapped read of
+    the keys; an unreadable checkpoint says no here, the driver's load then names its fault)."""
+    try:
+        state = torch.load(resume / "state.pt", map_location="cpu", weights_only=True, mmap=True)
+        keys = state["model"].keys()
+    except Exception:  # noqa: BLE001 - reported by the driver's verified load
+        return False
+    return any(k.startswith(TRAINING_ONLY_PREFIX) for k in keys)
 
 
 # ----------------------------------------------------------------------------- loss
