@@ -4,6 +4,7 @@ reference distiller's way, learning on real text, exact resume after SIGKILL, ba
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -47,6 +48,17 @@ def distill_args(tiny_data, teacher_dir: Path):
         return G.DistillArgs(**base)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def narrow_student(teacher_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A student config.json: 2 layers, 64 wide (the teacher: 128), the teacher's 2 heads and
+    vocabulary; trained from scratch."""
+    cfg = json.loads((teacher_dir / "config.json").read_text(encoding="utf-8"))
+    cfg.update(num_hidden_layers=2, hidden_size=64, num_attention_heads=2, intermediate_size=256)
+    path = tmp_path_factory.mktemp("narrow") / "student.json"
+    path.write_text(json.dumps(cfg), encoding="utf-8")
+    return path
 
 
 def _train_records(run: str | Path) -> list[dict]:
@@ -104,6 +116,123 @@ def test_loss_equals_the_reference_distillers_with_transformers_models(tiny_data
         torch.testing.assert_close(ours[k], v, rtol=1e-4, atol=1e-6, msg=k)
 
 
+def test_layer_transfer_terms_equal_the_losses_module_on_both_models_outputs(
+        tiny_data, teacher_dir, narrow_student) -> None:
+    """With --alpha-hidden and --alpha-attn on, the loss is 5 KL + 2 MLM + 3 hidden MSE +
+    0.5 attention KL, each computed here by hand from the two models' own outputs (hidden
+    states, attention probabilities) with the losses module, on the default pairs of a 2-layer
+    student under a 4-layer teacher (uniform map: hidden 0:0,1:2,2:4, attention 0:1,1:3), the
+    student's 64-wide states through the 64 -> 128 projection. The shares of two half batches
+    sum to the whole batch's loss, and the gradient reaches the projection."""
+    from bertkit.config import AutoConfig
+    from bertkit.data.shards import PretrainingDataset
+    from bertkit.distill.losses import attention_kl_loss, hidden_mse_loss
+    from bertkit.distill.transfer import attach_projection, resolve_transfer
+    from bertkit.models.auto import AutoModelForMaskedLM
+
+    torch.manual_seed(0)
+    teacher = G.load_teacher(teacher_dir)
+    student = AutoModelForMaskedLM.from_config(AutoConfig.from_json_file(narrow_student)).eval()
+    proj = attach_projection(student, 64, 128)
+    flags = G.DistillArgs(alpha_hidden=3.0, alpha_attn=0.5)
+    transfer = resolve_transfer(flags, teacher.config, student.config, None)
+    assert transfer.hidden_pairs == ((0, 0), (1, 2), (2, 4))
+    assert transfer.attn_pairs == ((0, 1), (1, 3))
+    batch = PretrainingDataset(tiny_data["train"], seed=0).batch(list(range(8)))
+    batch["input_mask"][:3, -9:] = 0  # the shards are packed: pad 3 rows by hand
+    batch["input_ids"][:3, -9:] = teacher.config.pad_token_id
+    batch["masked_lm_weights"][batch["masked_lm_positions"] >= 23] = 0  # no mask in padding
+    weights = LossWeights(alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=0.0, temperature=2.0)
+    counts = G.distill_counts(batch)
+    ours = G.general_loss(student, teacher, batch, counts, weights, transfer, proj)
+
+    kw = dict(input_ids=batch["input_ids"], attention_mask=batch["input_mask"],
+              token_type_ids=batch["segment_ids"], masked_lm_positions=batch["masked_lm_positions"],
+              output_hidden_states=True, output_attentions=True)
+    s_out = student(**kw)
+    with torch.no_grad():
+        t_out = teacher(**kw)
+    real, w = batch["input_mask"], batch["masked_lm_weights"].bool()
+    s_logits, t_logits = s_out.mlm_logits[w], t_out.mlm_logits[w]            # (N, V)
+    T = weights.temperature
+    ref = {"ce_loss": F.kl_div(F.log_softmax(s_logits / T, -1), F.softmax(t_logits / T, -1),
+                               reduction="batchmean") * T ** 2,
+           "mlm_loss": F.cross_entropy(s_logits, batch["masked_lm_ids"][w]),
+           "hidden_loss": hidden_mse_loss(s_out.hidden_states, t_out.hidden_states,
+                                          [(0, 0), (1, 2), (2, 4)], proj, real),
+           "attn_loss": attention_kl_loss(s_out.attentions, t_out.attentions, [(0, 1), (1, 3)],
+                                          real)}
+    ref["loss"] = (5 * ref["ce_loss"] + 2 * ref["mlm_loss"] + 3 * ref["hidden_loss"]
+                   + 0.5 * ref["attn_loss"])
+    assert ref["hidden_loss"] > 1e-2 and ref["attn_loss"] > 1e-3
+    assert ours.keys() == ref.keys()
+    for k, v in ref.items():
+        torch.testing.assert_close(ours[k], v, rtol=1e-5, atol=1e-6, msg=k)
+
+    halves = [G.general_loss(student, teacher, {k: v[i:i + 4] for k, v in batch.items()},
+                             counts, weights, transfer, proj) for i in (0, 4)]
+    for k in ("hidden_loss", "attn_loss", "loss"):
+        torch.testing.assert_close(halves[0][k] + halves[1][k], ours[k], rtol=1e-5, atol=1e-6,
+                                   msg=k)
+    ours["loss"].backward()
+    assert proj.proj.weight.grad is not None and proj.proj.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("layers, hidden, attn", [
+    (None, "0:0,1:1,2:3", "0:0,1:2"),      # every other layer: 0,2
+    ("1,3", "0:0,1:2,2:4", "0:1,1:3"),
+    ("0,1,3", "0:0,1:1,2:2,3:4", "0:0,1:1,2:3")])
+def test_default_pairs_follow_the_layers_the_student_was_copied_from(
+        layers, hidden: str, attn: str, distill_args, teacher_dir, tmp_path: Path) -> None:
+    """Student layer i (copied from teacher layer L[i]) pairs with L[i]: hidden state i + 1 with
+    L[i] + 1 (and the embeddings with the embeddings), attention layer i with L[i]."""
+    from bertkit.distill.transfer import parse_pairs
+
+    args = distill_args(tmp_path / "run", student_layers=layers, alpha_hidden=1.0,
+                        alpha_attn=1.0)
+    teacher = G.load_teacher(teacher_dir)
+    student, _ = G.build_distill_student(args, teacher)
+    got = G._transfer(args, teacher, student)
+    assert got.hidden_pairs == parse_pairs(hidden, "x")
+    assert got.attn_pairs == parse_pairs(attn, "x")
+
+
+def test_default_flags_leave_the_distilbert_run_as_it_was(distill_args, tmp_path: Path,
+                                                          monkeypatch) -> None:
+    """--alpha-hidden 0 --alpha-attn 0 (the defaults): no attention probabilities are asked for
+    (every attention runs SDPA), hidden states only for the cosine, no projection in the
+    checkpoint, and only DistilBERT's terms logged."""
+    import bertkit.models.bert as B
+
+    calls: list[tuple[bool, bool]] = []
+    sdpa = []
+    run_layers, real_sdpa = B.run_layers, F.scaled_dot_product_attention
+
+    def spy(x, mask, layers, pooler, output_hidden_states=False, output_attentions=False):
+        calls.append((output_hidden_states, output_attentions))
+        return run_layers(x, mask, layers, pooler, output_hidden_states, output_attentions)
+
+    def count_sdpa(*a, **k):
+        sdpa.append(1)
+        return real_sdpa(*a, **k)
+
+    monkeypatch.setattr(B, "run_layers", spy)
+    monkeypatch.setattr(F, "scaled_dot_product_attention", count_sdpa)
+    args = distill_args(tmp_path / "run", max_steps=2, save_every=2, alpha_hidden=0.0,
+                        alpha_attn=0.0)
+    assert G.run_distill(args) == 0
+    assert calls and set(calls) == {(True, False)}  # student and teacher, every step
+    assert len(sdpa) == 3 * len(calls)  # per step: 2 student + 4 teacher layers, 2 calls
+    recs = _train_records(args.out)
+    assert {k for k in recs[-1] if k.endswith("_loss")} == {"ce_loss", "mlm_loss", "cos_loss"}
+    ck = C.load_checkpoint(C.checkpoint_dir(args.out, 2))
+    assert not [k for k in ck["model"] if k.startswith("train_aux.")]
+    calls.clear()
+    cos_off = distill_args(tmp_path / "run2", max_steps=1, save_every=1, alpha_cos=0.0)
+    assert G.run_distill(cos_off) == 0
+    assert set(calls) == {(False, False)}
+
+
 # ----------------------------------------------------------------------------- runs
 
 
@@ -153,11 +282,18 @@ sys.exit(G.main(sys.argv[1:]))
 """
 
 
-def test_exact_resume_after_sigkill(distill_args, pretrain_flags, tmp_path: Path) -> None:
+@pytest.mark.parametrize("terms", ["distilbert", "layer-transfer"])
+def test_exact_resume_after_sigkill(terms: str, distill_args, narrow_student, pretrain_flags,
+                                    tmp_path: Path) -> None:
     """2N steps straight == SIGKILL after the checkpoint at N, then resumed (student dropout on),
-    bitwise: losses, weights and optimizer state."""
+    bitwise: losses, weights and optimizer state. ``layer-transfer``: a 64-wide student with
+    hidden-state MSE through the learned projection (checkpointed, resumed, not exported) and
+    attention transfer."""
     n = 4
-    straight = distill_args(tmp_path / "straight", max_steps=2 * n, save_every=n)
+    kw = {} if terms == "distilbert" else dict(
+        student=str(narrow_student), student_layers=None, alpha_cos=0.0, alpha_hidden=2.0,
+        alpha_attn=1.0)
+    straight = distill_args(tmp_path / "straight", max_steps=2 * n, save_every=n, **kw)
     assert G.run_distill(straight) == 0
     killed = replace(straight, out=str(tmp_path / "killed"), resume="auto")
     script = textwrap.dedent(_KILL_AFTER_SAVE.format(step=n))
@@ -166,10 +302,11 @@ def test_exact_resume_after_sigkill(distill_args, pretrain_flags, tmp_path: Path
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert [s for s, _ in C.list_checkpoints(killed.out)] == [n]
     assert G.run_distill(killed) == 0
-    want = [(r["step"], r["loss"], r["ce_loss"], r["cos_loss"]) for r in
+    terms_logged = {"distilbert": ["loss", "ce_loss", "mlm_loss", "cos_loss"],
+                    "layer-transfer": ["loss", "ce_loss", "mlm_loss", "hidden_loss", "attn_loss"]}
+    want = [[r["step"]] + [r[k] for k in terms_logged[terms]] for r in
             _train_records(straight.out)]
-    got = [(r["step"], r["loss"], r["ce_loss"], r["cos_loss"]) for r in
-           _train_records(killed.out)]
+    got = [[r["step"]] + [r[k] for k in terms_logged[terms]] for r in _train_records(killed.out)]
     assert got == want and len(want) == 2 * n
     a = C.load_checkpoint(C.checkpoint_dir(straight.out, 2 * n))
     b = C.load_checkpoint(C.checkpoint_dir(killed.out, 2 * n))
@@ -178,16 +315,56 @@ def test_exact_resume_after_sigkill(distill_args, pretrain_flags, tmp_path: Path
         assert torch.equal(v, b["model"][k]), k
     for k, v in a["optimizer"]["state"].items():
         assert torch.equal(v["exp_avg_sq"], b["optimizer"]["state"][k]["exp_avg_sq"])
+    aux = sorted(k for k in a["model"] if k.startswith("train_aux."))
+    if terms == "distilbert":
+        assert aux == []
+        return
+    # the projection 64 -> 128 was trained (moved from its init) and is in the optimizer
+    assert aux == ["train_aux.hidden_projection.proj.bias", "train_aux.hidden_projection.proj.weight"]
+    assert a["model"][aux[1]].shape == (128, 64)
+    first = C.load_checkpoint(C.checkpoint_dir(straight.out, n))
+    assert not torch.equal(first["model"][aux[1]], a["model"][aux[1]])
+    from bertkit.config import AutoConfig
+    from bertkit.models.auto import AutoModelForMaskedLM
+
+    shell = AutoModelForMaskedLM.from_config(AutoConfig.from_json_file(narrow_student))
+    G._freeze_unused(shell)
+    trainable = sum(p.requires_grad for p in shell.parameters())
+    assert len(a["optimizer"]["state"]) == trainable + 2  # the student's + the projection's
+    assert P.run_export(P.ExportArgs(checkpoint=killed.out, out=str(tmp_path / "model"))) == 0
+    from safetensors.torch import load_file
+
+    exported = load_file(tmp_path / "model" / "model.safetensors")
+    assert not [k for k in exported if "train_aux" in k or "projection" in k]
+    model = AutoModelForMaskedLM.from_pretrained(tmp_path / "model")
+    ours = model.state_dict()
+    assert {k: v for k, v in b["model"].items() if not k.startswith("train_aux.")}.keys() == \
+        ours.keys()
+    for k, v in ours.items():
+        assert torch.equal(v, b["model"][k]), k
+    other = replace(straight, out=str(tmp_path / "other"), alpha_hidden=0.0,
+                    resume=str(C.checkpoint_dir(straight.out, n)))
+    with pytest.raises(DistillError, match="the checkpoint has a hidden-state projection but "
+                                           r"this run \(--alpha-hidden 0\) does not need one"):
+        G.run_distill(other)
+    assert not Path(other.out).exists()
 
 
-def test_two_gloo_processes_equal_one(distill_args, pretrain_flags, tmp_path: Path) -> None:
+@pytest.mark.parametrize("terms", ["distilbert", "layer-transfer"])
+def test_two_gloo_processes_equal_one(terms: str, distill_args, narrow_student, pretrain_flags,
+                                      tmp_path: Path) -> None:
     """torchrun with 2 processes (gloo, DDP student, unwrapped teacher) gives the losses of one
     process with the same global batch, to rounding: 1e-5 relative; the KL term (~0.005 while
     the student is close to the teacher, a difference of near-equal numbers) to 1e-6 absolute,
-    1e-7 of the total loss."""
+    1e-7 of the total loss. ``layer-transfer``: the hidden projection, used outside the DDP
+    student's forward, still has its gradients averaged over the ranks (else the ranks' copies
+    drift apart and the losses after step 1 differ)."""
     import os
 
-    single = distill_args(tmp_path / "single", max_steps=6, dropout=0.0, save_every=6)
+    kw = {} if terms == "distilbert" else dict(
+        student=str(narrow_student), student_layers=None, alpha_cos=0.0, alpha_hidden=2.0,
+        alpha_attn=1.0)
+    single = distill_args(tmp_path / "single", max_steps=6, dropout=0.0, save_every=6, **kw)
     assert G.run_distill(single) == 0
     ddp = replace(single, out=str(tmp_path / "ddp"))
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
@@ -198,7 +375,9 @@ def test_two_gloo_processes_equal_one(distill_args, pretrain_flags, tmp_path: Pa
     want, got = _train_records(single.out), _train_records(ddp.out)
     assert [r["step"] for r in got] == [r["step"] for r in want] == list(range(1, 7))
     for a, b in zip(got, want, strict=True):
-        for k in ("loss", "ce_loss", "mlm_loss", "cos_loss"):
+        keys = ("loss", "ce_loss", "mlm_loss", "cos_loss") if terms == "distilbert" else (
+            "loss", "ce_loss", "mlm_loss", "hidden_loss", "attn_loss")
+        for k in keys:
             tol = {"abs": 1e-6} if k == "ce_loss" else {"rel": 1e-5}
             assert a[k] == pytest.approx(b[k], **tol), (a["step"], k)
 
@@ -215,8 +394,30 @@ def _other_vocab_dir(teacher_dir: Path, root: Path) -> Path:
     return other
 
 
+_BAD_TRANSFER = {  # case: (flags, the error's words)
+    "pairs-malformed": (dict(alpha_hidden=1.0, hidden_pairs="0:0,1-2"),
+                        "--hidden-pairs '0:0,1-2': '1-2' is not a pair STUDENT:TEACHER"),
+    "pairs-range": (dict(alpha_hidden=1.0, hidden_pairs="0:0,3:4"),
+                    "--hidden-pairs pair 3:4 is out of range: the student has indices 0..2, "
+                    "the teacher 0..4"),
+    "attn-range": (dict(alpha_attn=1.0, attn_pairs="1:4"),
+                   "--attn-pairs pair 1:4 is out of range: the student has indices 0..1, the "
+                   "teacher 0..3"),
+    "pairs-no-weight": (dict(attn_pairs="1:3"), "--attn-pairs 1:3 is given but --alpha-attn is 0"),
+    "weight-no-pairs": (dict(alpha_hidden=1.0, student="L-6_H-128", student_layers=None),
+                        "6 layers, more than the teacher's 4: no default layer map; give "
+                        "--hidden-pairs"),
+    "fsdp-projection": (dict(alpha_hidden=1.0, alpha_cos=0.0, student="L-2_H-256",
+                             student_layers=None, fsdp=True), "drop --fsdp"),
+    "task-transfer": (dict(task="classification", alpha_attn=1.0),
+                      "general distillation only, not with --task"),
+    "attn-heads": (dict(alpha_attn=1.0, alpha_cos=0.0, student="L-2_H-256", student_layers=None),
+                   "the student has 4 heads and the teacher 2; pass --alpha-attn 0"),
+}
+
+
 @pytest.mark.parametrize("case", ["no-teacher", "no-mlm-head", "student-vocab", "data-vocab",
-                                  "layers-range", "layers-order", "width-cos"])
+                                  "layers-range", "layers-order", "width-cos", *_BAD_TRANSFER])
 def test_bad_input_is_refused_before_anything_is_written(case: str, distill_args, teacher_dir,
                                                          tmp_path: Path) -> None:
     from bertkit.models.auto import AutoModel
@@ -240,6 +441,9 @@ def test_bad_input_is_refused_before_anything_is_written(case: str, distill_args
         args, match = replace(args, student_layers="0,4"), "layer 4 is out of range.*0..3"
     elif case == "layers-order":
         args, match = replace(args, student_layers="2,1"), "not strictly increasing"
+    elif case in _BAD_TRANSFER:
+        flags, words = _BAD_TRANSFER[case]
+        args, match = replace(args, **flags), re.escape(words)
     else:
         args = replace(args, student="L-2_H-256", student_layers=None)
         match = "width is 256 and the teacher's 128; pass --alpha-cos 0"

@@ -6,7 +6,11 @@ vocabulary distributions at temperature T, ``alpha_mlm`` x the masked-LM cross-e
 ids, ``alpha_cos`` x (1 - cosine) between the last hidden states at every real token. Both
 models compute vocabulary logits only at the masked positions (B, P, V), never at all B x T
 positions; the losses are normalised by the whole global batch's masked (resp. real) tokens, so
-gradient accumulation and DDP give the loss of one big batch, as for pre-training.
+gradient accumulation and DDP give the loss of one big batch, as for pre-training. Optional layer
+transfer (:mod:`bertkit.distill.transfer`): ``--alpha-hidden`` x TinyBERT's hidden-state MSE
+(through a learned projection when the widths differ; checkpointed, never exported) and
+``--alpha-attn`` x the attention-distribution KL, on ``--hidden-pairs`` / ``--attn-pairs``;
+both off by default, when nothing extra is computed.
 
 The student is ``--student-layers`` of the teacher (DistilBERT's every-other-layer rule by
 default; embeddings and MLM head copied; ``--student-family distilbert`` drops token types and
@@ -18,8 +22,9 @@ finished run writes ``RUN/summary.json`` (and prints it): both models' parameter
 tokens/s, and with ``--eval-data`` both models' held-out masked-LM accuracy and the share kept.
 
 Bad input (a missing teacher, a teacher without an MLM head, teacher, student and data with
-different vocabularies, bad ``--student-layers``, a cosine loss between different widths) is
-refused before the run directory is written.
+different vocabularies, bad ``--student-layers``, a cosine loss between different widths, bad
+layer pairs, attention transfer between different head counts) is refused before the run
+directory is written.
 """
 
 from __future__ import annotations
@@ -35,7 +40,21 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bertkit.distill.losses import DistillError, LossWeights, kl_rows
-from bertkit.distill.student import build_student, check_vocabularies, parse_student_layers
+from bertkit.distill.student import (
+    build_student,
+    check_vocabularies,
+    default_student_layers,
+    parse_student_layers,
+)
+from bertkit.distill.transfer import (
+    NO_TRANSFER,
+    Transfer,
+    attach_projection,
+    checkpoint_has_projection,
+    resolve_transfer,
+    student_weights,
+    transfer_shares,
+)
 from bertkit.fileio import atomic_write_text
 from bertkit.train.distributed import DistEnv
 from bertkit.train.driver import (
@@ -82,6 +101,27 @@ class DistillArgs(TrainArgs):
         "help": "weight of 1 - cosine between the last hidden states"})
     temperature: float = field(default=2.0, metadata={"above": 0,
         "help": "softmax temperature of the soft targets (the KL is scaled by T^2)"})
+    # layer transfer (TinyBERT / MiniLM): bertkit.distill.transfer
+    alpha_hidden: float = field(default=0.0, metadata={"min": 0,
+        "help": "weight of TinyBERT's hidden-state MSE on --hidden-pairs, over the real tokens "
+                "(0: off, nothing extra computed); when the widths differ the student's states "
+                "go through a learned linear projection, trained and checkpointed with the "
+                "student but never exported"})
+    hidden_pairs: str | None = field(default=None, metadata={
+        "help": "with --alpha-hidden: STUDENT:TEACHER pairs of hidden-state indices, e.g. "
+                "0:0,1:2,2:4 (0 = the embeddings' output, i = the output of layer i); default: "
+                "0:0 and each student layer with the teacher layer it was copied from "
+                "(--student-layers), or for another student layer i with teacher layer "
+                "i x Lt / Ls (rounded down)"})
+    alpha_attn: float = field(default=0.0, metadata={"min": 0,
+        "help": "weight of the attention-distribution KL(teacher || student) on --attn-pairs, "
+                "averaged over heads and real query tokens (MiniLM / TinyBERT; 0: off, the "
+                "fast attention path stays); both models need the same number of heads"})
+    attn_pairs: str | None = field(default=None, metadata={
+        "help": "with --alpha-attn: STUDENT:TEACHER pairs of layer indices (0 = the first "
+                "layer), e.g. 1:3 for MiniLM's last layers of a 2- and 4-layer pair; default: "
+                "each student layer with the teacher layer it was copied from, or the uniform "
+                "map as --hidden-pairs"})
     task: Literal["classification", "ner"] | None = field(default=None, metadata={
         "help": "task distillation from a fine-tuned --teacher instead of general distillation: "
                 "--train/--dev files as bertkit finetune's, optional --unlabelled text"})
@@ -107,16 +147,21 @@ class DistillArgs(TrainArgs):
 # ----------------------------------------------------------------------------- loss
 
 
-def _forward(model: nn.Module, batch: dict[str, Tensor], hidden: bool) -> Any:
-    """A masked-LM model's output: logits (B, P, V) at the masked positions only, and the
-    hidden states (embeddings first, last = the encoder's output, (B, T, H)) when asked."""
+def _forward(model: nn.Module, batch: dict[str, Tensor], hidden: bool, attn: bool) -> Any:
+    """A masked-LM model's output: logits (B, P, V) at the masked positions only, the hidden
+    states (embeddings first, last = the encoder's output, (B, T, H)) and the attention
+    probabilities (per layer (B, A, T, T), the math path) when asked."""
+    extra = {"output_attentions": True} if attn else {}  # the default call is unchanged
     return model(input_ids=batch["input_ids"], attention_mask=batch["input_mask"],
                  token_type_ids=batch["segment_ids"],
-                 masked_lm_positions=batch["masked_lm_positions"], output_hidden_states=hidden)
+                 masked_lm_positions=batch["masked_lm_positions"], output_hidden_states=hidden,
+                 **extra)
 
 
 def general_loss(student: nn.Module, teacher: nn.Module, batch: dict[str, Tensor],
-                 counts: dict[str, Tensor], weights: LossWeights) -> dict[str, Tensor]:
+                 counts: dict[str, Tensor], weights: LossWeights,
+                 transfer: Transfer = NO_TRANSFER, projection: nn.Module | None = None
+                 ) -> dict[str, Tensor]:
     """This micro-batch's share of the global batch's DistilBERT loss.
 
     batch: shard fields (``input_ids``, ``input_mask``, ``segment_ids`` (B, T); ``masked_lm_positions``,
@@ -124,14 +169,15 @@ def general_loss(student: nn.Module, teacher: nn.Module, batch: dict[str, Tensor
     (sum of masked_lm_weights) and ``tokens`` (real tokens). Returns ``loss`` (the weighted
     sum) and each weighted-in term unweighted (``ce_loss``, ``mlm_loss``, ``cos_loss``): summed over
     micro-batches and ranks they are :func:`~bertkit.distill.losses.distilbert_loss`'s terms
-    over the whole global batch.
+    over the whole global batch. ``transfer``'s terms (``hidden_loss``, ``attn_loss``, through
+    ``projection`` when the widths differ) are added when their weights are nonzero.
     """
-    hidden = weights.alpha_cos > 0
-    s = _forward(student, batch, hidden)
+    hidden = weights.alpha_cos > 0 or transfer.needs_hidden
+    s = _forward(student, batch, hidden, transfer.needs_attn)
     t = None
-    if weights.alpha_ce or hidden:  # MLM alone (--alpha-ce 0 --alpha-cos 0) needs no teacher
+    if weights.alpha_ce or hidden or transfer.needs_attn:  # MLM alone needs no teacher
         with torch.no_grad():
-            t = _forward(teacher, batch, hidden)
+            t = _forward(teacher, batch, hidden, transfer.needs_attn)
     w = batch["masked_lm_weights"].flatten().float()                     # (B*P,)
     n_masked = counts["masked"].clamp_min(1.0)
     s_logits = s.mlm_logits.flatten(0, 1)                                # (B*P, V)
@@ -147,13 +193,21 @@ def general_loss(student: nn.Module, teacher: nn.Module, batch: dict[str, Tensor
                              reduction="none")                           # (B*P,)
         shares["mlm_loss"] = (ce * w).sum() / n_masked
         total = total + weights.alpha_mlm * shares["mlm_loss"]
-    if hidden:
+    if weights.alpha_cos:
         assert t is not None
         cos = F.cosine_similarity(s.hidden_states[-1].float(),
                                   t.hidden_states[-1].detach().float(), dim=-1)  # (B, T)
         real = batch["input_mask"].float()                               # (B, T)
         shares["cos_loss"] = ((1 - cos) * real).sum() / counts["tokens"].clamp_min(1.0)
         total = total + weights.alpha_cos * shares["cos_loss"]
+    if transfer.needs_hidden or transfer.needs_attn:
+        assert t is not None
+        layer = transfer_shares(s, t, batch, counts, transfer, projection)
+        for name, alpha in (("hidden_loss", transfer.alpha_hidden),
+                            ("attn_loss", transfer.alpha_attn)):
+            if name in layer:
+                shares[name] = layer[name]
+                total = total + alpha * layer[name]
     shares["loss"] = total
     return shares
 
@@ -308,6 +362,38 @@ def check_pair(teacher: nn.Module, student: nn.Module, args: DistillArgs,
                                f"max_position_embeddings {cfg.max_position_embeddings}")
 
 
+def _transfer(args: DistillArgs, teacher: nn.Module, student: nn.Module) -> Transfer:
+    """The run's layer-transfer terms; default pairs follow the layers a student was copied
+    from (``--student-layers`` or its every-other default), else the uniform map."""
+    copied_from = None
+    if args.student is None:
+        copied_from = (parse_student_layers(args.student_layers) if args.student_layers
+                       else default_student_layers(teacher.config.num_hidden_layers))
+    transfer = resolve_transfer(args, teacher.config, student.config, copied_from)
+    if (transfer.needs_hidden and args.fsdp
+            and student.config.hidden_size != teacher.config.hidden_size):
+        raise DistillError("--alpha-hidden with --fsdp between different widths: the hidden "
+                           "projection is applied outside the sharded model's forward; train "
+                           "with DDP (drop --fsdp)")
+    return transfer
+
+
+def _projection(args: DistillArgs, model: nn.Module, teacher: nn.Module, transfer: Transfer,
+                resume: Path | None) -> nn.Module | None:
+    """The hidden projection added to ``model`` (None when not needed); DistillError when a
+    checkpoint to resume and this run disagree on having one (before anything is written)."""
+    needed = transfer.needs_hidden and model.config.hidden_size != teacher.config.hidden_size
+    if resume is not None and checkpoint_has_projection(resume) != needed:
+        have = "has a" if not needed else "has no"
+        raise DistillError(f"--resume {resume}: the checkpoint {have} hidden-state projection "
+                           f"but this run (--alpha-hidden {args.alpha_hidden:g}) "
+                           f"{'needs' if needed else 'does not need'} one; continue with the "
+                           "run's --alpha-hidden (0 or not)")
+    if not needed:
+        return None
+    return attach_projection(model, model.config.hidden_size, teacher.config.hidden_size)
+
+
 # ----------------------------------------------------------------------------- run
 
 
@@ -324,9 +410,12 @@ def _train(args: DistillArgs, env: DistEnv, run: Path, resume_dir: Path | None) 
     seed_all(args.seed)  # a preset student's init
     student, source = build_distill_student(args, teacher)  # checked now, rebuilt by the driver
     check_pair(teacher, student, args, index)
+    transfer = _transfer(args, teacher, student)
     weights = LossWeights(args.alpha_ce, args.alpha_mlm, args.alpha_cos, args.temperature)
-    if not (weights.alpha_ce or weights.alpha_mlm or weights.alpha_cos):
-        raise DistillError("--alpha-ce, --alpha-mlm and --alpha-cos are all 0: nothing to learn")
+    if not (weights.alpha_ce or weights.alpha_mlm or weights.alpha_cos or transfer.needs_hidden
+            or transfer.needs_attn):
+        raise DistillError("--alpha-ce, --alpha-mlm, --alpha-cos, --alpha-hidden and "
+                           "--alpha-attn are all 0: nothing to learn")
     t_params = sum(p.numel() for p in teacher.parameters())
     s_params = sum(p.numel() for p in student.parameters())
     logger.info("teacher %s: %.2fM parameters; student (%s): %.2fM (%.0f%%)", args.teacher,
@@ -335,7 +424,7 @@ def _train(args: DistillArgs, env: DistEnv, run: Path, resume_dir: Path | None) 
     if env.device.type == "cuda":
         teacher = teacher.to(torch.bfloat16)
 
-    trained: dict[str, nn.Module] = {}
+    trained: dict[str, nn.Module | None] = {}
 
     def build(resume: Path | None) -> nn.Module:
         if resume is not None:  # the checkpoint's student (its weights: the driver loads them)
@@ -347,17 +436,20 @@ def _train(args: DistillArgs, env: DistEnv, run: Path, resume_dir: Path | None) 
             set_dropout(model, args.dropout)
         _freeze_unused(model)
         trained["student"] = model
+        trained["projection"] = _projection(args, model, teacher, transfer, resume)
         return model
 
     def loss_fn(model: nn.Module, mb: dict[str, Tensor], counts: dict[str, Tensor]
                 ) -> dict[str, Tensor]:
-        return general_loss(model, teacher, mb, counts, weights)
+        return general_loss(model, teacher, mb, counts, weights, transfer,
+                            trained["projection"])
 
     job = Job(index=index, dataset_cls=PretrainingDataset, build_model=build,
               prepare_run=lambda run, resuming: prepare_run(args, index, run, resuming),
               loss_fn=loss_fn, count_fn=distill_counts, evaluate=evaluate)
     code = run_training(args, env, run, resume_dir, job)
     if code == 0:
+        assert trained["student"] is not None
         summary = _summary(args, env, run, teacher, trained["student"], evaluate)
         if env.is_main:
             atomic_write_text(run / "summary.json", json.dumps(summary, indent=1) + "\n")
@@ -378,7 +470,7 @@ def _summary(args: DistillArgs, env: DistEnv, run: Path, teacher: nn.Module, stu
            and "tokens_per_s" in r]
     summary: dict[str, Any] = {
         "teacher": args.teacher, "teacher_params": sum(p.numel() for p in teacher.parameters()),
-        "student_params": sum(p.numel() for p in student.parameters()),
+        "student_params": student_weights(student),  # without a hidden projection
         "student_layers": student.config.num_hidden_layers,
         "teacher_layers": teacher.config.num_hidden_layers,
         "train_tokens_per_s": sum(tps) / len(tps) if tps else None,
@@ -407,7 +499,8 @@ def _summary_lines(summary: dict[str, Any]) -> str:
 
 # Flags a continued run takes from its args.json when left at their defaults, and those fixed
 _RUN_FLAGS = ("data", "eval_data", "teacher", "student", "student_layers", "student_family",
-              "alpha_ce", "alpha_mlm", "alpha_cos", "temperature", "batch_size", "grad_accum",
+              "alpha_ce", "alpha_mlm", "alpha_cos", "temperature", "alpha_hidden",
+              "hidden_pairs", "alpha_attn", "attn_pairs", "batch_size", "grad_accum",
               "max_steps", "lr", "warmup_steps", "schedule", "power", "decay_after_warmup",
               "optimizer", "bias_correction", "weight_decay", "beta1", "beta2", "adam_eps",
               "max_grad_norm", "dropout", "seed", "log_every", "eval_every", "eval_batches",
@@ -424,6 +517,10 @@ def run_distill(args: DistillArgs) -> int:
     """
     if args.task is not None:
         from bertkit.distill.task import run_task_distill
+
+        if args.alpha_hidden or args.alpha_attn or args.hidden_pairs or args.attn_pairs:
+            raise DistillError("--alpha-hidden/--hidden-pairs/--alpha-attn/--attn-pairs: "
+                               "general distillation only, not with --task")
 
         return run_task_distill(args)
     if args.seeds:

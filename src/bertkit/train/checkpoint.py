@@ -34,10 +34,21 @@ from bertkit.fileio import current_umask, sha256_file
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CheckpointError", "capture_rng", "checkpoint_dir", "list_checkpoints",
-           "load_checkpoint", "restore_rng", "save_checkpoint", "verify_checkpoint"]
+__all__ = ["CheckpointError", "TRAINING_ONLY_PREFIX", "capture_rng", "checkpoint_dir",
+           "list_checkpoints", "load_checkpoint", "model_weights", "restore_rng",
+           "save_checkpoint", "verify_checkpoint"]
 
 _NAME = re.compile(r"^checkpoint-(\d+)$")
+
+TRAINING_ONLY_PREFIX = "train_aux."
+"""Weights a run trains and checkpoints but never exports (e.g. distillation's hidden-state
+projection): the trained model's ``train_aux`` submodule."""
+
+
+def model_weights(state: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's ``model`` state dict without its training-only (``train_aux.``) weights:
+    the model that ``bertkit export`` writes."""
+    return {k: v for k, v in state["model"].items() if not k.startswith(TRAINING_ONLY_PREFIX)}
 
 
 class CheckpointError(BertkitError, RuntimeError):

@@ -291,7 +291,7 @@ def run_export(args: ExportArgs) -> int:
     ck_dir = C.resolve_resume(args.checkpoint)
     state = C.load_checkpoint(ck_dir)
     model = AutoModelForMaskedLM.from_config(AutoConfig.from_json_file(ck_dir / "config.json"))
-    model.load_state_dict(state["model"])
+    model.load_state_dict(C.model_weights(state))  # without training-only parts
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
