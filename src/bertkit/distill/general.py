@@ -24,6 +24,7 @@ refused before the run directory is written.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
@@ -53,6 +54,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["DistillArgs", "general_loss", "load_teacher", "run_distill"]
 
+GENERAL_MAX_STEPS = 1000  # general distillation's --max-steps when none is given
+
 
 @dataclass
 class DistillArgs(TrainArgs):
@@ -81,9 +84,12 @@ class DistillArgs(TrainArgs):
         "help": "weight of 1 - cosine between the last hidden states"})
     temperature: float = field(default=2.0, metadata={"above": 0,
         "help": "softmax temperature of the soft targets (the KL is scaled by T^2)"})
-    task: Literal["classification", "ner"] | None = field(default=None, metadata={
-        "help": "task distillation from a fine-tuned --teacher instead of general distillation: "
-                "--train/--dev files as bertkit finetune's, optional --unlabelled text"})
+    task: Literal["classification", "regression", "ner", "qa", "multiple-choice"] | None = field(
+        default=None, metadata={
+            "help": "task distillation from a fine-tuned --teacher of this task instead of "
+                    "general distillation: --train/--dev/--test files as bertkit finetune's, "
+                    "optional --unlabelled text (rows without labels; qa: questions without "
+                    "answers)"})
     train: str | None = field(default=None, metadata={"help": "--task: training file"})
     dev: str | None = field(default=None, metadata={
         "help": "--task: dev file, evaluated after every epoch (best model kept)"})
@@ -101,6 +107,17 @@ class DistillArgs(TrainArgs):
     seeds: list[int] | None = field(default=None, metadata={"min": 0, "unique": True,
         "help": "--task: one student per seed (RUN/seed-N) and RUN/summary.json with every "
                 "seed's metric and their mean and std"})
+    max_steps: int | None = field(default=None, metadata={"min": 1,
+        "help": "optimizer updates in all (general distillation: default 1000; --task: "
+                "overrides --epochs)"})
+    test: str | None = field(default=None, metadata={
+        "help": "--task: test file: the best student's predictions, and metrics when every "
+                "example has a label"})
+    doc_stride: int | None = field(default=None, metadata={"min": 1,
+        "help": "--task qa: step between context windows (default 128, or half the window "
+                "when that is narrower)"})
+    max_query_length: int = field(default=64, metadata={"min": 1,
+        "help": "--task qa: question tokens kept"})
 
 
 # ----------------------------------------------------------------------------- loss
@@ -439,6 +456,8 @@ def run_distill(args: DistillArgs) -> int:
     run = Path(args.out) if args.out else (resume_dir.parent if resume_dir else Path("."))
     if resume_dir is not None and run.resolve() == resume_dir.parent.resolve():
         args = continue_args(args, run, _RUN_FLAGS, _FIXED_FLAGS)
+    if args.max_steps is None:  # None = not given (--task reads it as "use --epochs")
+        args = dataclasses.replace(args, max_steps=GENERAL_MAX_STEPS)
     if args.data is None:
         raise ValueError("--data DIR is required (a continued run takes the --data recorded in "
                          "its args.json)")
