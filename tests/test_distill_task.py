@@ -490,3 +490,43 @@ def test_new_kinds_refuse_a_teacher_of_another_task(task: str, teacher: str, mat
     with pytest.raises(DistillError, match=match):
         G.run_distill(args)
     assert not out.exists()
+
+
+def test_test_file_without_task_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = G.DistillArgs(teacher=str(tmp_path), data=str(tmp_path), out=str(out),
+                         test=str(tmp_path / "test.jsonl"), threads=1, device="cpu")
+    with pytest.raises(ValueError, match="--test: only with --task"):
+        G.run_distill(args)
+    assert not out.exists()
+
+
+def test_qa_window_rows_do_not_depend_on_batch_padding() -> None:
+    """A window's soft and hard loss is the same alone or padded beside a longer window, however
+    large the student's logits at the padding (the KL and cross-entropy run over its own
+    tokens): checked against the loss of the window alone, unpadded."""
+    from types import SimpleNamespace
+
+    from bertkit.distill.losses import task_distill_loss
+    from bertkit.distill.task_targets import loss_inputs, targets
+
+    g = torch.Generator().manual_seed(0)
+    short, long_ = SimpleNamespace(input_ids=[0] * 5), SimpleNamespace(input_ids=[0] * 9)
+    t_short, t_long = (torch.randn(2, n, generator=g).numpy() for n in (5, 9))
+    s_short, s_long = torch.randn(2, 5, generator=g), torch.randn(2, 9, generator=g)
+
+    def loss(feats, labels, teacher, student, mask):
+        batch = {**targets("qa", feats, labels, teacher), "attention_mask": mask}
+        return task_distill_loss("qa", *loss_inputs("qa", student, batch), alpha_hard=0.5)
+
+    alone = loss([short], [(1, 3)], [t_short], (s_short[0:1], s_short[1:2]), torch.ones(1, 5))
+    pad = torch.full((4,), 50.0)  # junk the student puts at the padding
+    mask = torch.tensor([[1] * 5 + [0] * 4, [1] * 9])
+    both = loss([short, long_], [(1, 3), (-100, -100)], [t_short, t_long],
+                (torch.stack([torch.cat([s_short[0], pad]), s_long[0]]),
+                 torch.stack([torch.cat([s_short[1], pad]), s_long[1]])), mask)
+    only_long = loss([long_], [(-100, -100)], [t_long], (s_long[0:1], s_long[1:2]),
+                     torch.ones(1, 9))
+    # mean over the 2 rows of the soft loss; the hard loss is the short window's alone
+    assert float(both.soft) == pytest.approx((float(alone.soft) + float(only_long.soft)) / 2)
+    assert float(both.hard) == pytest.approx(float(alone.hard))

@@ -446,6 +446,8 @@ def run_distill(args: DistillArgs) -> int:
         return run_task_distill(args)
     if args.seeds:
         raise ValueError("--seeds: only with --task (general distillation runs one seed, --seed)")
+    if args.test is not None:
+        raise ValueError("--test: only with --task (general distillation holds out --eval-data)")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.out is None and args.resume in (None, "auto"):
