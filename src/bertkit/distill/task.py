@@ -28,6 +28,8 @@ and the share of the teacher's metric the student keeps. With ``--seeds 1,2,3`` 
 in ``RUN/seed-N`` (its own ``summary.json``) and ``RUN/summary.json`` holds every seed's numbers
 and their mean and std.
 
+``--dropout`` sets the student's dropout (e.g. 0 for a deterministic student).
+
 Not done: resume.
 """
 
