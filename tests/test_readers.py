@@ -366,6 +366,8 @@ def test_squad_bad_offset_names_question(tmp_path: Path,
     no_answer = _squad_file(tmp_path, [{"id": "x", "question": "?", "answers": []}])
     with pytest.raises(DataError, match="question x: no answers"):
         read_squad(no_answer)
+    unlabelled = read_squad(no_answer, answers_optional=True)  # a question to predict
+    assert [(e.qid, e.answers, e.is_impossible) for e in unlabelled] == [("x", (), False)]
     broken = tmp_path / "broken.json"
     broken.write_text('{"data": [\n{', encoding="utf-8")
     with pytest.raises(DataError, match=r"broken\.json:2: invalid JSON"):

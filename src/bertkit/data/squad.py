@@ -131,12 +131,14 @@ def _answers(raw: Any, context: str) -> tuple[list[Answer], str | None]:
     return out, None
 
 
-def read_squad(path: str | os.PathLike[str], *, skip_bad_rows: bool = False) -> list[SquadExample]:
+def read_squad(path: str | os.PathLike[str], *, skip_bad_rows: bool = False,
+               answers_optional: bool = False) -> list[SquadExample]:
     """Read a SQuAD v1.1 or v2.0 JSON file into examples (v2 when ``is_impossible`` appears).
 
-    An answerable question needs at least one answer; an impossible one must have none; every
-    question needs an id of its own (predictions and metrics are keyed by it). Errors name the
-    file and the question id.
+    An answerable question needs at least one answer (``answers_optional``: a question with
+    none, not ``is_impossible``, is kept as unlabelled, e.g. a file to predict); an impossible
+    one must have none; every question needs an id of its own (predictions and metrics are keyed
+    by it). Errors name the file and the question id.
     """
     path = Path(path)
     try:
@@ -177,7 +179,7 @@ def read_squad(path: str | os.PathLike[str], *, skip_bad_rows: bool = False) -> 
                 answers, why = _answers(qa.get("answers", []), context)
                 plausible, why_p = _answers(qa.get("plausible_answers", []), context)
                 why = why or why_p
-                if why is None and not impossible and not answers:
+                if why is None and not impossible and not answers and not answers_optional:
                     why = "no answers (and not is_impossible)"
                 if why is None and impossible and answers:
                     why = "is_impossible but has answers (use plausible_answers)"

@@ -29,6 +29,7 @@ directory is written.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
@@ -72,6 +73,8 @@ from bertkit.train.state import seed_all
 logger = logging.getLogger(__name__)
 
 __all__ = ["DistillArgs", "general_loss", "load_teacher", "run_distill"]
+
+GENERAL_MAX_STEPS = 1000  # general distillation's --max-steps when none is given
 
 
 @dataclass
@@ -122,9 +125,12 @@ class DistillArgs(TrainArgs):
                 "layer), e.g. 1:3 for MiniLM's last layers of a 2- and 4-layer pair; default: "
                 "each student layer with the teacher layer it was copied from, or the uniform "
                 "map as --hidden-pairs"})
-    task: Literal["classification", "ner"] | None = field(default=None, metadata={
-        "help": "task distillation from a fine-tuned --teacher instead of general distillation: "
-                "--train/--dev files as bertkit finetune's, optional --unlabelled text"})
+    task: Literal["classification", "regression", "ner", "qa", "multiple-choice"] | None = field(
+        default=None, metadata={
+            "help": "task distillation from a fine-tuned --teacher of this task instead of "
+                    "general distillation: --train/--dev/--test files as bertkit finetune's, "
+                    "optional --unlabelled text (rows without labels; qa: questions without "
+                    "answers)"})
     train: str | None = field(default=None, metadata={"help": "--task: training file"})
     dev: str | None = field(default=None, metadata={
         "help": "--task: dev file, evaluated after every epoch (best model kept)"})
@@ -142,6 +148,17 @@ class DistillArgs(TrainArgs):
     seeds: list[int] | None = field(default=None, metadata={"min": 0, "unique": True,
         "help": "--task: one student per seed (RUN/seed-N) and RUN/summary.json with every "
                 "seed's metric and their mean and std"})
+    max_steps: int | None = field(default=None, metadata={"min": 1,
+        "help": "optimizer updates in all (general distillation: default 1000; --task: "
+                "overrides --epochs)"})
+    test: str | None = field(default=None, metadata={
+        "help": "--task: test file: the best student's predictions, and metrics when every "
+                "example has a label"})
+    doc_stride: int | None = field(default=None, metadata={"min": 1,
+        "help": "--task qa: step between context windows (default 128, or half the window "
+                "when that is narrower)"})
+    max_query_length: int = field(default=64, metadata={"min": 1,
+        "help": "--task qa: question tokens kept"})
 
 
 # ----------------------------------------------------------------------------- loss
@@ -525,8 +542,12 @@ def run_distill(args: DistillArgs) -> int:
         return run_task_distill(args)
     if args.seeds:
         raise ValueError("--seeds: only with --task (general distillation runs one seed, --seed)")
+    if args.test is not None:
+        raise ValueError("--test: only with --task (general distillation holds out --eval-data)")
     args, run, resume_dir = open_run(args, _RUN_FLAGS, _FIXED_FLAGS,
                                      {"data": "--data DIR", "teacher": "--teacher DIR"})
+    if args.max_steps is None:  # None = not given (--task reads it as "use --epochs")
+        args = dataclasses.replace(args, max_steps=GENERAL_MAX_STEPS)
     return run_distributed(args, lambda env: _train(args, env, run, resume_dir))
 
 

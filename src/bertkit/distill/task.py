@@ -1,23 +1,36 @@
-"""``bertkit distill --task classification|ner``: task distillation from a fine-tuned teacher.
+"""``bertkit distill --task KIND``: task distillation from a fine-tuned teacher.
 
-The student learns the teacher's soft targets (T^2-scaled KL at temperature T) on the labelled
-training text plus optional unlabelled in-domain text (``--unlabelled``: Turc et al.'s
-pre-trained distillation), mixed with the hard labels where they exist: per row
-``(1 - w) * soft + w * hard`` with ``w = --alpha-hard`` on labelled rows and 0 on unlabelled ones
-(:func:`~bertkit.distill.losses.task_distill_loss`). A row is an example for ``classification``
-and a word's first piece for ``ner`` (the tokens that carry labels in ``bertkit finetune --task
-ner``; in unlabelled text every word's first piece). The teacher's logits are computed once,
-before training (the inputs do not change between epochs or seeds), and looked up per batch.
+Kinds: ``classification``, ``regression``, ``ner``, ``qa`` and ``multiple-choice``, each read,
+encoded, evaluated and written exactly as ``bertkit finetune --task KIND`` does.
 
-Evaluation (accuracy, or entity F1 for ``ner``), best-model export (``RUN/best``), dev predictions
-and ``results.json`` are ``bertkit finetune``'s; ``RUN/summary.json`` adds the teacher and student
-parameters, their inference tokens/s on the dev set (same run, same batches), their dev metric and
-the share of the teacher's metric the student keeps. With ``--seeds 1,2,3`` each seed runs in
-``RUN/seed-N`` (its own ``summary.json``) and ``RUN/summary.json`` holds every seed's numbers and
-their mean and std.
+The student learns the teacher's soft targets on the labelled training text plus optional
+unlabelled in-domain text (``--unlabelled``: Turc et al.'s pre-trained distillation), mixed with
+the hard labels where they exist: per row ``(1 - w) * soft + w * hard`` with ``w =
+--alpha-hard`` on labelled rows and 0 on unlabelled ones
+(:func:`~bertkit.distill.losses.task_distill_loss`). The soft loss is the T^2-scaled KL at
+temperature T to the teacher's distribution, or for ``regression`` the squared error to the
+teacher's prediction. A row is an example's feature (``classification``, ``regression``,
+``multiple-choice``: its choices' scores together), a context window (``qa``: start and end
+distributions over the window's tokens, averaged; one question gives several windows) or a
+word's first piece (``ner``); see :mod:`bertkit.distill.task_targets`. Unlabelled text is the
+kind's own layout without labels: table rows without a label, tokens alone (ner), SWAG rows
+without the label column (multiple-choice), SQuAD questions without answers (qa; answers there
+are not used). The teacher's outputs are computed once, before training (the inputs do not
+change between epochs or seeds), and looked up per batch.
 
-Not done: regression, qa and multiple-choice, resume, ``--max-steps`` (``--epochs`` sets the
-budget), ``--test``.
+The budget is ``--epochs`` passes over the training features, or ``--max-steps`` updates when
+given (the last, partial epoch is evaluated too). Evaluation after each epoch (the kind's
+metrics: accuracy, pearson/spearman, entity F1, exact/F1), best-model export (``RUN/best``), dev
+and ``--test`` predictions (test metrics when every test example is labelled) and
+``results.json`` are ``bertkit finetune``'s; ``RUN/summary.json`` adds the teacher and student
+parameters, their inference tokens/s on the dev set (same run, same batches), their dev metric
+and the share of the teacher's metric the student keeps. With ``--seeds 1,2,3`` each seed runs
+in ``RUN/seed-N`` (its own ``summary.json``) and ``RUN/summary.json`` holds every seed's numbers
+and their mean and std.
+
+``--dropout`` sets the student's dropout (e.g. 0 for a deterministic student).
+
+Not done: resume.
 """
 
 from __future__ import annotations
@@ -35,18 +48,27 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from bertkit.distill.losses import IGNORE_INDEX, DistillError, task_distill_loss
+from bertkit.distill.losses import DistillError, task_distill_loss
+from bertkit.distill.task_targets import (
+    loss_inputs,
+    row_count,
+    split_labels,
+    targets,
+    teacher_outputs,
+)
 from bertkit.fileio import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TASKS", "run_task_distill", "seeds_summary"]
+__all__ = ["TASKS", "run_task_distill", "seeds_summary", "total_steps"]
 
-TASKS = ("classification", "ner")
+TASKS = ("classification", "regression", "ner", "qa", "multiple-choice")
+LABELLED_HEADS = ("classification", "ner")  # kinds whose teacher fixes a label list
 
 
-def _teacher_task(args: Any) -> tuple[Path, list[str]]:
-    """(teacher dir, its labels in id order); DistillError for a teacher of another task."""
+def _teacher_task(args: Any) -> tuple[Path, list[str] | None]:
+    """(teacher dir, its labels in id order for classification and ner, else None);
+    DistillError for a teacher of another task."""
     from bertkit.config import AutoConfig
     from bertkit.finetune.tasks import task_for_model
     from bertkit.models.heads import check_model_dir, label_names
@@ -67,7 +89,7 @@ def _teacher_task(args: Any) -> tuple[Path, list[str]]:
                            f"architectures {config.extra.get('architectures')}), not "
                            f"{args.task}: distil with --task {kind} or give a {args.task} "
                            "teacher")
-    return teacher_dir, label_names(config)
+    return teacher_dir, label_names(config) if kind in LABELLED_HEADS else None
 
 
 def _student(args: Any, teacher: nn.Module, task: Any) -> nn.Module:
@@ -94,40 +116,20 @@ def _student(args: Any, teacher: nn.Module, task: Any) -> nn.Module:
 
 @dataclass
 class _Data:
-    """Training features (labels stripped), their labels and teacher logits, and the dev split.
-
-    ``labels[i]``: a class id (IGNORE_INDEX = unlabelled) or, for ner, per-token ids (T_i,) as a
-    list (IGNORE_INDEX = no label there), None when unlabelled. ``logits[i]``: (C,) or (T_i, C).
-    """
+    """Training features (labels stripped), their labels and teacher outputs, the dev split and
+    the test split (empty without ``--test``): see :mod:`bertkit.distill.task_targets`."""
 
     feats: list[Any]
     labels: list[Any]
     logits: list[np.ndarray]
     dev: Any
+    test: Any
 
 
 def _targets(kind: str, feats: list[Any], labels: list[Any], logits: list[np.ndarray]
              ) -> dict[str, Tensor]:
-    """``labels``, ``teacher_logits`` and (ner) ``label_mask`` of one micro-batch.
-
-    classification: labels (B,), teacher_logits (B, C). ner: labels (B, T) (IGNORE_INDEX where
-    none), teacher_logits (B, T, C) zero-padded, label_mask (B, T) True at each word's first
-    piece (the rows that count), T = the longest feature.
-    """
-    if kind != "ner":
-        return {"labels": torch.tensor(labels, dtype=torch.long),
-                "teacher_logits": torch.from_numpy(np.stack(logits))}
-    width, n_cls = max(len(f.input_ids) for f in feats), logits[0].shape[-1]
-    y = torch.full((len(feats), width), IGNORE_INDEX, dtype=torch.long)   # (B, T)
-    t = torch.zeros(len(feats), width, n_cls)                            # (B, T, C)
-    mask = torch.zeros(len(feats), width, dtype=torch.bool)              # (B, T)
-    for i, (f, lab, lg) in enumerate(zip(feats, labels, logits, strict=True)):
-        n = len(f.input_ids)
-        if lab is not None:
-            y[i, :n] = torch.tensor(lab, dtype=torch.long)
-        t[i, :n] = torch.from_numpy(lg)
-        mask[i, :n] = torch.tensor([w is not None for w in f.word_ids])
-    return {"labels": y, "teacher_logits": t, "label_mask": mask}
+    """A micro-batch's targets: :func:`bertkit.distill.task_targets.targets`."""
+    return targets(kind, feats, labels, logits)
 
 
 def _batches(task: Any, kind: str, data: _Data, batch_size: int, grad_accum: int, seed: int,
@@ -152,32 +154,41 @@ def _batches(task: Any, kind: str, data: _Data, batch_size: int, grad_accum: int
     return out
 
 
-def _training_data(task: Any, teacher: nn.Module, args: Any, device: torch.device) -> _Data:
-    """The training features with their labels and the teacher's logits, computed once (the
-    inputs are the same every epoch and seed), and the dev split."""
-    from bertkit.finetune.run import predict_split
+def _read_splits(task: Any, args: Any) -> tuple[Any, Any, Any, Any]:
+    """(train, dev, unlabelled, test) splits; the unlabelled and test files read as finetune
+    reads a test file (labels optional). Refuses an empty file, before anything is written."""
     from bertkit.finetune.tasks import Split
 
     splits = task.load_all({"train": Path(args.train), "dev": Path(args.dev),
                             "test": Path(args.unlabelled) if args.unlabelled else None})
-    train, dev, extra = splits["train"], splits["dev"], splits["test"]
-    both = (*train.features, *extra.features)
-    if args.task == "ner":
-        labels: list[Any] = [f.label for f in both]
-    else:
-        labels = [IGNORE_INDEX if f.label is None else int(f.label) for f in both]
-    # the labels travel beside the features (a collated batch may mix labelled and unlabelled)
-    feats = [dataclasses.replace(f, label=None) for f in both]
-    logger.info("task distillation: %d labelled and %d unlabelled training features, dev %d",
-                len(train.features), len(extra.features), len(dev.features))
+    test = (task.load_all({"test": Path(args.test)})["test"] if args.test
+            else Split("test", None, [], []))  # the label list is fixed by now (teacher/train)
+    for split, flag, path in ((splits["train"], "--train", args.train),
+                              (splits["dev"], "--dev", args.dev),
+                              (splits["test"], "--unlabelled", args.unlabelled),
+                              (test, "--test", args.test)):
+        if path and not split.features:
+            raise ValueError(f"{flag} {path}: no examples")
+    if args.task == "qa" and any(e.answers for e in splits["test"].examples):
+        logger.warning("--unlabelled %s: its answers are not used (soft targets only); put "
+                       "labelled questions in --train", args.unlabelled)
+    return splits["train"], splits["dev"], splits["test"], test
+
+
+def _training_data(task: Any, teacher: nn.Module, args: Any, device: torch.device) -> _Data:
+    """The training features with their labels and the teacher's outputs, computed once (the
+    inputs are the same every epoch and seed), and the dev and test splits."""
+    from bertkit.finetune.run import predict_split
+    from bertkit.finetune.tasks import Split
+
+    train, dev, extra, test = _read_splits(task, args)
+    feats, labels = split_labels(args.task, [*train.features, *extra.features])
+    logger.info("task distillation: %d labelled and %d unlabelled training features, dev %d, "
+                "test %d", len(train.features), len(extra.features), len(dev.features),
+                len(test.features))
     outs = predict_split(task, teacher.to(device), Split("train", None, [], feats),
                          args.eval_batch_size, device)
-    if args.task == "ner":  # (T_batch, C) per feature -> its own (T_i, C)
-        logits = [np.asarray(o[:len(f.input_ids)], dtype=np.float32)
-                  for o, f in zip(outs, feats, strict=True)]
-    else:
-        logits = [np.asarray(o, dtype=np.float32) for o in outs]
-    return _Data(feats, labels, logits, dev)
+    return _Data(feats, labels, teacher_outputs(args.task, feats, outs), dev, test)
 
 
 def _inference_tokens_per_s(task: Any, model: nn.Module, split: Any, batch_size: int,
@@ -206,18 +217,42 @@ class _Setup:
     device: torch.device
 
 
+def _doc_stride(args: Any) -> int:
+    """``--doc-stride``, or finetune's 128 when it is under the context window, else half the
+    window (``--max-seq-length`` 128 leaves 61 context tokens beside a 64-token question)."""
+    if args.doc_stride is not None:
+        return int(args.doc_stride)
+    window = args.max_seq_length - args.max_query_length - 3
+    return 128 if 128 < window else max(1, window // 2)
+
+
+def _finetune_args(args: Any, teacher_dir: Path, labels: list[str] | None) -> Any:
+    """The ``bertkit finetune`` arguments that read, encode, evaluate and write this run's data
+    as finetune would; their input checks run here (missing files, qa window lengths)."""
+    from bertkit.fileio import check_input_file
+    from bertkit.finetune.run import FinetuneArgs, check_inputs
+
+    fa = FinetuneArgs(task=args.task, model=str(teacher_dir), train=args.train, dev=args.dev,
+                      out=args.out, test=args.test, labels=labels,
+                      max_seq_length=args.max_seq_length, doc_stride=_doc_stride(args),
+                      max_query_length=args.max_query_length,
+                      eval_batch_size=args.eval_batch_size, progress=False)
+    check_inputs(fa)
+    if args.unlabelled is not None:
+        check_input_file(args.unlabelled, "--unlabelled")
+    return fa
+
+
 def _setup(args: Any) -> _Setup:
     """Check the inputs, load the teacher, encode the data and cache the teacher's logits;
     raises before RUN is created."""
-    from bertkit.finetune.run import FinetuneArgs, check_out, settings_from
+    from bertkit.finetune.run import check_out, settings_from
     from bertkit.finetune.tasks import make_task
     from bertkit.tokenization import AutoTokenizer
 
     teacher_dir, labels = _teacher_task(args)
     check_out(Path(args.out), overwrite=False)
-    fa = FinetuneArgs(task=args.task, model=str(teacher_dir), train=args.train, dev=args.dev,
-                      out=args.out, labels=labels, max_seq_length=args.max_seq_length,
-                      eval_batch_size=args.eval_batch_size, progress=False)
+    fa = _finetune_args(args, teacher_dir, labels)
     device = torch.device("cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available()
                           else "cpu")
     tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
@@ -228,12 +263,20 @@ def _setup(args: Any) -> _Setup:
                   device)
 
 
+def total_steps(n_features: int, args: Any) -> int:
+    """Optimizer updates in all: ``--max-steps`` when given, else ``--epochs`` passes over
+    ``n_features`` in batches of ``--batch-size`` (at least 1)."""
+    if args.max_steps is not None:
+        return int(args.max_steps)
+    return max(1, round(math.ceil(n_features / args.batch_size) * args.epochs))
+
+
 def _distil_seed(s: _Setup, args: Any, seed: int, run: Path) -> dict[str, Any]:
     """Distil one student (seed ``seed``) into ``run``; its summary (see :func:`_summary`)."""
     from bertkit.distill.student import check_vocabularies
     from bertkit.finetune.run import _better, _final_outputs, _save_model, predict_split
-    from bertkit.finetune.tasks import Split
     from bertkit.train.distributed import DistEnv
+    from bertkit.train.driver import set_dropout
     from bertkit.train.loop import LoopSettings, LoopState, train_steps
     from bertkit.train.optim import build_optimizer, build_scheduler
     from bertkit.train.state import seed_all
@@ -242,9 +285,11 @@ def _distil_seed(s: _Setup, args: Any, seed: int, run: Path) -> dict[str, Any]:
     seed_all(seed)
     student = _student(args, s.teacher, task)
     check_vocabularies(s.teacher.config, student.config)
+    if args.dropout is not None:
+        set_dropout(student, args.dropout)
     run.mkdir(parents=True, exist_ok=True)
     student.to(s.device)
-    total = max(1, round(math.ceil(len(data.feats) / args.batch_size) * args.epochs))
+    total = total_steps(len(data.feats), args)
     opt = build_optimizer(student, "adamw", args.lr, args.weight_decay, eps=args.adam_eps,
                           bias_correction=args.bias_correction)
     warmup = args.warmup_steps if args.warmup_steps is not None else total // 10
@@ -252,16 +297,12 @@ def _distil_seed(s: _Setup, args: Any, seed: int, run: Path) -> dict[str, Any]:
     settings = LoopSettings(max_grad_norm=args.max_grad_norm or None)
     state, env = LoopState(), DistEnv(device=s.device)
 
-    def rows(mb: dict[str, Tensor]) -> Tensor:
-        return (mb["label_mask"].sum() if kind == "ner"
-                else torch.tensor(mb["labels"].shape[0])).float()
-
     def loss_fn(m: nn.Module, mb: dict[str, Tensor], counts: dict[str, Tensor]
                 ) -> dict[str, Tensor]:
-        res = task_distill_loss(kind, task.forward(m, mb), mb["teacher_logits"], mb["labels"],
+        res = task_distill_loss(kind, *loss_inputs(kind, task.forward(m, mb), mb),
                                 mb.get("label_mask"), temperature=args.temperature,
                                 alpha_hard=args.alpha_hard)
-        share = rows(mb) / counts["n"]  # a micro-batch's mean over rows -> its share
+        share = row_count(kind, mb) / counts["n"]  # a micro-batch's mean over rows -> its share
         return {"loss": res.total * share, "soft_loss": res.soft * share}
 
     seed_all(seed)
@@ -270,7 +311,8 @@ def _distil_seed(s: _Setup, args: Any, seed: int, run: Path) -> dict[str, Any]:
         t0 = time.perf_counter()
         steps = _batches(task, kind, data, args.batch_size, args.grad_accum, seed, epoch, 50)
         results = list(train_steps(student, steps, opt, sched, loss_fn,
-                                   lambda mb: {"n": rows(mb)}, total, state, settings, env))
+                                   lambda mb: {"n": row_count(kind, mb)}, total, state,
+                                   settings, env))
         dev_metrics = task.evaluate(data.dev, predict_split(task, student, data.dev,
                                                             args.eval_batch_size, s.device))
         record = {"epoch": epoch + 1, "step": state.step,
@@ -288,11 +330,10 @@ def _distil_seed(s: _Setup, args: Any, seed: int, run: Path) -> dict[str, Any]:
             best_state = {k: v.detach().clone() for k, v in student.state_dict().items()}
         epoch += 1
     student.load_state_dict(best_state)
-    results = _final_outputs(task, student, data.dev, Split("test", None, [], []), run, s.fa,
-                             s.device, None)
+    results = _final_outputs(task, student, data.dev, data.test, run, s.fa, s.device, None)
     results.update(seed=seed, epochs=history, main_metric=task.main_metric, steps=state.step)
     atomic_write_text(run / "results.json", json.dumps(results, indent=2) + "\n")
-    summary = _summary(s, student, args, seed, results["dev"])
+    summary = _summary(s, student, args, seed, results["dev"], results.get("test"))
     atomic_write_text(run / "summary.json", json.dumps(summary, indent=1) + "\n")
     logger.info("wrote %s: %s", run / "summary.json", summary)
     return summary
@@ -324,9 +365,11 @@ def run_task_distill(args: Any) -> int:
 
 
 def _summary(s: _Setup, student: nn.Module, args: Any, seed: int,
-             student_dev: dict[str, float]) -> dict[str, Any]:
+             student_dev: dict[str, float], student_test: dict[str, float] | None = None
+             ) -> dict[str, Any]:
     """Parameters, dev inference tokens/s (same run, same batches), dev metric and share kept,
-    of the teacher and this seed's best student."""
+    of the teacher and this seed's best student (and its test metric with a labelled
+    ``--test``)."""
     task, dev, metric = s.task, s.data.dev, s.task.main_metric
     t_tps, t_out = _inference_tokens_per_s(task, s.teacher, dev, args.eval_batch_size, s.device)
     s_tps, _ = _inference_tokens_per_s(task, student, dev, args.eval_batch_size, s.device)
@@ -341,7 +384,8 @@ def _summary(s: _Setup, student: nn.Module, args: Any, seed: int,
             "share_kept": student_dev[metric] / teacher_dev[metric] if teacher_dev[metric]
             else None,
             "teacher_tokens_per_s": round(t_tps, 1), "student_tokens_per_s": round(s_tps, 1),
-            "speedup": round(s_tps / t_tps, 3)}
+            "speedup": round(s_tps / t_tps, 3),
+            **({f"student_test_{metric}": student_test[metric]} if student_test else {})}
 
 
 def seeds_summary(per_seed: list[dict[str, Any]]) -> dict[str, Any]:

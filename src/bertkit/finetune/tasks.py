@@ -405,7 +405,8 @@ class QaTask(Task):
     def read(self, path: Path, optional_labels: bool = False) -> list[Any]:
         from bertkit.data.squad import read_squad  # a question without answers is unlabelled
 
-        examples = read_squad(path, skip_bad_rows=self.s.skip_bad_rows)
+        examples = read_squad(path, skip_bad_rows=self.s.skip_bad_rows,
+                              answers_optional=optional_labels)
         if any(e.is_impossible for e in examples):
             self.version_2 = True
         return examples
