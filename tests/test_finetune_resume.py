@@ -45,7 +45,8 @@ sys.exit(main(sys.argv[1:]))
 def ws(minilm_dir: Path, rt: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
        ) -> dict[str, Path]:
     """A tiny random BERT on MiniLM's first 5,000 vocabulary entries (its special tokens,
-    characters and commonest words: small checkpoints); 40 training and 16 dev snippets."""
+    characters and commonest words: small checkpoints); 40 training snippets, and 16 of them as
+    dev, so that the dev score moves within 3 epochs (the best epoch is not simply the first)."""
     from bertkit.config import BertConfig
     from bertkit.models.bert import BertModel
 
@@ -58,7 +59,7 @@ def ws(minilm_dir: Path, rt: dict[str, Path], tmp_path_factory: pytest.TempPathF
     shutil.copyfile(minilm_dir / "tokenizer_config.json", base / "tokenizer_config.json")
     train, dev = root / "train.jsonl", root / "dev.jsonl"
     train.write_text("".join(rt["train"].read_text(encoding="utf-8").splitlines(True)[:40]))
-    dev.write_text("".join(rt["dev"].read_text(encoding="utf-8").splitlines(True)[:16]))
+    dev.write_text("".join(train.read_text(encoding="utf-8").splitlines(True)[:16]))
     return {"base": base, "train": train, "dev": dev}
 
 
@@ -66,7 +67,7 @@ def _flags(ws: dict[str, Path], out: Path, *extra: str) -> list[str]:
     """3 epochs of 5 updates of batch 8; a checkpoint every 2 steps and at each epoch's end."""
     return ["finetune", "--task", "classification", "--model", str(ws["base"]),
             "--train", str(ws["train"]), "--dev", str(ws["dev"]), "--out", str(out),
-            "--epochs", "3", "--batch-size", "8", "--lr", "1e-3", "--save-every", "2",
+            "--epochs", "3", "--batch-size", "8", "--lr", "3e-3", "--save-every", "2",
             "--threads", "1", "--no-progress", *extra]
 
 
@@ -105,20 +106,26 @@ def _same_outcome(a: Path, b: Path) -> None:
 
 def test_killed_mid_epoch_then_resumed_equals_straight(ws: dict[str, Path], tmp_path: Path,
                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """Killed right after the checkpoint at step 8 (epoch 2, batch 3 of 5), then ``--resume
+    RUN`` alone: outputs, and the last checkpoint's weights and Adam moments, equal the
+    straight run's."""
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    assert main(_flags(ws, straight)) == 0
-    # the straight run checkpointed along the way and removed its checkpoints when done
-    assert not C.list_checkpoints(straight) and (straight / "best").is_dir()
-    _kill_after(_flags(ws, killed, "--resume", "auto"), 8, "killed")  # epoch 2, batch 3 of 5
+    assert main(_flags(ws, straight, "--keep-checkpoints")) == 0
+    _kill_after(_flags(ws, killed, "--keep-checkpoints", "--resume", "auto"), 8, "killed")
     assert [s for s, _ in C.list_checkpoints(killed)] == [8]  # --keep-last 1
     assert len((killed / "metrics.jsonl").read_text().splitlines()) == 1
     assert not (killed / "results.json").exists()
-    with caplog.at_level(logging.INFO, logger="bertkit.finetune.run"):
+    with caplog.at_level(logging.INFO, logger="bertkit.finetune"):
         assert main(["finetune", "--resume", str(killed), "--threads", "1",
                      "--no-progress"]) == 0
     assert "at step 8 (epoch 2, batch 3 of it)" in caplog.text
     _same_outcome(straight, killed)
-    assert len(_metrics(killed)) == 3 and not C.list_checkpoints(killed)
+    assert len(_metrics(killed)) == 3
+    a, b = (C.load_checkpoint(C.checkpoint_dir(d, 15)) for d in (straight, killed))
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    for k, v in a["optimizer"]["state"].items():
+        assert torch.equal(v["exp_avg_sq"], b["optimizer"]["state"][k]["exp_avg_sq"]), k
 
 
 def test_seeds_resume_skips_finished_seeds(ws: dict[str, Path], tmp_path: Path) -> None:
@@ -133,6 +140,9 @@ def test_seeds_resume_skips_finished_seeds(ws: dict[str, Path], tmp_path: Path) 
     seed1 = (killed / "seed-1" / "results.json").read_bytes()
     assert main([*_flags(ws, killed), *extra, "--resume", "auto"]) == 0
     assert (killed / "seed-1" / "results.json").read_bytes() == seed1  # not run again
+    # finished seeds hold no checkpoints (best/ and results.json are their outcome)
+    assert not any(C.list_checkpoints(d / s) for d in (straight, killed)
+                   for s in ("seed-1", "seed-2"))
     for seed in ("seed-1", "seed-2"):
         _same_outcome(straight / seed, killed / seed)
     a, b = (json.loads((d / "summary.json").read_text())["metrics"] for d in (straight, killed))

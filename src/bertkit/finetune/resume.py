@@ -9,6 +9,10 @@ epoch records, the best score and epoch, the best weights, the current epoch's l
 in the checkpoint's ``extra``; so ``metrics.jsonl`` and ``best/`` are written back from the
 checkpoint on resume, and a resumed run ends as the straight run would have, bit for bit.
 
+:func:`run_state` builds one seed's :class:`~bertkit.train.state.RunState` (continued from a
+checkpoint that :func:`load_checkpoint` checked), :func:`checkpoint` saves a :class:`SeedRun`
+and :func:`write_back` restores its files; :mod:`bertkit.finetune.run` holds the epoch loop.
+
 With ``--seeds`` each seed is a run of its own (``RUN/seed-N``): continuing, a seed with a
 ``results.json`` is done, one with a checkpoint resumes from its newest, the others start.
 """
@@ -18,24 +22,31 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import Tensor, nn
 
+from bertkit.fileio import atomic_write_text
+from bertkit.finetune.tasks import Split, Task
 from bertkit.train import checkpoint as C
+from bertkit.train.distributed import DistEnv
 from bertkit.train.driver import continue_args
-from bertkit.train.state import Cursor
+from bertkit.train.optim import build_optimizer, build_scheduler
+from bertkit.train.state import Cursor, RunState, seed_all
 
 if TYPE_CHECKING:
     from bertkit.finetune.run import FinetuneArgs
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FIXED_FLAGS", "RUN_FLAGS", "Progress", "continue_run", "remove_checkpoints",
-           "seed_checkpoint", "train_fingerprint"]
+__all__ = ["FIXED_FLAGS", "RUN_FLAGS", "Progress", "SeedRun", "checkpoint", "continue_run",
+           "load_checkpoint", "remove_checkpoints", "run_state", "seed_checkpoint",
+           "train_fingerprint", "write_back"]
 
 # Flags a continued run takes from its args.json when left at their defaults (not the machine's:
 # device, precision, threads, progress), ...
@@ -97,9 +108,6 @@ class Progress:
     @classmethod
     def from_extra(cls, extra: dict[str, Any], model: nn.Module) -> Progress:
         """Inverse of :meth:`extra`, with ``model`` holding the checkpoint's weights."""
-        if "history" not in extra:
-            raise C.CheckpointError("the checkpoint holds no fine-tuning state (is it a "
-                                    "pre-training or distillation checkpoint?)")
         best_state = extra["best_state"]
         if extra["best_is_model"]:
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -107,6 +115,90 @@ class Progress:
                    best_epoch=extra["best_epoch"], best_state=best_state,
                    epoch_losses=list(extra["epoch_losses"]),
                    epoch_seconds=extra["epoch_seconds"])
+
+
+@dataclass
+class SeedRun:
+    """One seed's run while it trains: its inputs, its :class:`RunState` and its progress."""
+
+    args: FinetuneArgs
+    run: Path
+    seed: int
+    task: Task
+    tokenizer: Any
+    train: Split
+    dev: Split
+    state: RunState
+    total: int
+    """Optimizer updates in all."""
+    progress: Progress
+    env: DistEnv
+    dtype: torch.dtype | None
+
+
+def load_checkpoint(resume: Path | None, args: FinetuneArgs) -> dict[str, Any] | None:
+    """The checkpoint dict to continue from; ValueError when ``--train`` changed since."""
+    if resume is None:
+        return None
+    ck = C.load_checkpoint(resume)
+    if "extra" not in ck:
+        raise C.CheckpointError(f"{resume} holds no fine-tuning state (a pre-training or "
+                                "distillation checkpoint?)")
+    if ck["cursor"]["data"] != train_fingerprint(args.train):
+        raise ValueError(f"--train {args.train} is not the file {resume} was trained on (its "
+                         "content changed): a run continues on its own data")
+    return ck
+
+
+def run_state(args: FinetuneArgs, task: Task, train: Split, seed: int, device: torch.device,
+              ck: dict[str, Any] | None) -> tuple[RunState, int]:
+    """The model, optimizer and schedule of one seed (continued from ``ck``), and its steps."""
+    seed_all(seed)
+    model = task.build_model(Path(args.model))
+    if ck is not None:
+        model.load_state_dict(ck["model"])
+    model.to(device)
+    updates_per_epoch = math.ceil(len(train.features) / args.batch_size)
+    total = max(1, round(updates_per_epoch * args.epochs))
+    optimizer = build_optimizer(model, "adamw", args.lr, args.weight_decay,
+                                eps=args.adam_eps, bias_correction=args.bias_correction)
+    scheduler = build_scheduler(optimizer, round(args.warmup * total), total,
+                                after_warmup=args.decay_after_warmup)
+    state = RunState(model, optimizer, scheduler, data=train_fingerprint(args.train))
+    if ck is not None:
+        state.load_state_dict(ck, DistEnv(device=device), args.lr, seed)
+        logger.info("resumed %s at step %d (epoch %d, batch %d of it)", args.out,
+                    state.loop.step, state.cursor.epoch + 1, state.cursor.batch)
+    return state, total
+
+
+def write_back(r: SeedRun, resumed: bool) -> None:
+    """Start ``metrics.jsonl``; continuing, write back the checkpoint's epoch records and best
+    model (what a later epoch wrote before the process stopped is replaced)."""
+    path = r.run / "metrics.jsonl"
+    if not resumed:
+        path.unlink(missing_ok=True)
+        return
+    from bertkit.finetune.run import _save_model
+
+    prog, model = r.progress, r.state.model
+    atomic_write_text(path, "".join(json.dumps(h) + "\n" for h in prog.history))
+    if not r.args.save_best:
+        return
+    if not prog.best_epoch:
+        shutil.rmtree(r.run / "best", ignore_errors=True)
+        return
+    current = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(prog.best_state)
+    _save_model(model, r.tokenizer, r.run / "best")
+    model.load_state_dict(current)
+
+
+def checkpoint(r: SeedRun) -> None:
+    """Checkpoint ``r`` (its RunState with the fine-tuning progress as ``extra``)."""
+    r.state.extra = r.progress.extra(r.state.cursor, r.state.model)
+    r.state.save(r.run, r.env, r.args.keep_last)
+    r.state.extra = {}
 
 
 def _has_progress(run: Path) -> bool:

@@ -10,7 +10,12 @@ Face format with vocab and tokenizer config, loadable by ``transformers`` and ``
 the best model's dev (and test) predictions, and ``results.json``. With ``--seeds 1,2,3`` each seed
 runs in ``RUN/seed-N`` and ``RUN/summary.json`` holds the mean, std, min and max of every metric.
 
-``RUN`` must be new or empty: one holding an earlier run is refused (its ``best/`` would be
+While it trains, a run saves ``checkpoint-STEP`` at each epoch's end (and every ``--save-every``
+steps) through the shared :class:`~bertkit.train.state.RunState`; ``--resume RUN`` (or ``auto``)
+continues it exactly, and a finished run's checkpoints are removed unless ``--keep-checkpoints``
+(see :mod:`bertkit.finetune.resume`).
+
+``RUN`` must be new or empty (unless continued): one holding an earlier run is refused (its ``best/`` would be
 replaced and an old ``test_results.tsv`` kept beside the new results) unless ``--overwrite``,
 which removes that run's outputs once the new inputs have been read; a directory holding no run
 is never written into. A run that diverges (NaN or infinite dev outputs or weights) stops with an
@@ -27,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import re
 import shutil
 import statistics
@@ -43,14 +47,19 @@ import torch
 from torch import Tensor, nn
 
 from bertkit.fileio import atomic_write_text
-from bertkit.finetune.resume import Progress, remove_checkpoints, train_fingerprint
+from bertkit.finetune.resume import (
+    Progress,
+    SeedRun,
+    checkpoint,
+    load_checkpoint,
+    remove_checkpoints,
+    run_state,
+    write_back,
+)
 from bertkit.finetune.tasks import Settings, Split, Task, make_task
 from bertkit.inference.batcher import NonFiniteOutputError
-from bertkit.train import checkpoint as C
 from bertkit.train.distributed import DistEnv
 from bertkit.train.loop import LoopSettings, NonFiniteLossError, autocast, train_steps
-from bertkit.train.optim import build_optimizer, build_scheduler
-from bertkit.train.state import RunState
 
 logger = logging.getLogger(__name__)
 
@@ -344,25 +353,6 @@ def _better(new: float, best: float | None, metric: str) -> bool:
     return best is None or (new < best if lower_is_better else new > best)
 
 
-@dataclass
-class _Run:
-    """One seed's run while it trains: its inputs, its :class:`RunState` and its progress."""
-
-    args: FinetuneArgs
-    run: Path
-    seed: int
-    task: Task
-    tokenizer: Any
-    train: Split
-    dev: Split
-    state: RunState
-    total: int
-    """Optimizer updates in all."""
-    progress: Progress
-    env: DistEnv
-    dtype: torch.dtype | None
-
-
 def finetune(args: FinetuneArgs, run: Path, seed: int, *, claim: Path | None = None,
              resume: Path | None = None) -> dict[str, Any]:
     """Train and evaluate one seed into ``run``; returns ``results.json``'s content.
@@ -391,11 +381,11 @@ def finetune(args: FinetuneArgs, run: Path, seed: int, *, claim: Path | None = N
     for split, path in ((train, args.train), (dev, args.dev), (test, args.test)):
         if path and not split.features:  # an empty --test would silently predict nothing
             raise ValueError(f"{path}: no {split.name} examples")
-    ck = _load_checkpoint(resume, args)
+    ck = load_checkpoint(resume, args)
     if claim is not None:
         check_out(claim, args.overwrite, clear=True)
     task.fit_loss_scale(train)
-    state, total = _run_state(args, task, train, seed, device, ck)
+    state, total = run_state(args, task, train, seed, device, ck)
     run.mkdir(parents=True, exist_ok=True)  # only now: bad input or weights leave no empty RUN
     atomic_write_text(run / "args.json", json.dumps({**dataclasses.asdict(args), "seed": seed},
                                                     indent=2) + "\n")
@@ -403,10 +393,10 @@ def finetune(args: FinetuneArgs, run: Path, seed: int, *, claim: Path | None = N
         atomic_write_text(claim / "args.json", json.dumps(dataclasses.asdict(args), indent=2)
                           + "\n")
     dtype = torch.bfloat16 if args.precision == "bf16" else None
-    r = _Run(args, run, seed, task, tokenizer, train, dev, state, total,
-             Progress.from_extra(state.extra, state.model) if ck else Progress(),
-             DistEnv(device=device), dtype)
-    _write_back(r, resumed=ck is not None)
+    r = SeedRun(args, run, seed, task, tokenizer, train, dev, state, total,
+                Progress.from_extra(state.extra, state.model) if ck else Progress(),
+                DistEnv(device=device), dtype)
+    write_back(r, resumed=ck is not None)
     _train_epochs(r)
     model, prog = state.model, r.progress
     model.load_state_dict(prog.best_state)
@@ -423,72 +413,7 @@ def finetune(args: FinetuneArgs, run: Path, seed: int, *, claim: Path | None = N
     return results
 
 
-def _load_checkpoint(resume: Path | None, args: FinetuneArgs) -> dict[str, Any] | None:
-    """The checkpoint dict to continue from; ValueError when ``--train`` changed since."""
-    if resume is None:
-        return None
-    ck = C.load_checkpoint(resume)
-    if "extra" not in ck:
-        raise C.CheckpointError(f"{resume} holds no fine-tuning state (a pre-training or "
-                                "distillation checkpoint?)")
-    if ck["cursor"]["data"] != train_fingerprint(args.train):
-        raise ValueError(f"--train {args.train} is not the file {resume} was trained on (its "
-                         "content changed): a run continues on its own data")
-    return ck
-
-
-def _run_state(args: FinetuneArgs, task: Task, train: Split, seed: int, device: torch.device,
-               ck: dict[str, Any] | None) -> tuple[RunState, int]:
-    """The model, optimizer and schedule of one seed (continued from ``ck``), and its steps."""
-    from bertkit.train.state import seed_all
-
-    seed_all(seed)
-    model = task.build_model(Path(args.model))
-    if ck is not None:
-        model.load_state_dict(ck["model"])
-    model.to(device)
-    updates_per_epoch = math.ceil(len(train.features) / args.batch_size)
-    total = max(1, round(updates_per_epoch * args.epochs))
-    optimizer = build_optimizer(model, "adamw", args.lr, args.weight_decay,
-                                eps=args.adam_eps, bias_correction=args.bias_correction)
-    scheduler = build_scheduler(optimizer, round(args.warmup * total), total,
-                                after_warmup=args.decay_after_warmup)
-    state = RunState(model, optimizer, scheduler, data=train_fingerprint(args.train))
-    if ck is not None:
-        state.load_state_dict(ck, DistEnv(device=device), args.lr, seed)
-        logger.info("resumed %s at step %d (epoch %d, batch %d of it)", args.out,
-                    state.loop.step, state.cursor.epoch + 1, state.cursor.batch)
-    return state, total
-
-
-def _write_back(r: _Run, resumed: bool) -> None:
-    """Start ``metrics.jsonl``; continuing, write back the checkpoint's epoch records and best
-    model (what a later epoch wrote before the process stopped is replaced)."""
-    path = r.run / "metrics.jsonl"
-    if not resumed:
-        path.unlink(missing_ok=True)
-        return
-    prog, model = r.progress, r.state.model
-    atomic_write_text(path, "".join(json.dumps(h) + "\n" for h in prog.history))
-    if not r.args.save_best:
-        return
-    if not prog.best_epoch:
-        shutil.rmtree(r.run / "best", ignore_errors=True)
-        return
-    current = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(prog.best_state)
-    _save_model(model, r.tokenizer, r.run / "best")
-    model.load_state_dict(current)
-
-
-def _save(r: _Run) -> None:
-    """Checkpoint ``r`` (its RunState with the fine-tuning progress as ``extra``)."""
-    r.state.extra = r.progress.extra(r.state.cursor, r.state.model)
-    r.state.save(r.run, r.env, r.args.keep_last)
-    r.state.extra = {}
-
-
-def _train_epochs(r: _Run) -> None:
+def _train_epochs(r: SeedRun) -> None:
     """Train until ``r.total`` steps, evaluating and checkpointing at each epoch's end."""
     from tqdm import tqdm
 
@@ -502,7 +427,7 @@ def _train_epochs(r: _Run) -> None:
             _end_epoch(r)
 
 
-def _train_epoch(r: _Run, settings: LoopSettings, bar: Any) -> None:
+def _train_epoch(r: SeedRun, settings: LoopSettings, bar: Any) -> None:
     """The rest of the cursor's epoch, or up to ``r.total`` steps; checkpoints every
     ``--save-every`` steps within it."""
     args, state, prog, cur = r.args, r.state, r.progress, r.state.cursor
@@ -532,7 +457,7 @@ def _train_epoch(r: _Run, settings: LoopSettings, bar: Any) -> None:
                     and cur.batch < len(batches) and res.step < r.total):
                 prog.epoch_seconds += time.perf_counter() - t0
                 t0 = time.perf_counter()
-                _save(r)
+                checkpoint(r)
     except NonFiniteLossError as e:
         kept = (f"{r.run / 'best'} holds epoch {prog.best_epoch}'s model"
                 if prog.best_epoch and args.save_best else "no model was exported")
@@ -540,7 +465,7 @@ def _train_epoch(r: _Run, settings: LoopSettings, bar: Any) -> None:
     prog.epoch_seconds += time.perf_counter() - t0
 
 
-def _end_epoch(r: _Run) -> None:
+def _end_epoch(r: SeedRun) -> None:
     """Evaluate on dev, log the epoch's record, keep the best model, move the cursor to the
     next epoch and checkpoint."""
     args, state, prog, cur, task = r.args, r.state, r.progress, r.state.cursor, r.task
@@ -572,7 +497,7 @@ def _end_epoch(r: _Run) -> None:
         prog.best_epoch = cur.epoch + 1
     cur.epoch, cur.batch = cur.epoch + 1, 0
     prog.epoch_losses, prog.epoch_seconds = [], 0.0
-    _save(r)
+    checkpoint(r)
 
 
 def _final_outputs(task: Task, model: nn.Module, dev: Split, test: Split, run: Path,
