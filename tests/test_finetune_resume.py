@@ -1,5 +1,6 @@
 """``bertkit finetune`` checkpoints and ``--resume``: a run killed with SIGKILL right after a
-checkpoint and then continued ends as the uninterrupted run, bit for bit (best weights, dev
+checkpoint (or stopped by SIGTERM, which checkpoints first) and then continued ends as the
+uninterrupted run, bit for bit (best weights, dev
 predictions, results and metrics less their timings); continuing with flags that fix the model,
 task or data order other than the run's, or from a run without a checkpoint, is refused.
 
@@ -37,6 +38,22 @@ def save_then_die(run, step, *a, **k):
         os.kill(os.getpid(), signal.SIGKILL)
     return path
 C.save_checkpoint = save_then_die
+sys.exit(main(sys.argv[1:]))
+"""
+
+_TERM_AFTER_STEP = """
+import os, signal, sys
+import torch
+torch.set_num_threads(1)
+from bertkit.train import loop as L
+from bertkit.cli import main
+orig = L.train_step
+def step_then_term(*a, **k):
+    res = orig(*a, **k)
+    if res.step == {step}:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return res
+L.train_step = step_then_term
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -80,6 +97,14 @@ def _kill_after(flags: list[str], step: int, name: str) -> None:
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
 
 
+@pytest.fixture(scope="module")
+def straight(ws: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The uninterrupted run of :func:`_flags`, its checkpoints kept (read-only)."""
+    run = tmp_path_factory.mktemp("straight") / "run"
+    assert main(_flags(ws, run, "--keep-checkpoints")) == 0
+    return run
+
+
 def _results(run: Path) -> dict:
     """results.json less its timings, with paths relative to ``run``."""
     res = json.loads((run / "results.json").read_text())
@@ -104,13 +129,23 @@ def _same_outcome(a: Path, b: Path) -> None:
         assert (a / f).read_bytes() == (b / f).read_bytes(), f
 
 
-def test_killed_mid_epoch_then_resumed_equals_straight(ws: dict[str, Path], tmp_path: Path,
+def _same_training(a: Path, b: Path) -> None:
+    """The last checkpoints' weights and Adam moments are equal."""
+    ca, cb = (C.load_checkpoint(C.list_checkpoints(d)[-1][1]) for d in (a, b))
+    assert ca["loop"] == cb["loop"]
+    for k, v in ca["model"].items():
+        assert torch.equal(v, cb["model"][k]), k
+    for k, v in ca["optimizer"]["state"].items():
+        assert torch.equal(v["exp_avg_sq"], cb["optimizer"]["state"][k]["exp_avg_sq"]), k
+
+
+def test_killed_mid_epoch_then_resumed_equals_straight(ws: dict[str, Path], straight: Path,
+                                                       tmp_path: Path,
                                                        caplog: pytest.LogCaptureFixture) -> None:
-    """Killed right after the checkpoint at step 8 (epoch 2, batch 3 of 5), then ``--resume
+    """SIGKILL right after the checkpoint at step 8 (epoch 2, batch 3 of 5), then ``--resume
     RUN`` alone: outputs, and the last checkpoint's weights and Adam moments, equal the
     straight run's."""
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
-    assert main(_flags(ws, straight, "--keep-checkpoints")) == 0
+    killed = tmp_path / "killed"
     _kill_after(_flags(ws, killed, "--keep-checkpoints", "--resume", "auto"), 8, "killed")
     assert [s for s, _ in C.list_checkpoints(killed)] == [8]  # --keep-last 1
     assert len((killed / "metrics.jsonl").read_text().splitlines()) == 1
@@ -121,11 +156,25 @@ def test_killed_mid_epoch_then_resumed_equals_straight(ws: dict[str, Path], tmp_
     assert "at step 8 (epoch 2, batch 3 of it)" in caplog.text
     _same_outcome(straight, killed)
     assert len(_metrics(killed)) == 3
-    a, b = (C.load_checkpoint(C.checkpoint_dir(d, 15)) for d in (straight, killed))
-    for k, v in a["model"].items():
-        assert torch.equal(v, b["model"][k]), k
-    for k, v in a["optimizer"]["state"].items():
-        assert torch.equal(v["exp_avg_sq"], b["optimizer"]["state"][k]["exp_avg_sq"]), k
+    _same_training(straight, killed)
+
+
+def test_sigterm_checkpoints_then_resumed_equals_straight(ws: dict[str, Path], straight: Path,
+                                                          tmp_path: Path) -> None:
+    """SIGTERM after step 3 (no --save-every checkpoint there): the run saves checkpoint-3 and
+    exits 128 + 15; resumed, it ends as the straight run."""
+    stopped = tmp_path / "stopped"
+    script = textwrap.dedent(_TERM_AFTER_STEP.format(step=3))
+    proc = subprocess.run([sys.executable, "-c", script,
+                           *_flags(ws, stopped, "--keep-checkpoints")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr[-3000:]
+    assert "continue with --resume" in proc.stderr
+    assert [s for s, _ in C.list_checkpoints(stopped)] == [3]
+    assert main(["finetune", "--resume", str(stopped), "--threads", "1",
+                 "--no-progress"]) == 0
+    _same_outcome(straight, stopped)
+    _same_training(straight, stopped)
 
 
 def test_seeds_resume_skips_finished_seeds(ws: dict[str, Path], tmp_path: Path) -> None:

@@ -13,6 +13,9 @@ checkpoint on resume, and a resumed run ends as the straight run would have, bit
 checkpoint that :func:`load_checkpoint` checked), :func:`checkpoint` saves a :class:`SeedRun`
 and :func:`write_back` restores its files; :mod:`bertkit.finetune.run` holds the epoch loop.
 
+Under ``bertkit finetune`` SIGINT and SIGTERM stop a run at the next step once it is
+checkpointed (exit status 128 + signal), as pre-training's do.
+
 With ``--seeds`` each seed is a run of its own (``RUN/seed-N``): continuing, a seed with a
 ``results.json`` is done, one with a checkpoint resumes from its newest, the others start.
 """
@@ -31,11 +34,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from bertkit.errors import BertkitError
 from bertkit.fileio import atomic_write_text
 from bertkit.finetune.tasks import Split, Task
 from bertkit.train import checkpoint as C
 from bertkit.train.distributed import DistEnv
-from bertkit.train.driver import continue_args
+from bertkit.train.driver import Signals, continue_args
 from bertkit.train.optim import build_optimizer, build_scheduler
 from bertkit.train.state import Cursor, RunState, seed_all
 
@@ -44,7 +48,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FIXED_FLAGS", "RUN_FLAGS", "Progress", "SeedRun", "checkpoint", "continue_run",
+__all__ = ["FIXED_FLAGS", "RUN_FLAGS", "Progress", "RunStopped", "SeedRun", "checkpoint", "continue_run",
            "load_checkpoint", "remove_checkpoints", "run_state", "seed_checkpoint",
            "train_fingerprint", "write_back"]
 
@@ -117,6 +121,15 @@ class Progress:
                    epoch_seconds=extra["epoch_seconds"])
 
 
+class RunStopped(BertkitError, RuntimeError):
+    """SIGINT or SIGTERM stopped a run once its state was checkpointed."""
+
+    def __init__(self, signum: int, run: Path, step: int) -> None:
+        super().__init__(f"stopped by signal {signum} at step {step} of {run}; checkpoint "
+                         f"saved: continue with --resume")
+        self.signum = signum
+
+
 @dataclass
 class SeedRun:
     """One seed's run while it trains: its inputs, its :class:`RunState` and its progress."""
@@ -134,6 +147,8 @@ class SeedRun:
     progress: Progress
     env: DistEnv
     dtype: torch.dtype | None
+    signals: Signals | None = None
+    """Set while SIGINT/SIGTERM are caught: the loop checkpoints and raises :class:`RunStopped`."""
 
 
 def load_checkpoint(resume: Path | None, args: FinetuneArgs) -> dict[str, Any] | None:
@@ -199,6 +214,15 @@ def checkpoint(r: SeedRun) -> None:
     r.state.extra = r.progress.extra(r.state.cursor, r.state.model)
     r.state.save(r.run, r.env, r.args.keep_last)
     r.state.extra = {}
+
+
+def stop_if_signalled(r: SeedRun, saved: bool) -> None:
+    """After a signal: checkpoint (unless ``saved`` just now) and raise :class:`RunStopped`."""
+    if r.signals is None or not r.signals.received:
+        return
+    if not saved:
+        checkpoint(r)
+    raise RunStopped(r.signals.received, r.run, r.state.loop.step)
 
 
 def _has_progress(run: Path) -> bool:

@@ -49,16 +49,20 @@ from torch import Tensor, nn
 from bertkit.fileio import atomic_write_text
 from bertkit.finetune.resume import (
     Progress,
+    RunStopped,
     SeedRun,
     checkpoint,
     load_checkpoint,
     remove_checkpoints,
     run_state,
+    stop_if_signalled,
     write_back,
 )
 from bertkit.finetune.tasks import Settings, Split, Task, make_task
 from bertkit.inference.batcher import NonFiniteOutputError
+from bertkit.train import checkpoint as C
 from bertkit.train.distributed import DistEnv
+from bertkit.train.driver import Signals
 from bertkit.train.loop import LoopSettings, NonFiniteLossError, autocast, train_steps
 
 logger = logging.getLogger(__name__)
@@ -354,13 +358,14 @@ def _better(new: float, best: float | None, metric: str) -> bool:
 
 
 def finetune(args: FinetuneArgs, run: Path, seed: int, *, claim: Path | None = None,
-             resume: Path | None = None) -> dict[str, Any]:
+             resume: Path | None = None, signals: Signals | None = None) -> dict[str, Any]:
     """Train and evaluate one seed into ``run``; returns ``results.json``'s content.
 
     ``claim`` (the command line's ``--out``): once the inputs are read, a non-empty ``claim`` is
     refused, or with ``args.overwrite`` the earlier run's outputs there are removed (see
     :func:`check_out`). Without it ``run`` is written over as it is. ``resume``: a checkpoint of
-    ``run`` to continue from exactly (see :mod:`bertkit.finetune.resume`).
+    ``run`` to continue from exactly (see :mod:`bertkit.finetune.resume`). ``signals``: caught
+    SIGINT/SIGTERM; one received checkpoints the run and raises :class:`RunStopped`.
     """
     from bertkit.models.heads import check_model_dir
     from bertkit.tokenization import AutoTokenizer
@@ -395,7 +400,7 @@ def finetune(args: FinetuneArgs, run: Path, seed: int, *, claim: Path | None = N
     dtype = torch.bfloat16 if args.precision == "bf16" else None
     r = SeedRun(args, run, seed, task, tokenizer, train, dev, state, total,
                 Progress.from_extra(state.extra, state.model) if ck else Progress(),
-                DistEnv(device=device), dtype)
+                DistEnv(device=device), dtype, signals)
     write_back(r, resumed=ck is not None)
     _train_epochs(r)
     model, prog = state.model, r.progress
@@ -423,6 +428,7 @@ def _train_epochs(r: SeedRun) -> None:
     with tqdm(total=r.total, initial=r.state.loop.step, disable=not progress,
               desc=f"finetune seed {r.seed}", dynamic_ncols=True) as bar:
         while r.state.loop.step < r.total:
+            stop_if_signalled(r, saved=bool(C.list_checkpoints(r.run)))  # one at each epoch end
             _train_epoch(r, settings, bar)
             _end_epoch(r)
 
@@ -453,11 +459,15 @@ def _train_epoch(r: SeedRun, settings: LoopSettings, bar: Any) -> None:
             prog.epoch_losses.append(res.metrics["loss"])
             bar.update(1)
             bar.set_postfix(loss=f"{res.metrics['loss']:.4f}", lr=f"{res.lr:.2e}")
-            if (args.save_every and res.step % args.save_every == 0 and not res.skipped
-                    and cur.batch < len(batches) and res.step < r.total):
-                prog.epoch_seconds += time.perf_counter() - t0
-                t0 = time.perf_counter()
+            if cur.batch == len(batches) or res.step == r.total:
+                continue  # the epoch's end evaluates and checkpoints
+            prog.epoch_seconds += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            saved = bool(args.save_every and res.step % args.save_every == 0
+                         and not res.skipped)
+            if saved:
                 checkpoint(r)
+            stop_if_signalled(r, saved)
     except NonFiniteLossError as e:
         kept = (f"{r.run / 'best'} holds epoch {prog.best_epoch}'s model"
                 if prog.best_epoch and args.save_best else "no model was exported")
@@ -571,17 +581,23 @@ def run_finetune(args: FinetuneArgs) -> int:
         check_out(run, args.overwrite)  # early: before minutes of reading and encoding
     seeds = list(args.seeds) if args.seeds else [args.seed]
     results = []
-    for i, seed in enumerate(seeds):
-        target = run / f"seed-{seed}" if args.seeds else run
-        if continuing and (target / "results.json").is_file():
-            logger.info("seed %d: finished already (%s)", seed, target / "results.json")
-            results.append(json.loads((target / "results.json").read_text(encoding="utf-8")))
-        else:
-            resume = seed_checkpoint(target) if continuing else None
-            claim = run if i == 0 and not continuing else None
-            results.append(finetune(args, target, seed, claim=claim, resume=resume))
-        print(f"seed {seed}: best epoch {results[-1]['best_epoch']}, dev "
-              + _fmt(results[-1]["dev"]))
+    with Signals() as signals:
+        for i, seed in enumerate(seeds):
+            target = run / f"seed-{seed}" if args.seeds else run
+            if continuing and (target / "results.json").is_file():
+                logger.info("seed %d: finished already (%s)", seed, target / "results.json")
+                results.append(json.loads((target / "results.json").read_text(encoding="utf-8")))
+            else:
+                resume = seed_checkpoint(target) if continuing else None
+                claim = run if i == 0 and not continuing else None
+                try:
+                    results.append(finetune(args, target, seed, claim=claim, resume=resume,
+                                            signals=signals))
+                except RunStopped as e:
+                    logger.info("%s %s", e, run)
+                    return 128 + e.signum
+            print(f"seed {seed}: best epoch {results[-1]['best_epoch']}, dev "
+                  + _fmt(results[-1]["dev"]))
     summary = summarise(results)
     if args.seeds:
         atomic_write_text(run / "summary.json", json.dumps(summary, indent=2) + "\n")
