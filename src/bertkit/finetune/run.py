@@ -15,10 +15,10 @@ steps) through the shared :class:`~bertkit.train.state.RunState`; ``--resume RUN
 continues it exactly, and a finished run's checkpoints are removed unless ``--keep-checkpoints``
 (see :mod:`bertkit.finetune.resume`).
 
-``RUN`` must be new or empty (unless continued): one holding an earlier run is refused (its ``best/`` would be
-replaced and an old ``test_results.tsv`` kept beside the new results) unless ``--overwrite``,
-which removes that run's outputs once the new inputs have been read; a directory holding no run
-is never written into. A run that diverges (NaN or infinite dev outputs or weights) stops with an
+``RUN`` must be new or empty (unless continued): one holding an earlier run is refused (its
+``best/`` would be replaced and an old ``test_results.tsv`` kept beside the new results) unless
+``--overwrite``, which removes that run's outputs once the new inputs have been read; a directory
+holding no run is never written into. A run that diverges (NaN or infinite dev outputs or weights) stops with an
 error naming it, and no model of a diverged epoch is exported.
 
 Defaults are Google's: AdamW without bias correction, lr 5e-5, 3 epochs, 10% linear warmup then
