@@ -461,13 +461,13 @@ def _train_epoch(r: SeedRun, settings: LoopSettings, bar: Any) -> None:
             bar.set_postfix(loss=f"{res.metrics['loss']:.4f}", lr=f"{res.lr:.2e}")
             if cur.batch == len(batches) or res.step == r.total:
                 continue  # the epoch's end evaluates and checkpoints
-            prog.epoch_seconds += time.perf_counter() - t0
-            t0 = time.perf_counter()
+            prog.epoch_seconds += time.perf_counter() - t0  # training time, saves apart
             saved = bool(args.save_every and res.step % args.save_every == 0
                          and not res.skipped)
             if saved:
                 checkpoint(r)
             stop_if_signalled(r, saved)
+            t0 = time.perf_counter()
     except NonFiniteLossError as e:
         kept = (f"{r.run / 'best'} holds epoch {prog.best_epoch}'s model"
                 if prog.best_epoch and args.save_best else "no model was exported")
