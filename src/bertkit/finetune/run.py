@@ -10,10 +10,15 @@ Face format with vocab and tokenizer config, loadable by ``transformers`` and ``
 the best model's dev (and test) predictions, and ``results.json``. With ``--seeds 1,2,3`` each seed
 runs in ``RUN/seed-N`` and ``RUN/summary.json`` holds the mean, std, min and max of every metric.
 
-``RUN`` must be new or empty: one holding an earlier run is refused (its ``best/`` would be
-replaced and an old ``test_results.tsv`` kept beside the new results) unless ``--overwrite``,
-which removes that run's outputs once the new inputs have been read; a directory holding no run
-is never written into. A run that diverges (NaN or infinite dev outputs or weights) stops with an
+While it trains, a run saves ``checkpoint-STEP`` at each epoch's end (and every ``--save-every``
+steps) through the shared :class:`~bertkit.train.state.RunState`; ``--resume RUN`` (or ``auto``)
+continues it exactly, and a finished run's checkpoints are removed unless ``--keep-checkpoints``
+(see :mod:`bertkit.finetune.resume`).
+
+``RUN`` must be new or empty (unless continued): one holding an earlier run is refused (its
+``best/`` would be replaced and an old ``test_results.tsv`` kept beside the new results) unless
+``--overwrite``, which removes that run's outputs once the new inputs have been read; a directory
+holding no run is never written into. A run that diverges (NaN or infinite dev outputs or weights) stops with an
 error naming it, and no model of a diverged epoch is exported.
 
 Defaults are Google's: AdamW without bias correction, lr 5e-5, 3 epochs, 10% linear warmup then
@@ -27,13 +32,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import re
 import shutil
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -42,17 +47,23 @@ import torch
 from torch import Tensor, nn
 
 from bertkit.fileio import atomic_write_text
+from bertkit.finetune.resume import (
+    Progress,
+    RunStopped,
+    SeedRun,
+    checkpoint,
+    load_checkpoint,
+    remove_checkpoints,
+    run_state,
+    stop_if_signalled,
+    write_back,
+)
 from bertkit.finetune.tasks import Settings, Split, Task, make_task
 from bertkit.inference.batcher import NonFiniteOutputError
+from bertkit.train import checkpoint as C
 from bertkit.train.distributed import DistEnv
-from bertkit.train.loop import (
-    LoopSettings,
-    LoopState,
-    NonFiniteLossError,
-    autocast,
-    train_steps,
-)
-from bertkit.train.optim import build_optimizer, build_scheduler
+from bertkit.train.driver import Signals
+from bertkit.train.loop import LoopSettings, NonFiniteLossError, autocast, train_steps
 
 logger = logging.getLogger(__name__)
 
@@ -65,16 +76,20 @@ class FinetuneArgs:
     """Fine-tune a pre-trained model (any family) on a labelled task; evaluate each epoch; keep
     the best model."""
 
-    task: str = field(metadata={
+    task: str | None = field(default=None, metadata={
         "help": "classification, regression, glue:NAME (cola, sst-2, mrpc, sts-b, qqp, mnli, "
-                "qnli, rte, wnli), ner, qa or multiple-choice"})
-    model: str = field(metadata={"help": "pre-trained model directory (HF layout, with its "
-                                         "tokenizer files: vocab.txt, vocab.json + merges.txt "
-                                         "or spiece.model)"})
-    train: str = field(metadata={"help": "training file (CSV/TSV/JSONL, GLUE TSV, CoNLL, SQuAD "
-                                         "JSON or SWAG CSV, by task)"})
-    dev: str = field(metadata={"help": "dev file: evaluated after every epoch"})
-    out: str = field(metadata={"help": "run directory"})
+                "qnli, rte, wnli), ner, qa or multiple-choice; required, as are --model, "
+                "--train, --dev and --out, except with --resume RUN (which takes the run's)"})
+    model: str | None = field(default=None, metadata={
+        "help": "pre-trained model directory (HF layout, with its tokenizer files: vocab.txt, "
+                "vocab.json + merges.txt or spiece.model)"})
+    train: str | None = field(default=None, metadata={
+        "help": "training file (CSV/TSV/JSONL, GLUE TSV, CoNLL, SQuAD JSON or SWAG CSV, by "
+                "task)"})
+    dev: str | None = field(default=None, metadata={
+        "help": "dev file: evaluated after every epoch"})
+    out: str | None = field(default=None, metadata={
+        "help": "run directory (default with --resume RUN: that run)"})
     test: str | None = field(default=None, metadata={
         "help": "test file: predictions from the best model, and metrics when every example has "
                 "a label (a table's label column may be missing or empty here, and a CoNLL "
@@ -146,6 +161,25 @@ class FinetuneArgs:
                 "without it a non-empty --out is refused"})
     progress: bool | None = field(default=None, metadata={
         "help": "progress bar (default: when stderr is a terminal)"})
+    save_every: int = field(default=0, metadata={"min": 0,
+        "help": "also checkpoint every N steps within an epoch (0: only at each epoch's end; "
+                "a checkpoint is always saved when an epoch ends), for long epochs that "
+                "may be cut short"})
+    keep_last: int = field(default=1, metadata={"min": 1,
+        "help": "checkpoints kept (RUN/checkpoint-STEP, or RUN/seed-N/checkpoint-STEP per "
+                "seed): model, optimizer, schedule, RNG, data position and epoch records"})
+    keep_checkpoints: bool = field(default=False, metadata={
+        "help": "keep the checkpoints once the run has finished (default: removed then; best/ "
+                "and results.json hold its outcome)"})
+    resume: str | None = field(default=None, metadata={
+        "help": "continue a run stopped part-way from its newest checkpoint, exactly (results, "
+                "metrics and best/ as an uninterrupted run's): RUN, or auto = --out if it "
+                "holds a finetune run, else start it (one command for a first launch and every "
+                "restart). With --seeds, finished seeds are skipped and each other seed "
+                "continues from its own checkpoint. Flags left at their defaults take the "
+                "run's (RUN/args.json); flags that fix the model, task or data order (--task, "
+                "--model, --train, --dev, --batch-size, --seed(s), --max-seq-length, ...) other "
+                "than the run's are errors"})
 
 
 def settings_from(args: FinetuneArgs) -> Settings:
@@ -161,10 +195,15 @@ def settings_from(args: FinetuneArgs) -> Settings:
 
 
 def check_inputs(args: FinetuneArgs) -> None:
-    """Refuse, before anything is read, input flags that cannot work: a missing or directory
+    """Refuse, before anything is read, input flags that cannot work: a required flag missing,
+    a missing or directory
     ``--train``/``--dev``/``--test``, and (qa) a ``--doc-stride`` as wide as the context window."""
     from bertkit.fileio import check_input_file
 
+    for name in ("task", "model", "train", "dev"):
+        if getattr(args, name) is None:
+            raise ValueError(f"--{name} is required (except with --resume RUN, which takes the "
+                             "run's)")
     for flag, value in (("--train", args.train), ("--dev", args.dev), ("--test", args.test)):
         if value is not None:
             check_input_file(value, flag)
@@ -184,7 +223,8 @@ def check_inputs(args: FinetuneArgs) -> None:
 
 
 _RUN_ENTRY = re.compile(r"args\.json|metrics\.jsonl|results\.json|summary\.json|best|\.best-.*"
-                        r"|dev|test|(dev|test)_(results\.tsv|predictions\.conll)|seed-\d+")
+                        r"|dev|test|(dev|test)_(results\.tsv|predictions\.conll)|seed-\d+"
+                        r"|checkpoint-\d+|\.checkpoint-.*\.tmp")
 
 
 def check_out(out: str | Path, overwrite: bool, clear: bool = False) -> None:
@@ -317,20 +357,20 @@ def _better(new: float, best: float | None, metric: str) -> bool:
     return best is None or (new < best if lower_is_better else new > best)
 
 
-def finetune(args: FinetuneArgs, run: Path, seed: int, *, claim: Path | None = None
-             ) -> dict[str, Any]:
+def finetune(args: FinetuneArgs, run: Path, seed: int, *, claim: Path | None = None,
+             resume: Path | None = None, signals: Signals | None = None) -> dict[str, Any]:
     """Train and evaluate one seed into ``run``; returns ``results.json``'s content.
 
     ``claim`` (the command line's ``--out``): once the inputs are read, a non-empty ``claim`` is
     refused, or with ``args.overwrite`` the earlier run's outputs there are removed (see
-    :func:`check_out`). Without it ``run`` is written over as it is.
+    :func:`check_out`). Without it ``run`` is written over as it is. ``resume``: a checkpoint of
+    ``run`` to continue from exactly (see :mod:`bertkit.finetune.resume`). ``signals``: caught
+    SIGINT/SIGTERM; one received checkpoints the run and raises :class:`RunStopped`.
     """
     from bertkit.models.heads import check_model_dir
     from bertkit.tokenization import AutoTokenizer
-    from bertkit.train.state import seed_all as _seed_all
 
     device = _device(args.device)
-    dtype = torch.bfloat16 if args.precision == "bf16" else None
     check_inputs(args)
     check_model_dir(args.model, "--model", fine_tuned=False)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
@@ -346,93 +386,128 @@ def finetune(args: FinetuneArgs, run: Path, seed: int, *, claim: Path | None = N
     for split, path in ((train, args.train), (dev, args.dev), (test, args.test)):
         if path and not split.features:  # an empty --test would silently predict nothing
             raise ValueError(f"{path}: no {split.name} examples")
+    ck = load_checkpoint(resume, args)
     if claim is not None:
         check_out(claim, args.overwrite, clear=True)
     task.fit_loss_scale(train)
-    _seed_all(seed)
-    model = task.build_model(Path(args.model)).to(device)
+    state, total = run_state(args, task, train, seed, device, ck)
     run.mkdir(parents=True, exist_ok=True)  # only now: bad input or weights leave no empty RUN
-    updates_per_epoch = math.ceil(len(train.features) / args.batch_size)
-    total = max(1, round(updates_per_epoch * args.epochs))
-    optimizer = build_optimizer(model, "adamw", args.lr, args.weight_decay,
-                                eps=args.adam_eps, bias_correction=args.bias_correction)
-    scheduler = build_scheduler(optimizer, round(args.warmup * total), total,
-                                after_warmup=args.decay_after_warmup)
-    settings = LoopSettings(max_grad_norm=args.max_grad_norm or None, autocast_dtype=dtype)
-    state = LoopState()
-    env = DistEnv(device=device)  # one process; the step moves its batches to this device
     atomic_write_text(run / "args.json", json.dumps({**dataclasses.asdict(args), "seed": seed},
                                                     indent=2) + "\n")
-
-    def loss_fn(m: nn.Module, mb: dict[str, Tensor], counts: dict[str, Tensor]) -> dict[str, Tensor]:
-        return {"loss": task.loss_sum(m, mb) / counts["n"]}
-
-    def count_fn(mb: dict[str, Tensor]) -> dict[str, Tensor]:
-        return {"n": task.count(mb)}
-
-    from tqdm import tqdm
-
-    progress = args.progress if args.progress is not None else sys.stderr.isatty()
-    best: float | None = None
-    best_state: dict[str, Tensor] = {}
-    best_epoch = 0
-    history: list[dict[str, Any]] = []
-    metrics_path = run / "metrics.jsonl"
-    metrics_path.unlink(missing_ok=True)
-    epoch = 0
-    with tqdm(total=total, disable=not progress, desc=f"finetune seed {seed}",
-              dynamic_ncols=True) as bar:
-        while state.step < total:
-            t_epoch = time.perf_counter()
-            losses = []
-            epoch_batches = micro_batches(task, train, args.batch_size, args.grad_accum, seed,
-                                          epoch, args.length_groups)
-            try:  # the shared step loop; it stops at ``total`` steps within the epoch
-                for res in train_steps(model, epoch_batches, optimizer, scheduler, loss_fn,
-                                       count_fn, total, state, settings, env):
-                    losses.append(res.metrics["loss"])
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{res.metrics['loss']:.4f}", lr=f"{res.lr:.2e}")
-            except NonFiniteLossError as e:
-                kept = (f"{run / 'best'} holds epoch {best_epoch}'s model"
-                        if best_epoch and args.save_best else "no model was exported")
-                raise NonFiniteLossError(f"{run}: training diverged: {e}; {kept}") from e
-            train_seconds = time.perf_counter() - t_epoch
-            try:
-                dev_out = predict_split(task, model, dev, args.eval_batch_size, device, dtype)
-            except NonFiniteOutputError as e:
-                raise NonFiniteOutputError(
-                    f"{run}: training diverged: after epoch {epoch + 1} (step {state.step}) the "
-                    f"model's outputs on {dev.path} are NaN or inf; no model of this epoch is "
-                    f"exported. Lower --lr (now {args.lr:g}) or check the data", e.features
-                ) from e
-            dev_metrics = task.evaluate(dev, dev_out)
-            record = {"epoch": epoch + 1, "step": state.step,
-                      "train_loss": sum(losses) / max(1, len(losses)),
-                      "train_seconds": round(train_seconds, 3),
-                      **{f"dev_{k}": v for k, v in dev_metrics.items()}}
-            history.append(record)
-            with open(metrics_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
-            logger.info("epoch %d: %s", epoch + 1, _fmt(record))
-            score = dev_metrics.get(task.main_metric)
-            if score is None:
-                raise KeyError(f"task metric {task.main_metric!r} missing from {dev_metrics}")
-            if _better(score, best, task.main_metric):
-                best = score
-                if args.save_best:
-                    _save_model(model, tokenizer, run / "best")
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                best_epoch = epoch + 1
-            epoch += 1
-    model.load_state_dict(best_state)
+    if claim is not None and claim.resolve() != run.resolve():  # --seeds: the run's own flags
+        atomic_write_text(claim / "args.json", json.dumps(dataclasses.asdict(args), indent=2)
+                          + "\n")
+    dtype = torch.bfloat16 if args.precision == "bf16" else None
+    r = SeedRun(args, run, seed, task, tokenizer, train, dev, state, total,
+                Progress.from_extra(state.extra, state.model) if ck else Progress(),
+                DistEnv(device=device), dtype, signals)
+    write_back(r, resumed=ck is not None)
+    _train_epochs(r)
+    model, prog = state.model, r.progress
+    model.load_state_dict(prog.best_state)
     _check_finite(model, run)
     results = _final_outputs(task, model, dev, test, run, args, device, dtype)
-    results.update(seed=seed, best_epoch=best_epoch, epochs=history, main_metric=task.main_metric,
-                   train_seconds_per_epoch=statistics.median(h["train_seconds"] for h in history),
+    results.update(seed=seed, best_epoch=prog.best_epoch, epochs=prog.history,
+                   main_metric=task.main_metric,
+                   train_seconds_per_epoch=statistics.median(
+                       h["train_seconds"] for h in prog.history),
                    n_train=len(train.examples), n_train_features=len(train.features))
     atomic_write_text(run / "results.json", json.dumps(results, indent=2) + "\n")
+    if not args.keep_checkpoints:
+        remove_checkpoints(run)
     return results
+
+
+def _train_epochs(r: SeedRun) -> None:
+    """Train until ``r.total`` steps, evaluating and checkpointing at each epoch's end."""
+    from tqdm import tqdm
+
+    args = r.args
+    progress = args.progress if args.progress is not None else sys.stderr.isatty()
+    settings = LoopSettings(max_grad_norm=args.max_grad_norm or None, autocast_dtype=r.dtype)
+    with tqdm(total=r.total, initial=r.state.loop.step, disable=not progress,
+              desc=f"finetune seed {r.seed}", dynamic_ncols=True) as bar:
+        while r.state.loop.step < r.total:
+            stop_if_signalled(r, saved=bool(C.list_checkpoints(r.run)))  # one at each epoch end
+            _train_epoch(r, settings, bar)
+            _end_epoch(r)
+
+
+def _train_epoch(r: SeedRun, settings: LoopSettings, bar: Any) -> None:
+    """The rest of the cursor's epoch, or up to ``r.total`` steps; checkpoints every
+    ``--save-every`` steps within it."""
+    args, state, prog, cur = r.args, r.state, r.progress, r.state.cursor
+    batches = micro_batches(r.task, r.train, args.batch_size, args.grad_accum, r.seed,
+                            cur.epoch, args.length_groups)
+
+    def feed() -> Iterator[list[dict[str, Tensor]]]:  # the cursor counts what is handed out
+        while cur.batch < len(batches):
+            cur.batch += 1
+            yield batches[cur.batch - 1]
+
+    def loss_fn(m: nn.Module, mb: dict[str, Tensor], counts: dict[str, Tensor]
+                ) -> dict[str, Tensor]:
+        return {"loss": r.task.loss_sum(m, mb) / counts["n"]}
+
+    def count_fn(mb: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {"n": r.task.count(mb)}
+
+    t0 = time.perf_counter()
+    try:  # the shared step loop; it stops at ``total`` steps within the epoch
+        for res in train_steps(state.model, feed(), state.optimizer, state.scheduler, loss_fn,
+                               count_fn, r.total, state.loop, settings, r.env):
+            prog.epoch_losses.append(res.metrics["loss"])
+            bar.update(1)
+            bar.set_postfix(loss=f"{res.metrics['loss']:.4f}", lr=f"{res.lr:.2e}")
+            if cur.batch == len(batches) or res.step == r.total:
+                continue  # the epoch's end evaluates and checkpoints
+            prog.epoch_seconds += time.perf_counter() - t0  # training time, saves apart
+            saved = bool(args.save_every and res.step % args.save_every == 0
+                         and not res.skipped)
+            if saved:
+                checkpoint(r)
+            stop_if_signalled(r, saved)
+            t0 = time.perf_counter()
+    except NonFiniteLossError as e:
+        kept = (f"{r.run / 'best'} holds epoch {prog.best_epoch}'s model"
+                if prog.best_epoch and args.save_best else "no model was exported")
+        raise NonFiniteLossError(f"{r.run}: training diverged: {e}; {kept}") from e
+    prog.epoch_seconds += time.perf_counter() - t0
+
+
+def _end_epoch(r: SeedRun) -> None:
+    """Evaluate on dev, log the epoch's record, keep the best model, move the cursor to the
+    next epoch and checkpoint."""
+    args, state, prog, cur, task = r.args, r.state, r.progress, r.state.cursor, r.task
+    device = r.env.device
+    try:
+        dev_out = predict_split(task, state.model, r.dev, args.eval_batch_size, device, r.dtype)
+    except NonFiniteOutputError as e:
+        raise NonFiniteOutputError(
+            f"{r.run}: training diverged: after epoch {cur.epoch + 1} (step {state.loop.step}) "
+            f"the model's outputs on {r.dev.path} are NaN or inf; no model of this epoch is "
+            f"exported. Lower --lr (now {args.lr:g}) or check the data", e.features) from e
+    dev_metrics = task.evaluate(r.dev, dev_out)
+    losses = prog.epoch_losses
+    record = prog.add_record({"epoch": cur.epoch + 1, "step": state.loop.step,
+                              "train_loss": sum(losses) / max(1, len(losses)),
+                              "train_seconds": round(prog.epoch_seconds, 3),
+                              **{f"dev_{k}": v for k, v in dev_metrics.items()}})
+    with open(r.run / "metrics.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+    logger.info("epoch %d: %s", cur.epoch + 1, _fmt(record))
+    score = dev_metrics.get(task.main_metric)
+    if score is None:
+        raise KeyError(f"task metric {task.main_metric!r} missing from {dev_metrics}")
+    if _better(score, prog.best, task.main_metric):
+        prog.best = float(score)
+        if args.save_best:
+            _save_model(state.model, r.tokenizer, r.run / "best")
+        prog.best_state = {k: v.detach().clone() for k, v in state.model.state_dict().items()}
+        prog.best_epoch = cur.epoch + 1
+    cur.epoch, cur.batch = cur.epoch + 1, 0
+    prog.epoch_losses, prog.epoch_seconds = [], 0.0
+    checkpoint(r)
 
 
 def _final_outputs(task: Task, model: nn.Module, dev: Split, test: Split, run: Path,
@@ -489,19 +564,40 @@ def summary_table(summary: dict[str, Any]) -> str:
 
 
 def run_finetune(args: FinetuneArgs) -> int:
-    """CLI entry point: one seed into RUN, or each of ``--seeds`` into RUN/seed-N plus a summary."""
+    """CLI entry point: one seed into RUN, or each of ``--seeds`` into RUN/seed-N plus a summary.
+
+    With ``--resume`` (see :func:`~bertkit.finetune.resume.continue_run`) each unfinished seed
+    continues from its newest checkpoint, or starts when it has none; finished seeds are read."""
+    from bertkit.finetune.resume import continue_run, seed_checkpoint
+
     if args.threads:
         torch.set_num_threads(args.threads)
+    args, continuing = continue_run(args)
+    if args.out is None:
+        raise ValueError("--out is required (except with --resume RUN, which takes the run's)")
     run = Path(args.out)
     check_inputs(args)
-    check_out(run, args.overwrite)  # early: before minutes of reading and encoding
+    if not continuing:
+        check_out(run, args.overwrite)  # early: before minutes of reading and encoding
     seeds = list(args.seeds) if args.seeds else [args.seed]
     results = []
-    for i, seed in enumerate(seeds):
-        target = run / f"seed-{seed}" if args.seeds else run
-        results.append(finetune(args, target, seed, claim=run if i == 0 else None))
-        print(f"seed {seed}: best epoch {results[-1]['best_epoch']}, dev "
-              + _fmt(results[-1]["dev"]))
+    with Signals() as signals:
+        for i, seed in enumerate(seeds):
+            target = run / f"seed-{seed}" if args.seeds else run
+            if continuing and (target / "results.json").is_file():
+                logger.info("seed %d: finished already (%s)", seed, target / "results.json")
+                results.append(json.loads((target / "results.json").read_text(encoding="utf-8")))
+            else:
+                resume = seed_checkpoint(target) if continuing else None
+                claim = run if i == 0 and not continuing else None
+                try:
+                    results.append(finetune(args, target, seed, claim=claim, resume=resume,
+                                            signals=signals))
+                except RunStopped as e:
+                    logger.info("%s %s", e, run)
+                    return 128 + e.signum
+            print(f"seed {seed}: best epoch {results[-1]['best_epoch']}, dev "
+                  + _fmt(results[-1]["dev"]))
     summary = summarise(results)
     if args.seeds:
         atomic_write_text(run / "summary.json", json.dumps(summary, indent=2) + "\n")

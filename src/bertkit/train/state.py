@@ -8,7 +8,8 @@ through it, so a checkpoint's layout is written in one place (:meth:`RunState.st
 read in one place (:meth:`RunState.load_state_dict`).
 
 The checkpoint dict keeps the keys bertkit has always written (``model``, ``optimizer``,
-``scheduler``, ``scaler``, ``loop``, ``rng``, ``cursor``), so earlier checkpoints resume and export
+``scheduler``, ``scaler``, ``loop``, ``rng``, ``cursor``; ``extra`` when a kind of run has
+state of its own), so earlier checkpoints resume and export
 as before. Only tensors and plain values: :func:`~bertkit.train.checkpoint.load_checkpoint` reads
 it with ``torch.load(weights_only=True)``; :func:`~bertkit.train.checkpoint.save_checkpoint`
 writes it atomically with the model's own ``config.json`` and ``architectures``, so a checkpoint
@@ -66,6 +67,9 @@ class RunState:
     cursor: Cursor = field(default_factory=Cursor)
     data: str = ""
     """Fingerprint of the data ``cursor`` points into (a cursor into other data is not used)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """A kind of run's own state (tensors and plain values), saved under ``extra`` when not
+    empty: e.g. fine-tuning's epoch records, best score and best weights."""
 
     def state_dict(self, env: DistEnv) -> dict[str, Any] | None:
         """The checkpoint dict on rank 0, None on the others. Collective under torchrun: every
@@ -85,7 +89,8 @@ class RunState:
                 "scaler": self.scaler.state_dict() if self.scaler is not None else {},
                 "loop": dataclasses.asdict(self.loop), "rng": rngs,
                 "cursor": {"epoch": self.cursor.epoch, "batch": self.cursor.batch,
-                           "data": self.data}}
+                           "data": self.data},
+                **({"extra": self.extra} if self.extra else {})}
 
     def save(self, run: str | os.PathLike[str], env: DistEnv, keep_last: int) -> Path | None:
         """Write ``RUN/checkpoint-STEP`` (rank 0; collective, see :meth:`state_dict`)."""
@@ -97,7 +102,7 @@ class RunState:
 
     def load_state_dict(self, ck: dict[str, Any], env: DistEnv, lr: float, seed: int) -> None:
         """Continue from checkpoint dict ``ck`` (its ``model`` weights are loaded by the caller,
-        before sharding): optimizer, schedule, scaler, counters, cursor and RNG.
+        before sharding): optimizer, schedule, scaler, counters, cursor, :attr:`extra` and RNG.
 
         The schedule's shape comes from the caller's scheduler (this run's flags: a phase 2 may
         extend it) at the checkpoint's step, with peak ``lr``. A cursor into other data than
@@ -113,6 +118,7 @@ class RunState:
         if self.scaler is not None and ck.get("scaler"):
             self.scaler.load_state_dict(ck["scaler"])
         self.loop = LoopState(**ck["loop"])
+        self.extra = ck.get("extra", {})
         if ck["cursor"]["data"] == self.data:
             self.cursor = Cursor(ck["cursor"]["epoch"], ck["cursor"]["batch"])
         else:
