@@ -233,8 +233,9 @@ def main() -> None:
     p.add_argument("--parts", default="a,b,c,acc",
                    help="which results: a, b, c (needs b), acc (int8 accuracy on MiniLM)")
     p.add_argument("--int8-fp32-layers", type=int, default=FP32_FC2_LAYERS,
-                   help="bertkit int8: first layers whose FFN output projection stays float32 "
-                        "(bertkit's default; 1 was the earlier setting)")
+                   help="bertkit int8: first layers whose FFN output projection stays wholly "
+                        "float32 on top of the default outlier-channel split (default 0; 2 "
+                        "without the split was the earlier setting)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
