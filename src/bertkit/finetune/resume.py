@@ -18,6 +18,10 @@ checkpointed (exit status 128 + signal), as pre-training's do.
 
 With ``--seeds`` each seed is a run of its own (``RUN/seed-N``): continuing, a seed with a
 ``results.json`` is done, one with a checkpoint resumes from its newest, the others start.
+
+Task distillation (:mod:`bertkit.distill.task`) checkpoints and resumes through the same pieces:
+its run flags, its done marker (``summary.json``) and the fingerprint of its training data
+(``--train`` and ``--unlabelled``) are parameters here.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -47,6 +51,8 @@ if TYPE_CHECKING:
     from bertkit.finetune.run import FinetuneArgs
 
 logger = logging.getLogger(__name__)
+
+A = TypeVar("A")
 
 __all__ = ["FIXED_FLAGS", "RUN_FLAGS", "Progress", "RunStopped", "SeedRun", "checkpoint", "continue_run",
            "load_checkpoint", "remove_checkpoints", "run_state", "seed_checkpoint",
@@ -92,6 +98,16 @@ class Progress:
     """Training losses of the current epoch's steps so far."""
     epoch_seconds: float = 0.0
     """Training seconds of the current epoch before this process (a resumed epoch)."""
+    epoch_terms: dict[str, list[float]] = field(default_factory=dict)
+    """Other per-step training metrics of the current epoch (task distillation's
+    ``soft_loss``); each epoch's record holds their mean as ``train_NAME``."""
+
+    def add_step(self, metrics: dict[str, float]) -> None:
+        """Keep one step's ``loss`` and other metrics for the epoch's record."""
+        self.epoch_losses.append(metrics["loss"])
+        for k, v in metrics.items():
+            if k != "loss":
+                self.epoch_terms.setdefault(k, []).append(v)
 
     def add_record(self, record: dict[str, Any]) -> dict[str, Any]:
         """Append an epoch's record as plain JSON values (what ``metrics.jsonl`` holds)."""
@@ -107,7 +123,9 @@ class Progress:
         return {"history": self.history, "best": self.best, "best_epoch": self.best_epoch,
                 "best_is_model": best_is_model,
                 "best_state": {} if best_is_model else self.best_state,
-                "epoch_losses": list(self.epoch_losses), "epoch_seconds": self.epoch_seconds}
+                "epoch_losses": list(self.epoch_losses), "epoch_seconds": self.epoch_seconds,
+                **({"epoch_terms": {k: list(v) for k, v in self.epoch_terms.items()}}
+                   if self.epoch_terms else {})}
 
     @classmethod
     def from_extra(cls, extra: dict[str, Any], model: nn.Module) -> Progress:
@@ -118,7 +136,8 @@ class Progress:
         return cls(history=list(extra["history"]), best=extra["best"],
                    best_epoch=extra["best_epoch"], best_state=best_state,
                    epoch_losses=list(extra["epoch_losses"]),
-                   epoch_seconds=extra["epoch_seconds"])
+                   epoch_seconds=extra["epoch_seconds"],
+                   epoch_terms={k: list(v) for k, v in extra.get("epoch_terms", {}).items()})
 
 
 class RunStopped(BertkitError, RuntimeError):
@@ -151,17 +170,21 @@ class SeedRun:
     """Set while SIGINT/SIGTERM are caught: the loop checkpoints and raises :class:`RunStopped`."""
 
 
-def load_checkpoint(resume: Path | None, args: FinetuneArgs) -> dict[str, Any] | None:
-    """The checkpoint dict to continue from; ValueError when ``--train`` changed since."""
+def load_checkpoint(resume: Path | None, args: FinetuneArgs, data: str | None = None,
+                    flags: str | None = None) -> dict[str, Any] | None:
+    """The checkpoint dict to continue from; ValueError when the training data changed since.
+
+    ``data``: the fingerprint of this run's training data (default: ``--train``'s), ``flags``
+    the flags that name it (default ``--train FILE``)."""
     if resume is None:
         return None
     ck = C.load_checkpoint(resume)
     if "extra" not in ck:
         raise C.CheckpointError(f"{resume} holds no fine-tuning state (a pre-training or "
-                                "distillation checkpoint?)")
-    if ck["cursor"]["data"] != train_fingerprint(args.train):
-        raise ValueError(f"--train {args.train} is not the file {resume} was trained on (its "
-                         "content changed): a run continues on its own data")
+                                "general distillation checkpoint?)")
+    if ck["cursor"]["data"] != (train_fingerprint(args.train) if data is None else data):
+        raise ValueError(f"{flags or f'--train {args.train}'} is not the file {resume} was "
+                         "trained on (its content changed): a run continues on its own data")
     return ck
 
 
@@ -225,20 +248,23 @@ def stop_if_signalled(r: SeedRun, saved: bool) -> None:
     raise RunStopped(r.signals.received, r.run, r.state.loop.step)
 
 
-def _has_progress(run: Path) -> bool:
+def _has_progress(run: Path, done: str) -> bool:
     """Whether ``run`` (one seed's or a ``--seeds`` run's directory) has a checkpoint or a
-    finished seed to continue from."""
+    finished seed (its file ``done``) to continue from."""
     dirs = [run, *sorted(run.glob("seed-*"))]
-    return any(C.list_checkpoints(d) or (d / "results.json").is_file() for d in dirs)
+    return any(C.list_checkpoints(d) or (d / done).is_file() for d in dirs)
 
 
-def continue_run(args: FinetuneArgs) -> tuple[FinetuneArgs, bool]:
+def continue_run(args: A, run_flags: tuple[str, ...] = RUN_FLAGS,
+                 fixed: dict[str, Any] | None = None, kind: str = "finetune",
+                 done: str = "results.json") -> tuple[A, bool]:
     """The flags of this launch, and whether it continues a run (``--resume``).
 
     ``--resume RUN`` continues RUN (it must hold a checkpoint or a finished seed); ``--resume
-    auto`` continues ``--out`` when it holds a finetune run (``args.json``), else starts it.
-    Continuing, flags left at their defaults take the run's values; flags of
-    :data:`FIXED_FLAGS` with other values are errors (:func:`~bertkit.train.driver.continue_args`).
+    auto`` continues ``--out`` when it holds a ``kind`` run (``args.json``), else starts it.
+    Continuing, flags of ``run_flags`` left at their defaults take the run's values; flags of
+    ``fixed`` (default :data:`FIXED_FLAGS`) with other values are errors
+    (:func:`~bertkit.train.driver.continue_args`). A seed is finished when it has ``done``.
     """
     if args.resume is None:
         return args, False
@@ -247,7 +273,7 @@ def continue_run(args: FinetuneArgs) -> tuple[FinetuneArgs, bool]:
             raise ValueError("--resume auto continues --out RUN: give --out")
         run = Path(args.out)
         if not (run / "args.json").is_file():
-            logger.info("--resume auto: no finetune run in %s yet, starting", run)
+            logger.info("--resume auto: no %s run in %s yet, starting", kind, run)
             return args, False
     else:
         run = Path(args.resume)
@@ -258,12 +284,13 @@ def continue_run(args: FinetuneArgs) -> tuple[FinetuneArgs, bool]:
             raise ValueError(f"--resume {run}: give the run directory ({run.parent}); a run "
                              "continues from its newest checkpoint")
         if not (run / "args.json").is_file():
-            raise ValueError(f"--resume {run}: no finetune run there (no args.json)")
-        if not _has_progress(run):
+            raise ValueError(f"--resume {run}: no {kind} run there (no args.json)")
+        if not _has_progress(run, done):
             raise ValueError(f"--resume {run}: no checkpoint in {run} to resume from (the run "
                              "stopped before its first); start it again with --resume auto "
                              f"--out {run}, or with --overwrite")
-    args = continue_args(dataclasses.replace(args, out=str(run)), run, RUN_FLAGS, FIXED_FLAGS)
+    args = continue_args(dataclasses.replace(args, out=str(run)), run, run_flags,
+                         FIXED_FLAGS if fixed is None else fixed)
     return args, True
 
 

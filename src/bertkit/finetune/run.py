@@ -38,7 +38,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -67,8 +67,8 @@ from bertkit.train.loop import LoopSettings, NonFiniteLossError, autocast, train
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FinetuneArgs", "NonFiniteOutputError", "describe", "finetune", "predict_split",
-           "run_finetune", "summarise"]
+__all__ = ["FinetuneArgs", "NonFiniteOutputError", "Steps", "describe", "finetune",
+           "predict_split", "run_finetune", "summarise", "train_epochs"]
 
 
 @dataclass
@@ -402,7 +402,7 @@ def finetune(args: FinetuneArgs, run: Path, seed: int, *, claim: Path | None = N
                 Progress.from_extra(state.extra, state.model) if ck else Progress(),
                 DistEnv(device=device), dtype, signals)
     write_back(r, resumed=ck is not None)
-    _train_epochs(r)
+    train_epochs(r, _finetune_steps(r))
     model, prog = state.model, r.progress
     model.load_state_dict(prog.best_state)
     _check_finite(model, run)
@@ -418,32 +418,23 @@ def finetune(args: FinetuneArgs, run: Path, seed: int, *, claim: Path | None = N
     return results
 
 
-def _train_epochs(r: SeedRun) -> None:
-    """Train until ``r.total`` steps, evaluating and checkpointing at each epoch's end."""
-    from tqdm import tqdm
+@dataclass
+class Steps:
+    """How a run's updates are made: ``batches(epoch)`` gives an epoch's updates (each a list of
+    ``grad_accum`` collated micro-batches), ``loss_fn`` and ``count_fn`` are
+    :func:`~bertkit.train.loop.train_steps`'s. Fine-tuning's are :func:`_finetune_steps`; task
+    distillation has its own (:mod:`bertkit.distill.task`)."""
 
+    batches: Callable[[int], list[list[dict[str, Tensor]]]]
+    loss_fn: Callable[[nn.Module, dict[str, Tensor], dict[str, Tensor]], dict[str, Tensor]]
+    count_fn: Callable[[dict[str, Tensor]], dict[str, Tensor]]
+    desc: str = "finetune"
+    """The progress bar's label."""
+
+
+def _finetune_steps(r: SeedRun) -> Steps:
+    """Fine-tuning's batches (:func:`micro_batches`) and loss (the task's, per example)."""
     args = r.args
-    progress = args.progress if args.progress is not None else sys.stderr.isatty()
-    settings = LoopSettings(max_grad_norm=args.max_grad_norm or None, autocast_dtype=r.dtype)
-    with tqdm(total=r.total, initial=r.state.loop.step, disable=not progress,
-              desc=f"finetune seed {r.seed}", dynamic_ncols=True) as bar:
-        while r.state.loop.step < r.total:
-            stop_if_signalled(r, saved=bool(C.list_checkpoints(r.run)))  # one at each epoch end
-            _train_epoch(r, settings, bar)
-            _end_epoch(r)
-
-
-def _train_epoch(r: SeedRun, settings: LoopSettings, bar: Any) -> None:
-    """The rest of the cursor's epoch, or up to ``r.total`` steps; checkpoints every
-    ``--save-every`` steps within it."""
-    args, state, prog, cur = r.args, r.state, r.progress, r.state.cursor
-    batches = micro_batches(r.task, r.train, args.batch_size, args.grad_accum, r.seed,
-                            cur.epoch, args.length_groups)
-
-    def feed() -> Iterator[list[dict[str, Tensor]]]:  # the cursor counts what is handed out
-        while cur.batch < len(batches):
-            cur.batch += 1
-            yield batches[cur.batch - 1]
 
     def loss_fn(m: nn.Module, mb: dict[str, Tensor], counts: dict[str, Tensor]
                 ) -> dict[str, Tensor]:
@@ -452,11 +443,43 @@ def _train_epoch(r: SeedRun, settings: LoopSettings, bar: Any) -> None:
     def count_fn(mb: dict[str, Tensor]) -> dict[str, Tensor]:
         return {"n": r.task.count(mb)}
 
+    return Steps(lambda epoch: micro_batches(r.task, r.train, args.batch_size, args.grad_accum,
+                                             r.seed, epoch, args.length_groups),
+                 loss_fn, count_fn)
+
+
+def train_epochs(r: SeedRun, steps: Steps) -> None:
+    """Train until ``r.total`` steps, evaluating and checkpointing at each epoch's end."""
+    from tqdm import tqdm
+
+    args = r.args
+    progress = args.progress if args.progress is not None else sys.stderr.isatty()
+    settings = LoopSettings(max_grad_norm=args.max_grad_norm or None, autocast_dtype=r.dtype)
+    with tqdm(total=r.total, initial=r.state.loop.step, disable=not progress,
+              desc=f"{steps.desc} seed {r.seed}", dynamic_ncols=True) as bar:
+        while r.state.loop.step < r.total:
+            stop_if_signalled(r, saved=bool(C.list_checkpoints(r.run)))  # one at each epoch end
+            _train_epoch(r, steps, settings, bar)
+            _end_epoch(r)
+
+
+def _train_epoch(r: SeedRun, steps: Steps, settings: LoopSettings, bar: Any) -> None:
+    """The rest of the cursor's epoch, or up to ``r.total`` steps; checkpoints every
+    ``--save-every`` steps within it."""
+    args, state, prog, cur = r.args, r.state, r.progress, r.state.cursor
+    batches = steps.batches(cur.epoch)
+
+    def feed() -> Iterator[list[dict[str, Tensor]]]:  # the cursor counts what is handed out
+        while cur.batch < len(batches):
+            cur.batch += 1
+            yield batches[cur.batch - 1]
+
     t0 = time.perf_counter()
     try:  # the shared step loop; it stops at ``total`` steps within the epoch
-        for res in train_steps(state.model, feed(), state.optimizer, state.scheduler, loss_fn,
-                               count_fn, r.total, state.loop, settings, r.env):
-            prog.epoch_losses.append(res.metrics["loss"])
+        for res in train_steps(state.model, feed(), state.optimizer, state.scheduler,
+                               steps.loss_fn, steps.count_fn, r.total, state.loop, settings,
+                               r.env):
+            prog.add_step(res.metrics)
             bar.update(1)
             bar.set_postfix(loss=f"{res.metrics['loss']:.4f}", lr=f"{res.lr:.2e}")
             if cur.batch == len(batches) or res.step == r.total:
@@ -491,11 +514,13 @@ def _end_epoch(r: SeedRun) -> None:
     losses = prog.epoch_losses
     record = prog.add_record({"epoch": cur.epoch + 1, "step": state.loop.step,
                               "train_loss": sum(losses) / max(1, len(losses)),
+                              **{f"train_{k}": sum(v) / max(1, len(v))
+                                 for k, v in prog.epoch_terms.items()},
                               "train_seconds": round(prog.epoch_seconds, 3),
                               **{f"dev_{k}": v for k, v in dev_metrics.items()}})
     with open(r.run / "metrics.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
-    logger.info("epoch %d: %s", cur.epoch + 1, _fmt(record))
+    logger.info("seed %d epoch %d: %s", r.seed, cur.epoch + 1, _fmt(record))
     score = dev_metrics.get(task.main_metric)
     if score is None:
         raise KeyError(f"task metric {task.main_metric!r} missing from {dev_metrics}")
@@ -506,7 +531,7 @@ def _end_epoch(r: SeedRun) -> None:
         prog.best_state = {k: v.detach().clone() for k, v in state.model.state_dict().items()}
         prog.best_epoch = cur.epoch + 1
     cur.epoch, cur.batch = cur.epoch + 1, 0
-    prog.epoch_losses, prog.epoch_seconds = [], 0.0
+    prog.epoch_losses, prog.epoch_seconds, prog.epoch_terms = [], 0.0, {}
     checkpoint(r)
 
 
