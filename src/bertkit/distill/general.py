@@ -159,6 +159,23 @@ class DistillArgs(TrainArgs):
                 "when that is narrower)"})
     max_query_length: int = field(default=64, metadata={"min": 1,
         "help": "--task qa: question tokens kept"})
+    resume: str | None = field(default=None, metadata={
+        "help": "continue a run: RUN (its newest checkpoint) or RUN/checkpoint-STEP (general "
+                "distillation); auto: --out's newest checkpoint if it has one, else start (one "
+                "command for a first launch and every restart). Continuing, flags left at their "
+                "defaults take RUN/args.json's; flags fixing the model and optimizer (--teacher, "
+                "--student, --optimizer; with --task also --train, --dev, --unlabelled, "
+                "--batch-size, --seed(s), --max-seq-length) other than the run's are errors. "
+                "--task: exactly as an uninterrupted run (metrics, best/, results); finished "
+                "seeds (summary.json) are skipped, each other seed continues from its own "
+                "checkpoint"})
+    save_every: int = field(default=1000, metadata={"min": 1,
+        "help": "checkpoint every N steps (--task: also at each epoch's end)"})
+    keep_last: int = field(default=3, metadata={"min": 1,
+        "help": "checkpoints kept (--task: per seed, RUN/seed-N/checkpoint-STEP)"})
+    keep_checkpoints: bool = field(default=False, metadata={
+        "help": "--task: keep a seed's checkpoints once it has finished (default: removed then; "
+                "best/, results.json and summary.json hold its outcome)"})
 
 
 # ----------------------------------------------------------------------------- loss
@@ -532,7 +549,9 @@ def run_distill(args: DistillArgs) -> int:
     Continuing a run (``--resume RUN`` or ``--resume auto``), flags left at their defaults take
     RUN's recorded values, so ``bertkit distill --resume RUN`` alone continues exactly.
     """
-    if args.task is not None:
+    from bertkit.distill.task import continues_task_run
+
+    if continues_task_run(args):
         from bertkit.distill.task import run_task_distill
 
         if args.alpha_hidden or args.alpha_attn or args.hidden_pairs or args.attn_pairs:
@@ -544,6 +563,9 @@ def run_distill(args: DistillArgs) -> int:
         raise ValueError("--seeds: only with --task (general distillation runs one seed, --seed)")
     if args.test is not None:
         raise ValueError("--test: only with --task (general distillation holds out --eval-data)")
+    if args.keep_checkpoints:
+        raise ValueError("--keep-checkpoints: only with --task (general distillation keeps its "
+                         "last --keep-last checkpoints)")
     args, run, resume_dir = open_run(args, _RUN_FLAGS, _FIXED_FLAGS,
                                      {"data": "--data DIR", "teacher": "--teacher DIR"})
     if args.max_steps is None:  # None = not given (--task reads it as "use --epochs")

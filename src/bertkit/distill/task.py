@@ -16,7 +16,9 @@ word's first piece (``ner``); see :mod:`bertkit.distill.task_targets`. Unlabelle
 kind's own layout without labels: table rows without a label, tokens alone (ner), SWAG rows
 without the label column (multiple-choice), SQuAD questions without answers (qa; answers there
 are not used). The teacher's outputs are computed once, before training (the inputs do not
-change between epochs or seeds), and looked up per batch.
+change between epochs or seeds), and looked up per batch; with ``--alpha-hard 1`` and no
+``--unlabelled`` (every row labelled) the soft targets weigh nothing and are not computed (the
+teacher runs on dev alone, for the summary), and the records have no ``train_soft_loss``.
 
 The budget is ``--epochs`` passes over the training features, or ``--max-steps`` updates when
 given (the last, partial epoch is evaluated too). Evaluation after each epoch (the kind's
@@ -30,7 +32,14 @@ and their mean and std.
 
 ``--dropout`` sets the student's dropout (e.g. 0 for a deterministic student).
 
-Not done: resume.
+Checkpoints and resume are fine-tuning's (:mod:`bertkit.finetune.resume`, the same epoch loop
+:func:`bertkit.finetune.run.train_epochs`): ``RUN/checkpoint-STEP`` (``RUN/seed-N/...`` per
+seed) at each epoch's end and every ``--save-every`` steps, the last ``--keep-last`` kept and
+removed when the seed finishes unless ``--keep-checkpoints``; ``--resume RUN`` (or ``auto``)
+continues exactly, bit for bit as an uninterrupted run; a seed with a ``summary.json`` is done.
+The teacher's outputs are not checkpointed: a resumed run computes them again (the same
+numbers: the teacher is frozen, in eval mode, on the same batches). SIGINT and SIGTERM stop a
+run at the next step once it is checkpointed (exit status 128 + signal).
 """
 
 from __future__ import annotations
@@ -60,7 +69,8 @@ from bertkit.fileio import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TASKS", "run_task_distill", "seeds_summary", "total_steps"]
+__all__ = ["FIXED_FLAGS", "RUN_FLAGS", "TASKS", "continues_task_run", "data_fingerprint",
+           "run_task_distill", "seeds_summary", "total_steps"]
 
 TASKS = ("classification", "regression", "ner", "qa", "multiple-choice")
 LABELLED_HEADS = ("classification", "ner")  # kinds whose teacher fixes a label list
@@ -121,12 +131,15 @@ class _Data:
 
     feats: list[Any]
     labels: list[Any]
-    logits: list[np.ndarray]
+    logits: list[np.ndarray] | None
+    """None when the soft targets weigh nothing (:func:`_needs_soft_targets`)."""
     dev: Any
     test: Any
+    fingerprint: str = ""
+    """Of ``--train`` and ``--unlabelled``'s content: a checkpoint's cursor points into them."""
 
 
-def _targets(kind: str, feats: list[Any], labels: list[Any], logits: list[np.ndarray]
+def _targets(kind: str, feats: list[Any], labels: list[Any], logits: list[np.ndarray] | None
              ) -> dict[str, Tensor]:
     """A micro-batch's targets: :func:`bertkit.distill.task_targets.targets`."""
     return targets(kind, feats, labels, logits)
@@ -147,8 +160,8 @@ def _batches(task: Any, kind: str, data: _Data, batch_size: int, grad_accum: int
         for p in (idx[i:i + micro] for i in range(0, len(idx), micro)):
             feats = [data.feats[j] for j in p]
             mb = task.collate(feats)
-            mb.update(_targets(kind, feats, [data.labels[j] for j in p],
-                               [data.logits[j] for j in p]))
+            logits = None if data.logits is None else [data.logits[j] for j in p]
+            mb.update(_targets(kind, feats, [data.labels[j] for j in p], logits))
             step.append(mb)
         out.append(step)
     return out
@@ -175,9 +188,36 @@ def _read_splits(task: Any, args: Any) -> tuple[Any, Any, Any, Any]:
     return splits["train"], splits["dev"], splits["test"], test
 
 
+def _all_labelled(kind: str, labels: list[Any]) -> bool:
+    """Whether every training row has its label (see :mod:`bertkit.distill.task_targets`)."""
+    from bertkit.distill.losses import IGNORE_INDEX
+
+    if kind == "regression":
+        return not any(math.isnan(y) for y in labels)
+    if kind == "ner":
+        return all(y is not None for y in labels)
+    missing = (IGNORE_INDEX, IGNORE_INDEX) if kind == "qa" else IGNORE_INDEX
+    return all(y != missing for y in labels)
+
+
+def _needs_soft_targets(args: Any, labels: list[Any]) -> bool:
+    """False when the soft term weighs 0 on every row: ``--alpha-hard 1``, no ``--unlabelled``
+    and every training row labelled (unlabelled rows learn from soft targets alone)."""
+    return not (args.alpha_hard == 1 and not args.unlabelled
+                and _all_labelled(args.task, labels))
+
+
+def data_fingerprint(args: Any) -> str:
+    """The content of ``--train`` (and ``--unlabelled``): what a checkpoint's cursor points into."""
+    from bertkit.finetune.resume import train_fingerprint
+
+    return "+".join(train_fingerprint(f) for f in (args.train, args.unlabelled) if f)
+
+
 def _training_data(task: Any, teacher: nn.Module, args: Any, device: torch.device) -> _Data:
     """The training features with their labels and the teacher's outputs, computed once (the
-    inputs are the same every epoch and seed), and the dev and test splits."""
+    inputs are the same every epoch and seed) unless they weigh nothing, and the dev and test
+    splits."""
     from bertkit.finetune.run import predict_split
     from bertkit.finetune.tasks import Split
 
@@ -186,9 +226,15 @@ def _training_data(task: Any, teacher: nn.Module, args: Any, device: torch.devic
     logger.info("task distillation: %d labelled and %d unlabelled training features, dev %d, "
                 "test %d", len(train.features), len(extra.features), len(dev.features),
                 len(test.features))
-    outs = predict_split(task, teacher.to(device), Split("train", None, [], feats),
-                         args.eval_batch_size, device)
-    return _Data(feats, labels, teacher_outputs(args.task, feats, outs), dev, test)
+    logits = None
+    if _needs_soft_targets(args, labels):
+        outs = predict_split(task, teacher.to(device), Split("train", None, [], feats),
+                             args.eval_batch_size, device)
+        logits = teacher_outputs(args.task, feats, outs)
+    else:
+        logger.info("--alpha-hard 1 without --unlabelled: the soft targets weigh nothing; the "
+                    "teacher's outputs on the training set are not computed")
+    return _Data(feats, labels, logits, dev, test, data_fingerprint(args))
 
 
 def _inference_tokens_per_s(task: Any, model: nn.Module, split: Any, batch_size: int,
@@ -228,7 +274,8 @@ def _doc_stride(args: Any) -> int:
 
 def _finetune_args(args: Any, teacher_dir: Path, labels: list[str] | None) -> Any:
     """The ``bertkit finetune`` arguments that read, encode, evaluate and write this run's data
-    as finetune would; their input checks run here (missing files, qa window lengths)."""
+    as finetune would, and checkpoint it (:mod:`bertkit.finetune.resume` reads them); their
+    input checks run here (missing files, qa window lengths)."""
     from bertkit.fileio import check_input_file
     from bertkit.finetune.run import FinetuneArgs, check_inputs
 
@@ -236,22 +283,27 @@ def _finetune_args(args: Any, teacher_dir: Path, labels: list[str] | None) -> An
                       out=args.out, test=args.test, labels=labels,
                       max_seq_length=args.max_seq_length, doc_stride=_doc_stride(args),
                       max_query_length=args.max_query_length,
-                      eval_batch_size=args.eval_batch_size, progress=False)
+                      eval_batch_size=args.eval_batch_size, progress=args.progress,
+                      batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
+                      max_grad_norm=args.max_grad_norm, seed=args.seed,
+                      save_every=args.save_every, keep_last=args.keep_last,
+                      keep_checkpoints=args.keep_checkpoints)
     check_inputs(fa)
     if args.unlabelled is not None:
         check_input_file(args.unlabelled, "--unlabelled")
     return fa
 
 
-def _setup(args: Any) -> _Setup:
+def _setup(args: Any, continuing: bool = False) -> _Setup:
     """Check the inputs, load the teacher, encode the data and cache the teacher's logits;
-    raises before RUN is created."""
+    raises before RUN is created (``continuing``: RUN holds this run already)."""
     from bertkit.finetune.run import check_out, settings_from
     from bertkit.finetune.tasks import make_task
     from bertkit.tokenization import AutoTokenizer
 
     teacher_dir, labels = _teacher_task(args)
-    check_out(Path(args.out), overwrite=False)
+    if not continuing:
+        check_out(Path(args.out), overwrite=False)
     fa = _finetune_args(args, teacher_dir, labels)
     device = torch.device("cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available()
                           else "cpu")
@@ -271,31 +323,52 @@ def total_steps(n_features: int, args: Any) -> int:
     return max(1, round(math.ceil(n_features / args.batch_size) * args.epochs))
 
 
-def _distil_seed(s: _Setup, args: Any, seed: int, run: Path) -> dict[str, Any]:
-    """Distil one student (seed ``seed``) into ``run``; its summary (see :func:`_summary`)."""
+def _seed_run(s: _Setup, args: Any, seed: int, run: Path, ck: dict[str, Any] | None,
+              signals: Any) -> Any:
+    """One seed's :class:`~bertkit.finetune.resume.SeedRun`: the student, its optimizer and
+    schedule, continued from checkpoint dict ``ck`` when given."""
     from bertkit.distill.student import check_vocabularies
-    from bertkit.finetune.run import _better, _final_outputs, _save_model, predict_split
+    from bertkit.finetune.resume import Progress, SeedRun
+    from bertkit.finetune.tasks import Split
     from bertkit.train.distributed import DistEnv
     from bertkit.train.driver import set_dropout
-    from bertkit.train.loop import LoopSettings, LoopState, train_steps
     from bertkit.train.optim import build_optimizer, build_scheduler
-    from bertkit.train.state import seed_all
+    from bertkit.train.state import RunState, seed_all
 
-    task, data, kind = s.task, s.data, args.task
     seed_all(seed)
-    student = _student(args, s.teacher, task)
+    student = _student(args, s.teacher, s.task)
     check_vocabularies(s.teacher.config, student.config)
     if args.dropout is not None:
         set_dropout(student, args.dropout)
-    run.mkdir(parents=True, exist_ok=True)
+    if ck is not None:
+        student.load_state_dict(ck["model"])
     student.to(s.device)
-    total = total_steps(len(data.feats), args)
+    total = total_steps(len(s.data.feats), args)
     opt = build_optimizer(student, "adamw", args.lr, args.weight_decay, eps=args.adam_eps,
                           bias_correction=args.bias_correction)
     warmup = args.warmup_steps if args.warmup_steps is not None else total // 10
     sched = build_scheduler(opt, warmup, total, after_warmup=args.decay_after_warmup)
-    settings = LoopSettings(max_grad_norm=args.max_grad_norm or None)
-    state, env = LoopState(), DistEnv(device=s.device)
+    env = DistEnv(device=s.device)
+    state = RunState(student, opt, sched, data=s.data.fingerprint)
+    if ck is None:
+        seed_all(seed)
+        progress = Progress()
+    else:
+        state.load_state_dict(ck, env, args.lr, seed)
+        progress = Progress.from_extra(state.extra, student)
+        logger.info("resumed %s at step %d (epoch %d, batch %d of it)", run, state.loop.step,
+                    state.cursor.epoch + 1, state.cursor.batch)
+    return SeedRun(s.fa, run, seed, s.task, s.tokenizer, Split("train", None, [], s.data.feats),
+                   s.data.dev, state, total, progress, env, None, signals)
+
+
+def _steps(s: _Setup, args: Any, seed: int) -> Any:
+    """Task distillation's :class:`~bertkit.finetune.run.Steps`: :func:`_batches` and
+    :func:`~bertkit.distill.losses.task_distill_loss` per row (``soft_loss`` beside ``loss``
+    when the soft targets were computed)."""
+    from bertkit.finetune.run import Steps
+
+    task, kind, data = s.task, args.task, s.data
 
     def loss_fn(m: nn.Module, mb: dict[str, Tensor], counts: dict[str, Tensor]
                 ) -> dict[str, Tensor]:
@@ -303,57 +376,108 @@ def _distil_seed(s: _Setup, args: Any, seed: int, run: Path) -> dict[str, Any]:
                                 mb.get("label_mask"), temperature=args.temperature,
                                 alpha_hard=args.alpha_hard)
         share = row_count(kind, mb) / counts["n"]  # a micro-batch's mean over rows -> its share
-        return {"loss": res.total * share, "soft_loss": res.soft * share}
+        out = {"loss": res.total * share}
+        if data.logits is not None:
+            out["soft_loss"] = res.soft * share
+        return out
 
-    seed_all(seed)
-    best, best_state, history, epoch = None, {}, [], 0
-    while state.step < total:
-        t0 = time.perf_counter()
-        steps = _batches(task, kind, data, args.batch_size, args.grad_accum, seed, epoch, 50)
-        results = list(train_steps(student, steps, opt, sched, loss_fn,
-                                   lambda mb: {"n": row_count(kind, mb)}, total, state,
-                                   settings, env))
-        dev_metrics = task.evaluate(data.dev, predict_split(task, student, data.dev,
-                                                            args.eval_batch_size, s.device))
-        record = {"epoch": epoch + 1, "step": state.step,
-                  "train_loss": float(np.mean([r.metrics["loss"] for r in results])),
-                  "train_soft_loss": float(np.mean([r.metrics["soft_loss"] for r in results])),
-                  "train_seconds": round(time.perf_counter() - t0, 3),
-                  **{f"dev_{k}": v for k, v in dev_metrics.items()}}
-        history.append(record)
-        with open(run / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-        logger.info("seed %d epoch %d: %s", seed, epoch + 1, record)
-        if _better(dev_metrics[task.main_metric], best, task.main_metric):
-            best = dev_metrics[task.main_metric]
-            _save_model(student, s.tokenizer, run / "best")
-            best_state = {k: v.detach().clone() for k, v in student.state_dict().items()}
-        epoch += 1
-    student.load_state_dict(best_state)
-    results = _final_outputs(task, student, data.dev, data.test, run, s.fa, s.device, None)
-    results.update(seed=seed, epochs=history, main_metric=task.main_metric, steps=state.step)
+    return Steps(lambda epoch: _batches(task, kind, data, args.batch_size, args.grad_accum,
+                                        seed, epoch, 50),
+                 loss_fn, lambda mb: {"n": row_count(kind, mb)}, desc="distill")
+
+
+def _distil_seed(s: _Setup, args: Any, seed: int, run: Path, resume: Path | None = None,
+                 signals: Any = None) -> dict[str, Any]:
+    """Distil one student (seed ``seed``) into ``run``, continuing from checkpoint ``resume``
+    when given; its summary (see :func:`_summary`). Raises
+    :class:`~bertkit.finetune.resume.RunStopped` when ``signals`` stop it."""
+    from bertkit.finetune.resume import load_checkpoint, remove_checkpoints, write_back
+    from bertkit.finetune.run import _final_outputs, train_epochs
+
+    flags = f"--train {args.train}" + (f" (+ --unlabelled {args.unlabelled})"
+                                       if args.unlabelled else "")
+    ck = load_checkpoint(resume, s.fa, data=s.data.fingerprint, flags=flags)
+    r = _seed_run(s, args, seed, run, ck, signals)
+    run.mkdir(parents=True, exist_ok=True)
+    write_back(r, resumed=ck is not None)
+    train_epochs(r, _steps(s, args, seed))
+    student = r.state.model
+    student.load_state_dict(r.progress.best_state)
+    results = _final_outputs(s.task, student, s.data.dev, s.data.test, run, s.fa, s.device, None)
+    results.update(seed=seed, epochs=r.progress.history, main_metric=s.task.main_metric,
+                   steps=r.state.loop.step)
     atomic_write_text(run / "results.json", json.dumps(results, indent=2) + "\n")
     summary = _summary(s, student, args, seed, results["dev"], results.get("test"))
     atomic_write_text(run / "summary.json", json.dumps(summary, indent=1) + "\n")
+    if not args.keep_checkpoints:
+        remove_checkpoints(run)
     logger.info("wrote %s: %s", run / "summary.json", summary)
     return summary
+
+
+# Flags a continued run takes from its args.json when left at their defaults, and those a
+# checkpoint fixes (the teacher, student, task and data and their order; value: the default's
+# meaning)
+RUN_FLAGS = ("task", "teacher", "student", "student_layers", "train", "dev", "unlabelled",
+             "test", "max_seq_length", "doc_stride", "max_query_length", "epochs", "max_steps",
+             "batch_size", "grad_accum", "eval_batch_size", "lr", "warmup_steps",
+             "decay_after_warmup", "weight_decay", "adam_eps", "bias_correction",
+             "max_grad_norm", "dropout", "seed", "seeds", "alpha_hard", "temperature",
+             "save_every", "keep_last", "keep_checkpoints")
+FIXED_FLAGS: dict[str, Any] = {
+    "task": None, "teacher": None, "student": None, "student_layers": None, "train": None,
+    "dev": None, "unlabelled": None, "max_seq_length": 128, "doc_stride": None,
+    "max_query_length": 64, "batch_size": 32, "grad_accum": 1, "seed": 0, "seeds": None}
+
+
+def continues_task_run(args: Any) -> bool:
+    """Whether ``--resume`` (RUN, or ``auto`` with ``--out``) names a task distillation run (its
+    args.json has a ``task``), so that ``--resume RUN`` alone continues one."""
+    if args.resume is None or args.task is not None:
+        return args.task is not None
+    run = Path(args.out) if args.resume == "auto" and args.out else Path(args.resume)
+    if run.name.startswith("checkpoint-"):  # refused by the task path, naming the run
+        run = run.parent
+    try:
+        return bool(json.loads((run / "args.json").read_text(encoding="utf-8")).get("task"))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def run_task_distill(args: Any) -> int:
     """Distil a fine-tuned teacher into a student on ``--train`` (+ ``--unlabelled``) text, once
     or once per ``--seeds`` (RUN/seed-N); evaluate on ``--dev`` after every epoch; export the
-    best student; print the summary. Returns 0."""
+    best student; print the summary. With ``--resume`` a seed with a ``summary.json`` is read,
+    one with a checkpoint continues from it, others start. Returns 0, or 128 + signal when
+    SIGINT/SIGTERM stopped it (checkpointed)."""
+    from bertkit.finetune.resume import RunStopped, continue_run, seed_checkpoint
+    from bertkit.train.driver import Signals
+
     if args.threads:
         torch.set_num_threads(args.threads)
-    s = _setup(args)
+    args, continuing = continue_run(args, RUN_FLAGS, FIXED_FLAGS, kind="task distillation",
+                                    done="summary.json")
+    s = _setup(args, continuing)
     run = Path(args.out)
     run.mkdir(parents=True, exist_ok=True)  # only now: bad input leaves no RUN behind
     atomic_write_text(run / "args.json", json.dumps(dataclasses.asdict(args), indent=1) + "\n")
+    per_seed = []
+    with Signals() as signals:
+        for seed in (args.seeds or [args.seed]):
+            target = run / f"seed-{seed}" if args.seeds else run
+            if continuing and (target / "summary.json").is_file():
+                logger.info("seed %d: finished already (%s)", seed, target / "summary.json")
+                per_seed.append(json.loads((target / "summary.json").read_text(encoding="utf-8")))
+                continue
+            resume = seed_checkpoint(target) if continuing else None
+            try:
+                per_seed.append(_distil_seed(s, args, seed, target, resume, signals))
+            except RunStopped as e:
+                logger.info("%s", e)
+                return 128 + e.signum
     if not args.seeds:
-        summary = _distil_seed(s, args, args.seed, run)
-        print(summary_lines(summary))
+        print(summary_lines(per_seed[0]))
         return 0
-    per_seed = [_distil_seed(s, args, seed, run / f"seed-{seed}") for seed in args.seeds]
     summary = seeds_summary(per_seed)
     atomic_write_text(run / "summary.json", json.dumps(summary, indent=1) + "\n")
     print(summary_lines(summary))

@@ -85,48 +85,57 @@ def teacher_outputs(kind: str, features: Sequence[Any], outputs: Sequence[Any]
     return out
 
 
-def _ner_targets(feats: Sequence[Feature], labels: Sequence[Any], logits: Sequence[np.ndarray]
-                 ) -> dict[str, Tensor]:
-    width, n_cls = max(len(f.input_ids) for f in feats), logits[0].shape[-1]
+def _ner_targets(feats: Sequence[Feature], labels: Sequence[Any],
+                 logits: Sequence[np.ndarray] | None) -> dict[str, Tensor]:
+    width = max(len(f.input_ids) for f in feats)
     y = torch.full((len(feats), width), IGNORE_INDEX, dtype=torch.long)   # (B, T)
-    t = torch.zeros(len(feats), width, n_cls)                            # (B, T, C)
     mask = torch.zeros(len(feats), width, dtype=torch.bool)              # (B, T)
-    for i, (f, lab, lg) in enumerate(zip(feats, labels, logits, strict=True)):
+    for i, (f, lab) in enumerate(zip(feats, labels, strict=True)):
         n = len(f.input_ids)
         if lab is not None:
             y[i, :n] = torch.tensor(lab, dtype=torch.long)
-        t[i, :n] = torch.from_numpy(lg)
         mask[i, :n] = torch.tensor([w is not None for w in f.word_ids])  # type: ignore[union-attr]
-    return {"labels": y, "teacher_logits": t, "label_mask": mask}
+    out = {"labels": y, "label_mask": mask}
+    if logits is not None:
+        t = torch.zeros(len(feats), width, logits[0].shape[-1])          # (B, T, C)
+        for i, lg in enumerate(logits):
+            t[i, :lg.shape[0]] = torch.from_numpy(lg)
+        out["teacher_logits"] = t
+    return out
 
 
-def _qa_targets(feats: Sequence[Any], labels: Sequence[Any], logits: Sequence[np.ndarray]
-                ) -> dict[str, Tensor]:
-    width = max(len(f.input_ids) for f in feats)
-    t = torch.full((len(feats), 2, width), PAD_LOGIT)                    # (B, 2, T)
-    for i, lg in enumerate(logits):
-        t[i, :, :lg.shape[1]] = torch.from_numpy(lg)
-    return {"labels": torch.tensor(labels, dtype=torch.long),            # (B, 2)
-            "teacher_logits": t}
+def _qa_targets(feats: Sequence[Any], labels: Sequence[Any],
+                logits: Sequence[np.ndarray] | None) -> dict[str, Tensor]:
+    out = {"labels": torch.tensor(labels, dtype=torch.long)}             # (B, 2)
+    if logits is not None:
+        width = max(len(f.input_ids) for f in feats)
+        t = torch.full((len(feats), 2, width), PAD_LOGIT)                # (B, 2, T)
+        for i, lg in enumerate(logits):
+            t[i, :, :lg.shape[1]] = torch.from_numpy(lg)
+        out["teacher_logits"] = t
+    return out
 
 
 def targets(kind: str, feats: Sequence[Any], labels: Sequence[Any],
-            logits: Sequence[np.ndarray]) -> dict[str, Tensor]:
+            logits: Sequence[np.ndarray] | None) -> dict[str, Tensor]:
     """``labels`` and ``teacher_logits`` (and ner's ``label_mask``) of one micro-batch.
 
     classification, multiple-choice: labels (B,) long, teacher_logits (B, C). regression: labels
     (B,) float (NaN where none), teacher_logits (B, 1). ner: labels (B, T) (IGNORE_INDEX where
     none), teacher_logits (B, T, C) zero-padded, label_mask (B, T) True at each word's first
     piece (the rows that count). qa: labels (B, 2) start and end, teacher_logits (B, 2, T)
-    padded with :data:`PAD_LOGIT`. T = the longest feature, as the collated inputs.
+    padded with :data:`PAD_LOGIT`. T = the longest feature, as the collated inputs. ``logits``
+    None (soft targets not computed): no ``teacher_logits``.
     """
     if kind == "ner":
         return _ner_targets(feats, labels, logits)
     if kind == "qa":
         return _qa_targets(feats, labels, logits)
     dtype = torch.float32 if kind == "regression" else torch.long
-    return {"labels": torch.tensor(list(labels), dtype=dtype),
-            "teacher_logits": torch.from_numpy(np.stack(logits))}
+    out = {"labels": torch.tensor(list(labels), dtype=dtype)}
+    if logits is not None:
+        out["teacher_logits"] = torch.from_numpy(np.stack(logits))
+    return out
 
 
 def loss_inputs(kind: str, student_out: Any, batch: dict[str, Tensor]
@@ -134,12 +143,19 @@ def loss_inputs(kind: str, student_out: Any, batch: dict[str, Tensor]
     """(student outputs, teacher outputs, labels) in the form
     :func:`~bertkit.distill.losses.task_distill_loss` takes for ``kind``; qa: (start, end)
     pairs of (B, T), the student's logits at padding set to :data:`PAD_LOGIT` as the teacher's
-    (the rows then do not depend on how much padding the batch has)."""
+    (the rows then do not depend on how much padding the batch has).
+
+    A batch without ``teacher_logits`` (soft targets of weight 0, not computed): the student's
+    own outputs, detached, stand in for the teacher's (a soft loss of 0, no gradient)."""
     if kind != "qa":
-        return student_out, batch["teacher_logits"], batch["labels"]
+        t = batch.get("teacher_logits")
+        return student_out, student_out.detach() if t is None else t, batch["labels"]
     pad = ~batch["attention_mask"].bool()                                # (B, T)
     start, end = (x.masked_fill(pad, PAD_LOGIT) for x in student_out)
-    t, y = batch["teacher_logits"], batch["labels"]
+    y = batch["labels"]
+    if "teacher_logits" not in batch:
+        return (start, end), (start.detach(), end.detach()), (y[:, 0], y[:, 1])
+    t = batch["teacher_logits"]
     return (start, end), (t[:, 0], t[:, 1]), (y[:, 0], y[:, 1])
 
 
