@@ -530,3 +530,163 @@ def test_qa_window_rows_do_not_depend_on_batch_padding() -> None:
     # mean over the 2 rows of the soft loss; the hard loss is the short window's alone
     assert float(both.soft) == pytest.approx((float(alone.soft) + float(only_long.soft)) / 2)
     assert float(both.hard) == pytest.approx(float(alone.hard))
+
+
+# ----------------------------------------------------------------------------- resume
+# A tiny random BERT (2 layers, width 128) on MiniLM's first 5,000 vocabulary entries under a
+# seeded classification head as teacher, its layer 0 as student (dropout on: the RNG must be
+# restored too): each run takes seconds. On the CPU, threads 1 (bitwise equality).
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import shutil
+
+    from bertkit.config import BertConfig
+    from bertkit.models.bert import BertModel
+
+    root = tmp_path_factory.mktemp("tiny-teacher")
+    torch.manual_seed(0)
+    BertModel(BertConfig.from_preset("tiny", vocab_size=5000)).save_pretrained(root / "base")
+    vocab = (minilm_dir / "vocab.txt").read_text(encoding="utf-8").splitlines(True)[:5000]
+    (root / "base" / "vocab.txt").write_text("".join(vocab), encoding="utf-8")
+    shutil.copyfile(minilm_dir / "tokenizer_config.json", root / "base" / "tokenizer_config.json")
+    return head_dir(root / "base", root / "cls", "BertForSequenceClassification",
+                    ["fresh", "rotten"], seed=0)
+
+
+def _cli(rt_small, teacher: Path, out: Path, *extra: str) -> list[str]:
+    """2 epochs of 9 updates (96 labelled + 48 unlabelled rows, batch 16); a checkpoint every 4
+    steps and at each epoch's end."""
+    return ["distill", "--task", "classification", "--teacher", str(teacher),
+            "--train", str(rt_small["train"]), "--dev", str(rt_small["dev"]),
+            "--unlabelled", str(rt_small["unlabelled"]), "--out", str(out),
+            "--student-layers", "0", "--epochs", "2", "--batch-size", "16", "--lr", "2e-3",
+            "--max-seq-length", "48", "--eval-batch-size", "32", "--save-every", "4",
+            "--threads", "1", "--device", "cpu", "--no-progress", *extra]
+
+
+def _task_outcome(run: Path) -> dict:
+    """results.json, summary.json and metrics.jsonl less timings; best weights, dev predictions."""
+    res = json.loads((run / "results.json").read_text())
+    for e in res["epochs"]:
+        e.pop("train_seconds")
+    res["files"] = [str(Path(f).relative_to(run)) for f in res["files"]]
+    summary = json.loads((run / "summary.json").read_text())
+    for k in ("teacher_tokens_per_s", "student_tokens_per_s", "speedup"):
+        summary.pop(k)
+    metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    for m in metrics:
+        m.pop("train_seconds")
+    return {"results": res, "summary": summary, "metrics": metrics,
+            **{f: (run / f).read_bytes() for f in ("best/model.safetensors", "dev_results.tsv")}}
+
+
+@pytest.fixture(scope="module")
+def task_straight(rt_small, tiny_teacher: Path, tmp_path_factory: pytest.TempPathFactory
+                  ) -> Path:
+    """The uninterrupted run of :func:`_cli`, its checkpoints kept (read-only)."""
+    from bertkit.cli import main
+
+    run = tmp_path_factory.mktemp("td-straight") / "run"
+    assert main(_cli(rt_small, tiny_teacher, run, "--keep-checkpoints")) == 0
+    return run
+
+
+def test_task_distill_killed_mid_epoch_then_resumed_equals_straight(
+        rt_small, tiny_teacher: Path, task_straight: Path, tmp_path: Path, caplog) -> None:
+    """SIGKILL right after checkpoint-12 (epoch 2, batch 3 of 9), then ``--resume RUN`` alone:
+    metrics, results, summary (less timings), best weights, dev predictions and the last
+    checkpoint's weights and Adam moments equal the straight run's."""
+    import logging
+
+    from test_finetune_resume import _kill_after, _same_training
+
+    from bertkit.cli import main
+    from bertkit.train import checkpoint as C
+
+    killed = tmp_path / "killed"
+    _kill_after(_cli(rt_small, tiny_teacher, killed, "--keep-checkpoints"), 12, "killed")
+    assert [s for s, _ in C.list_checkpoints(killed)] == [8, 9, 12]  # --keep-last 3
+    assert len((killed / "metrics.jsonl").read_text().splitlines()) == 1
+    assert not (killed / "summary.json").exists()
+    with caplog.at_level(logging.INFO, logger="bertkit.distill"):
+        assert main(["distill", "--resume", str(killed), "--threads", "1", "--no-progress"]) == 0
+    assert "at step 12 (epoch 2, batch 3 of it)" in caplog.text
+    straight = _task_outcome(task_straight)
+    assert [m["step"] for m in straight["metrics"]] == [9, 18]
+    assert all(m["train_soft_loss"] > 0 for m in straight["metrics"])
+    assert _task_outcome(killed) == straight
+    _same_training(task_straight, killed)
+
+
+def test_task_distill_seeds_resume_skips_finished_seeds(rt_small, tiny_teacher: Path,
+                                                        tmp_path: Path) -> None:
+    """--seeds 1 2, one epoch: killed after seed 2's checkpoint at step 4, --resume auto keeps
+    seed 1 as it was and continues seed 2; each seed equals the straight run's, and finished
+    seeds keep no checkpoints."""
+    from test_finetune_resume import _kill_after
+
+    from bertkit.cli import main
+    from bertkit.train import checkpoint as C
+
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    extra = ("--epochs", "1", "--seeds", "1", "2")
+    assert main([*_cli(rt_small, tiny_teacher, straight), *extra]) == 0
+    _kill_after([*_cli(rt_small, tiny_teacher, killed), *extra], 4, "seed-2")
+    seed1 = (killed / "seed-1" / "summary.json").read_bytes()
+    assert main([*_cli(rt_small, tiny_teacher, killed), *extra, "--resume", "auto"]) == 0
+    assert (killed / "seed-1" / "summary.json").read_bytes() == seed1  # not run again
+    for seed in ("seed-1", "seed-2"):
+        assert not C.list_checkpoints(killed / seed)
+        assert _task_outcome(straight / seed) == _task_outcome(killed / seed)
+    a, b = (json.loads((d / "summary.json").read_text()) for d in (straight, killed))
+    assert a["student_dev_accuracy"] == b["student_dev_accuracy"]
+
+
+def test_task_distill_resume_without_checkpoint_is_refused(task_straight: Path, tmp_path: Path,
+                                                           capsys) -> None:
+    """A task run stopped before its first checkpoint (args.json alone): --resume RUN is
+    refused (naming the run), nothing is written."""
+    from bertkit.cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "args.json").write_bytes((task_straight / "args.json").read_bytes())
+    assert main(["distill", "--resume", str(run), "--threads", "1"]) == 2
+    assert f"--resume {run}: no checkpoint in {run} to resume from" in capsys.readouterr().err
+    assert sorted(p.name for p in run.iterdir()) == ["args.json"]
+
+
+def test_alpha_hard_1_skips_the_teachers_training_logits(rt_small, tiny_teacher: Path,
+                                                         tmp_path: Path, monkeypatch) -> None:
+    """--alpha-hard 1 without --unlabelled: no teacher pass over the training set (only dev,
+    for the summary), and the student is bit for bit the one trained with the teacher's
+    training logits computed (their weight is 0)."""
+    from bertkit.distill import task as T
+    from bertkit.finetune import run as finetune_run
+
+    calls: list[tuple[str, int]] = []
+    orig = finetune_run.predict_split
+
+    def counting(task, model, split, *a, **k):
+        if model.config.num_hidden_layers == 2:  # the teacher
+            calls.append((split.name, len(split.features)))
+        return orig(task, model, split, *a, **k)
+
+    monkeypatch.setattr(finetune_run, "predict_split", counting)
+    kw = dict(unlabelled=None, alpha_hard=1.0, epochs=1, student_layers="0", lr=2e-3,
+              max_seq_length=48)
+    assert G.run_distill(_args(rt_small, tiny_teacher, tmp_path / "skip", **kw)) == 0
+    assert [c[0] for c in calls] == ["dev"] and calls[0][1] == 48
+    calls.clear()
+    monkeypatch.setattr(T, "_needs_soft_targets", lambda args, labels: True)
+    assert G.run_distill(_args(rt_small, tiny_teacher, tmp_path / "full", **kw)) == 0
+    assert ("train", 96) in calls
+    skip, full = _task_outcome(tmp_path / "skip"), _task_outcome(tmp_path / "full")
+    assert "train_soft_loss" not in skip["metrics"][0] and "train_soft_loss" in full["metrics"][0]
+    for m in full["metrics"]:
+        m.pop("train_soft_loss")
+    for e in full["results"]["epochs"]:
+        e.pop("train_soft_loss")
+    assert skip == full
