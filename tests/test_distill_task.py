@@ -620,6 +620,31 @@ def test_task_distill_killed_mid_epoch_then_resumed_equals_straight(
     _same_training(task_straight, killed)
 
 
+def test_task_distill_sigterm_checkpoints_then_resumed_equals_straight(
+        rt_small, tiny_teacher: Path, task_straight: Path, tmp_path: Path) -> None:
+    """SIGTERM after step 3 (no --save-every checkpoint there): the run saves checkpoint-3 and
+    exits 128 + 15; resumed, it ends as the straight run."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    from test_finetune_resume import _TERM_AFTER_STEP, _same_training
+
+    from bertkit.cli import main
+    from bertkit.train import checkpoint as C
+
+    stopped = tmp_path / "stopped"
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(_TERM_AFTER_STEP.format(step=3)),
+                           *_cli(rt_small, tiny_teacher, stopped, "--keep-checkpoints")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr[-3000:]
+    assert [s for s, _ in C.list_checkpoints(stopped)] == [3]
+    assert main(["distill", "--resume", str(stopped), "--threads", "1", "--no-progress"]) == 0
+    assert _task_outcome(stopped) == _task_outcome(task_straight)
+    _same_training(task_straight, stopped)
+
+
 def test_task_distill_seeds_resume_skips_finished_seeds(rt_small, tiny_teacher: Path,
                                                         tmp_path: Path) -> None:
     """--seeds 1 2, one epoch: killed after seed 2's checkpoint at step 4, --resume auto keeps
