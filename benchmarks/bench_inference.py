@@ -204,6 +204,15 @@ def _emit(record: dict, sink: list[dict]) -> None:
     sink.append(record)
 
 
+def _side_matmuls(path: Path) -> int:
+    """fp32 side products the outlier-channel split added to the int8 graph (0 when the model
+    has no outlier channels, as random weights do)."""
+    import onnx
+
+    return sum(1 for n in onnx.load(str(path), load_external_data=False).graph.node
+               if n.op_type == "MatMul" and n.name.endswith("/outliers/MatMul"))
+
+
 def main() -> None:
     import transformers
 
@@ -343,6 +352,7 @@ def main() -> None:
                "chunk_texts": a.chunk, "texts": len(texts), "real_tokens": n_tok,
                "bertkit_int8_budget_tokens": a.int8_budget,
                "bertkit_int8_fp32_fc2_layers": a.int8_fp32_layers,
+               "bertkit_int8_outlier_side_matmuls": _side_matmuls(d / "ours_int8.onnx"),
                "mean_cosine_to_own_fp32_random_weights": cos,
                **{f"{k}_tokens_per_s": round(n_tok / v, 1) for k, v in t8.items()},
                "bertkit_int8_vs_bertkit_fastest_fp32": round(t[best] / t8["bertkit_int8"], 3),

@@ -45,8 +45,9 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
                  "pre-train a BERT-family model (MLM + NSP/SOP; --config roberta-mini, "
                  "albert-mini, ...) on shards; --resume RUN continues exactly"),
     "distill": ("bertkit.distill.general", "DistillArgs", "run_distill",
-                "distil a teacher into a smaller student (DistilBERT's loss) on pre-training "
-                "shards; --student-layers 0,2,4, --resume RUN continues exactly"),
+                "distil a teacher into a smaller student: DistilBERT's loss on pre-training "
+                "shards (--student-layers 0,2,4; --resume RUN continues exactly), or with "
+                "--task from a fine-tuned teacher on labelled (+ unlabelled) text"),
     "export": ("bertkit.inference.onnx_cli", "ExportArgs", "run_export",
                "write a training checkpoint as a Hugging Face model directory, or a model as "
                "ONNX (--format onnx [--int8])"),

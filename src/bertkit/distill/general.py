@@ -79,9 +79,11 @@ GENERAL_MAX_STEPS = 1000  # general distillation's --max-steps when none is give
 
 @dataclass
 class DistillArgs(TrainArgs):
-    """Distil a teacher into a smaller student (DistilBERT's general distillation) on
-    create-pretraining-data shards; the same flags, metrics, checkpoints and --resume as
-    pretrain."""
+    """Distil a teacher into a smaller student: DistilBERT's general distillation on
+    create-pretraining-data shards, with the same flags, metrics, checkpoints and --resume as
+    pretrain; or, with --task classification|regression|ner|qa|multiple-choice, task
+    distillation from a fine-tuned teacher on --train (+ --unlabelled) text, evaluated as
+    finetune."""
 
     teacher: str | None = field(default=None, metadata={
         "help": "teacher model directory (HF layout, with its MLM head and tokenizer files); "
