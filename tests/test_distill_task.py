@@ -18,6 +18,23 @@ from bertkit.distill import general as G
 from bertkit.distill.losses import DistillError
 
 
+@pytest.fixture
+def predict_calls(monkeypatch) -> list[tuple[str, int, int]]:
+    """Every ``finetune.run.predict_split`` call of the test, as (split name, features, model
+    layers): which model ran over which data how often."""
+    from bertkit.finetune import run as finetune_run
+
+    calls: list[tuple[str, int, int]] = []
+    orig = finetune_run.predict_split
+
+    def counting(task, model, split, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+        calls.append((split.name, len(split.features), model.config.num_hidden_layers))
+        return orig(task, model, split, *a, **k)
+
+    monkeypatch.setattr(finetune_run, "predict_split", counting)
+    return calls
+
+
 @pytest.fixture(scope="module")
 def rt_small(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """96 train and 48 dev snippets (seeded samples), 48 plot synopses without labels."""
@@ -56,22 +73,13 @@ def _args(rt_small, teacher: Path, out: Path, **kw) -> G.DistillArgs:
 
 
 def test_student_learns_the_teachers_soft_targets(rt_small, cls_teacher: Path, tmp_path: Path,
-                                                  monkeypatch) -> None:
-    from bertkit.finetune import run as finetune_run
+                                                  predict_calls) -> None:
     from bertkit.models.auto import AutoModelForSequenceClassification
 
-    calls: list[tuple[str, int]] = []
-    orig = finetune_run.predict_split
-
-    def counting(task, model, split, *a, **k):
-        calls.append((split.name, len(split.features)))
-        return orig(task, model, split, *a, **k)
-
-    monkeypatch.setattr(finetune_run, "predict_split", counting)
     args = _args(rt_small, cls_teacher, tmp_path / "run")
     assert G.run_distill(args) == 0
     # the teacher's logits on the 96 labelled + 48 unlabelled inputs: computed once, not per epoch
-    assert [c for c in calls if c[0] == "train"] == [("train", 144)]
+    assert [c[:2] for c in predict_calls if c[0] == "train"] == [("train", 144)]
     history = [json.loads(line) for line in
                (tmp_path / "run" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [h["epoch"] for h in history] == [1, 2, 3]
@@ -159,19 +167,9 @@ def test_ner_rows_are_the_tokens_finetune_labels(wnut_small, ner_teacher: Path) 
 
 
 def test_ner_distillation_over_seeds(wnut_small, ner_teacher: Path, tmp_path: Path,
-                                     monkeypatch, capsys) -> None:
+                                     predict_calls, capsys) -> None:
     import statistics
 
-    from bertkit.finetune import run as finetune_run
-
-    calls: list[str] = []
-    orig = finetune_run.predict_split
-
-    def counting(task, model, split, *a, **k):
-        calls.append(split.name)
-        return orig(task, model, split, *a, **k)
-
-    monkeypatch.setattr(finetune_run, "predict_split", counting)
     run = tmp_path / "run"
     args = G.DistillArgs(task="ner", teacher=str(ner_teacher), train=str(wnut_small["train"]),
                          dev=str(wnut_small["dev"]), unlabelled=str(wnut_small["unlabelled"]),
@@ -179,7 +177,7 @@ def test_ner_distillation_over_seeds(wnut_small, ner_teacher: Path, tmp_path: Pa
                          max_seq_length=48, eval_batch_size=32, threads=1, progress=False,
                          device="cpu", seeds=[3, 4])
     assert G.run_distill(args) == 0
-    assert calls.count("train") == 1  # the teacher's logits: once for both seeds
+    assert [c[0] for c in predict_calls].count("train") == 1  # teacher logits: once, both seeds
     summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
     assert summary["metric"] == "f1" and summary["seeds"] == [3, 4]
     f1s = []
@@ -364,18 +362,9 @@ def qa_teacher(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 def test_qa_student_learns_the_teachers_spans_per_window(qa_small, qa_teacher: Path,
                                                          student_dir: Path, tmp_path: Path,
-                                                         monkeypatch) -> None:
+                                                         predict_calls) -> None:
     from bertkit.data.squad import read_squad
-    from bertkit.finetune import run as finetune_run
 
-    calls: list[tuple[str, int]] = []
-    orig = finetune_run.predict_split
-
-    def counting(task, model, split, *a, **k):
-        calls.append((split.name, len(split.features)))
-        return orig(task, model, split, *a, **k)
-
-    monkeypatch.setattr(finetune_run, "predict_split", counting)
     run = tmp_path / "run"
     args = _task_args("qa", qa_teacher, qa_small, run, test=str(qa_small["test"]),
                       max_seq_length=96, doc_stride=32, max_query_length=32,
@@ -383,7 +372,7 @@ def test_qa_student_learns_the_teachers_spans_per_window(qa_small, qa_teacher: P
     assert G.run_distill(args) == 0
     unanswered = read_squad(qa_small["unlabelled"], answers_optional=True)
     assert unanswered and not any(e.answers or e.is_impossible for e in unanswered)
-    teacher_calls = [n for name, n in calls if name == "train"]
+    teacher_calls = [n for name, n, _ in predict_calls if name == "train"]
     assert len(teacher_calls) == 1  # every window of both files, once
     assert teacher_calls[0] > len(read_squad(qa_small["train"])) + len(unanswered)  # windows
     before, after = _moves_toward_teacher("qa", qa_teacher, student_dir, run,
@@ -684,30 +673,24 @@ def test_task_distill_resume_without_checkpoint_is_refused(task_straight: Path, 
 
 
 def test_alpha_hard_1_skips_the_teachers_training_logits(rt_small, tiny_teacher: Path,
-                                                         tmp_path: Path, monkeypatch) -> None:
+                                                         tmp_path: Path, predict_calls,
+                                                         monkeypatch) -> None:
     """--alpha-hard 1 without --unlabelled: no teacher pass over the training set (only dev,
     for the summary), and the student is bit for bit the one trained with the teacher's
     training logits computed (their weight is 0)."""
     from bertkit.distill import task as T
-    from bertkit.finetune import run as finetune_run
 
-    calls: list[tuple[str, int]] = []
-    orig = finetune_run.predict_split
+    def teacher_calls() -> list[tuple[str, int]]:
+        return [(name, n) for name, n, layers in predict_calls if layers == 2]  # the teacher
 
-    def counting(task, model, split, *a, **k):
-        if model.config.num_hidden_layers == 2:  # the teacher
-            calls.append((split.name, len(split.features)))
-        return orig(task, model, split, *a, **k)
-
-    monkeypatch.setattr(finetune_run, "predict_split", counting)
     kw = dict(unlabelled=None, alpha_hard=1.0, epochs=1, student_layers="0", lr=2e-3,
               max_seq_length=48)
     assert G.run_distill(_args(rt_small, tiny_teacher, tmp_path / "skip", **kw)) == 0
-    assert [c[0] for c in calls] == ["dev"] and calls[0][1] == 48
-    calls.clear()
+    assert teacher_calls() == [("dev", 48)]
+    predict_calls.clear()
     monkeypatch.setattr(T, "_needs_soft_targets", lambda args, labels: True)
     assert G.run_distill(_args(rt_small, tiny_teacher, tmp_path / "full", **kw)) == 0
-    assert ("train", 96) in calls
+    assert ("train", 96) in teacher_calls()
     skip, full = _task_outcome(tmp_path / "skip"), _task_outcome(tmp_path / "full")
     assert "train_soft_loss" not in skip["metrics"][0] and "train_soft_loss" in full["metrics"][0]
     for m in full["metrics"]:
