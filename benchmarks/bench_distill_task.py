@@ -130,6 +130,43 @@ def load_arm(run: Path) -> dict[str, Any] | None:
     return out
 
 
+def inference_speed(a: argparse.Namespace, spec: dict[str, Any], teacher_dir: Path, dev: Path,
+                    students: list[Path]) -> dict[str, Any]:
+    """Teacher and distilled students' inference tokens/s on dev, in one process: ``rounds``
+    rounds, each timing the teacher and every student once in alternating order; medians."""
+    import statistics
+
+    from bertkit.config import AutoConfig
+    from bertkit.finetune.run import FinetuneArgs, predict_split, settings_from
+    from bertkit.finetune.tasks import make_task
+    from bertkit.models.heads import label_names
+    from bertkit.tokenization import AutoTokenizer
+
+    labels = label_names(AutoConfig.from_json_file(teacher_dir / "config.json"))
+    fa = FinetuneArgs(task=spec["task"], model=str(teacher_dir), train=str(dev), dev=str(dev),
+                      out="-", labels=labels, max_seq_length=a.max_seq_length, progress=False)
+    task = make_task(spec["task"], settings_from(fa), AutoTokenizer.from_pretrained(teacher_dir))
+    split = task.load_all({"dev": dev})["dev"]
+    tokens = sum(split.lengths())
+    models = {"teacher": task.model_class(teacher_dir).from_pretrained(teacher_dir).eval()}
+    for path in students:
+        models[path.parent.name] = task.model_class(path).from_pretrained(path).eval()
+    times: dict[str, list[float]] = {k: [] for k in models}
+    for r in range(a.speed_rounds):
+        order = list(models.items())
+        if r % 2:
+            order.reverse()
+        for name, model in order:
+            t0 = time.perf_counter()
+            predict_split(task, model, split, 64, torch.device("cpu"))
+            times[name].append(time.perf_counter() - t0)
+    tps = {k: tokens / statistics.median(v) for k, v in times.items()}
+    return {"rounds": a.speed_rounds, "threads": a.threads, "dev_tokens": tokens,
+            "tokens_per_s": {k: round(v, 1) for k, v in tps.items()},
+            "student_over_teacher": {k: round(v / tps["teacher"], 3)
+                                     for k, v in tps.items() if k != "teacher"}}
+
+
 def count_lines(path: Path, spec: dict[str, Any]) -> int:
     """Training examples in ``path`` (JSONL rows, or CoNLL sentences)."""
     text = path.read_text(encoding="utf-8")
@@ -187,6 +224,10 @@ def main() -> None:
     p.add_argument("--arms", default="distilled,labels",
                    help="arms to run (or reuse): distilled, labels, none (report only)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--speed-rounds", type=int, default=0,
+                   help="also time the teacher and each seed's best student on dev in one "
+                        "process, alternating, this many rounds (medians): run it alone on a "
+                        "quiet machine, as the distillation runs' own timing is one pass each")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(a.threads)
@@ -242,6 +283,9 @@ def main() -> None:
              "seconds_this_call": round(time.perf_counter() - t0, 1)}
     teacher_res = json.loads((a.work / "teacher" / "results.json").read_text(encoding="utf-8"))
     out = report(spec, teacher_res, summaries["distilled"], summaries.get("labels"), extra)
+    if a.speed_rounds:
+        bests = sorted((a.work / "distilled").glob("seed-*/best"))
+        out["inference_speed_same_process"] = inference_speed(a, spec, teacher_dir, dev, bests)
     text = json.dumps(out, indent=1)
     print(text)
     if a.json:
