@@ -614,6 +614,34 @@ def pin_cpus(threads: int) -> tuple[set[int] | None, set[int]]:
     return server, client
 
 
+def _infinity_at(binary: Path, engine: str, model_dir: Path, threads: int, work: Path,
+                 port: int) -> Server:
+    return infinity_server(binary, engine, model_dir, threads, port, work)
+
+
+def median_rounds(rounds: list[list[dict]]) -> list[dict]:
+    """Per server, the median over rounds of req/s, tokens/s and each latency percentile; the
+    other fields (statuses, answer checks, RSS) from the round nearest that median."""
+    by: dict[str, list[dict]] = {}
+    for results in rounds:
+        for r in results:
+            if "req_per_s" in r:
+                by.setdefault(r["server"], []).append(r)
+    out = []
+    for rs in by.values():
+        mid = statistics.median(r["req_per_s"] for r in rs)
+        row = dict(min(rs, key=lambda r: abs(r["req_per_s"] - mid)))
+        row["req_per_s"] = round(mid, 2)
+        row["texts_per_s"] = row["req_per_s"]
+        row["tokens_per_s"] = round(statistics.median(r["tokens_per_s"] for r in rs), 1)
+        row["latency_ms"] = {q: round(statistics.median(r["latency_ms"][q] for r in rs), 1)
+                             for q in rs[0]["latency_ms"]}
+        row["req_per_s_rounds"] = [r["req_per_s"] for r in rs]
+        row.pop("round", None)
+        out.append(row)
+    return out
+
+
 def summary(results: list[dict], over: dict | None) -> dict:
     by = {r["server"]: r for r in results if "req_per_s" in r}
     out: dict = {}
@@ -649,6 +677,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--infinity", nargs="+", default=INFINITY_DEFAULT, metavar="BIN:ENGINE",
                    help="Infinity runs: an infinity_emb executable (each in a venv of its own) "
                         "and an engine, torch or optimum; a missing executable is skipped")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="measure every server this many times, the order reversed in odd "
+                        "rounds; results then hold each server's median req/s and latencies")
     p.add_argument("--overload", type=float, default=4.0, help="overload factor (0: skip)")
     p.add_argument("--overload-seconds", type=float, default=None,
                    help="measured seconds of the overload phase (default --seconds); longer "
@@ -686,7 +717,7 @@ def main() -> int:
     if "bertkit-onnx" in a.servers:
         onnx_dir = bertkit_onnx_dir(model_dir, work / "bertkit-onnx")
         bertkits["bertkit[onnx]"] = lambda port: bertkit_server(onnx_dir, a.threads, port, "onnx")
-    servers = [make(free_port()) for make in bertkits.values()]
+    makers: list[Callable[[int], Server]] = list(bertkits.values())
     skipped = []
     if "infinity" in a.servers:
         for spec in a.infinity:
@@ -697,20 +728,26 @@ def main() -> int:
                 logger.warning("--infinity %s: %s is not installed; skipped", spec, binary)
                 skipped.append(spec)
                 continue
-            servers.append(infinity_server(Path(binary), engine, model_dir, a.threads,
-                                           free_port(), work))
+            makers.append(functools.partial(_infinity_at, Path(binary), engine, model_dir,
+                                            a.threads, work))
     if "plain" in a.servers:
-        servers.append(plain_server(model_dir, a.threads, free_port()))
-    results, capacity = [], {}
-    for server in servers:
-        try:
-            r, rps = measure(server, setup)
-        except (RuntimeError, subprocess.CalledProcessError, FileNotFoundError) as e:
-            logger.error("%s: %s", server.name, e)
-            r, rps = {"server": server.name, "failed": str(e)[:2000]}, None
-        results.append(r)
-        if server.name in bertkits and rps:
-            capacity[server.name] = rps
+        makers.append(functools.partial(plain_server, model_dir, a.threads))
+    rounds, capacity = [], {}
+    for k in range(a.rounds):  # odd rounds run the servers in reverse order
+        results = []
+        for make in (makers if k % 2 == 0 else makers[::-1]):
+            server = make(free_port())
+            try:
+                r, rps = measure(server, setup)
+            except (RuntimeError, subprocess.CalledProcessError, FileNotFoundError) as e:
+                logger.error("%s: %s", server.name, e)
+                r, rps = {"server": server.name, "failed": str(e)[:2000]}, None
+            r["round"] = k
+            results.append(r)
+            if server.name in bertkits and rps:
+                capacity[server.name] = max(capacity.get(server.name, 0.0), rps)
+        rounds.append(results)
+    results = rounds[0] if a.rounds == 1 else median_rounds(rounds)
     over = None
     if a.overload > 0 and capacity:  # the faster bertkit backend, on a fresh server
         fastest = max(capacity, key=capacity.__getitem__)
@@ -723,7 +760,8 @@ def main() -> int:
         "texts": {"n": len(texts), "source": "English Wikipedia lead sections (Vital Articles)",
                   "tokens_min": min(counts), "tokens_median": statistics.median(counts),
                   "tokens_mean": round(statistics.fmean(counts), 1), "tokens_max": max(counts)},
-        "results": results, "skipped": skipped, "overload": over, "summary": summary(results, over),
+        "rounds": a.rounds, "results": results,
+        "per_round": rounds if a.rounds > 1 else None, "skipped": skipped, "overload": over, "summary": summary(results, over),
         "logs": str(logdir)}
     text = json.dumps(report, indent=1)
     print(text, flush=True)
