@@ -453,6 +453,18 @@ def test_resume_needs_only_the_run_dir(work, monkeypatch, capsys, caplog) -> Non
     assert steps == sorted(steps) and steps[-1] == 6
 
 
+def test_resume_keeps_a_given_flag_equal_to_its_default(work, monkeypatch, capsys,
+                                                         caplog) -> None:
+    """``--save-every 1000`` (the default) given on resume replaces the run's 2: a flag typed
+    on the command line wins over the run's record even when it equals the default."""
+    code, lines = _cli(["pretrain", "--resume", str(work.run), "--max-steps", "6",
+                        "--save-every", "1000", "--threads", "1", "--device", "cpu",
+                        "--no-progress"], None, monkeypatch, capsys, caplog)
+    assert code == 0, lines
+    saved = json.loads((work.run / "args.json").read_text())
+    assert (saved["save_every"], saved["max_steps"], saved["batch_size"]) == (1000, 6, 8)
+
+
 @pytest.mark.parametrize("resume", [[], ["--resume", "auto"]], ids=["again", "resume-auto"])
 def test_pretrain_restarts_its_own_run_without_checkpoint(resume, work, monkeypatch, capsys,
                                                           caplog) -> None:

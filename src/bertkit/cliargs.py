@@ -214,6 +214,15 @@ def _typed(value: Any, tp: Any) -> tuple[bool, Any]:
     return True, value
 
 
+_GIVEN = "_flags_given"
+
+
+def given_flags(args: object) -> frozenset[str] | None:
+    """The fields of ``args`` set on the command line or in ``--args-file`` (None: ``args``
+    was not built by :func:`dataclass_from_namespace`, so it is not known)."""
+    return getattr(args, "__dict__", {}).get(_GIVEN)
+
+
 def dataclass_from_namespace(cls: type[T], ns: argparse.Namespace,
                              parser: argparse.ArgumentParser) -> T:
     """Build ``cls`` from parsed flags (plus the optional args file)."""
@@ -240,6 +249,7 @@ def dataclass_from_namespace(cls: type[T], ns: argparse.Namespace,
         parser.error("the following arguments are required: "
                      + ", ".join("--" + m.replace("_", "-") for m in missing))
     args = cls(**values)
+    args.__dict__[_GIVEN] = frozenset(values)  # not a field: asdict and replace leave it out
     try:
         check_values(args)
     except ArgsError as e:

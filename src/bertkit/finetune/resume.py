@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import torch
 from torch import Tensor, nn
 
+from bertkit.cliargs import given_flags
 from bertkit.errors import BertkitError
 from bertkit.fileio import atomic_write_text
 from bertkit.finetune.tasks import Split, Task
@@ -290,7 +291,7 @@ def continue_run(args: A, run_flags: tuple[str, ...] = RUN_FLAGS,
                              "stopped before its first); start it again with --resume auto "
                              f"--out {run}, or with --overwrite")
     args = continue_args(dataclasses.replace(args, out=str(run)), run, run_flags,
-                         FIXED_FLAGS if fixed is None else fixed)
+                         FIXED_FLAGS if fixed is None else fixed, given_flags(args))
     return args, True
 
 

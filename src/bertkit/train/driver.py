@@ -19,7 +19,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -27,6 +27,7 @@ from typing import Any, Literal, TypeVar
 import torch
 from torch import nn
 
+from bertkit.cliargs import given_flags
 from bertkit.train import checkpoint as C
 from bertkit.train.distributed import (
     DistEnv,
@@ -275,8 +276,13 @@ def grad_scaler(precision: str, fsdp: bool) -> torch.amp.GradScaler | None:
     return torch.amp.GradScaler("cuda")
 
 
-def continue_args(args: A, run: Path, run_flags: Sequence[str], fixed: dict[str, Any]) -> A:
-    """``args`` for continuing ``run``: flags at their defaults take the run's recorded values.
+def continue_args(args: A, run: Path, run_flags: Sequence[str], fixed: dict[str, Any],
+                  given: Collection[str] | None = None) -> A:
+    """``args`` for continuing ``run``: flags not given take the run's recorded values.
+
+    ``given`` names the flags given on the command line (default: those recorded by
+    :func:`~bertkit.cliargs.given_flags`); a given flag wins even when it equals its default.
+    Where neither is known, a flag at its default counts as not given.
 
     ``run_flags`` are the flags that define a run and its exact continuation (not the machine's:
     device, precision, compile, fsdp, threads). A flag given with another value than the run's
@@ -296,6 +302,7 @@ def continue_args(args: A, run: Path, run_flags: Sequence[str], fixed: dict[str,
     if not isinstance(saved, dict):
         raise ValueError(f"{path}: expected a JSON object")
     defaults = {f.name: f.default for f in dataclasses.fields(type(args))}
+    explicit = given if given is not None else given_flags(args)
     changes: dict[str, Any] = {}
     for name in run_flags:
         if name not in saved:
@@ -308,7 +315,8 @@ def continue_args(args: A, run: Path, run_flags: Sequence[str], fixed: dict[str,
                 raise ValueError(f"{flag} {given} conflicts with the run's {flag} "
                                  f"{recorded or fixed[name]} ({path}): a continued run "
                                  f"keeps its checkpoint's model and optimizer; drop {flag}")
-        if given == defaults[name] and recorded != given:
+        not_given = name not in explicit if explicit is not None else given == defaults[name]
+        if not_given and recorded != given:
             changes[name] = recorded
         elif given != recorded:
             logger.info("--%s %s replaces the run's %s", name.replace("_", "-"), given, recorded)
