@@ -145,11 +145,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def bertkit_server(model_dir: Path, threads: int, port: int, backend: str = "torch") -> Server:
-    return Server("bertkit" if backend == "torch" else f"bertkit[{backend}]",
-                  [sys.executable, "-m", "bertkit.cli", "serve", "--model", str(model_dir),
-                   "--port", str(port), "--threads", str(threads), "--backend", backend],
-                  "/v1/embeddings", port=port)
+def bertkit_server(model_dir: Path, threads: int, port: int, backend: str = "torch",
+                   model_batch_tokens: int = 0) -> Server:
+    """``bertkit serve``; ``model_batch_tokens`` > 0 sets ``--model-batch-tokens`` (and the name)."""
+    name = "bertkit" if backend == "torch" else f"bertkit[{backend}]"
+    extra = []
+    if model_batch_tokens:
+        name = f"{name[:-1]},mbt={model_batch_tokens}]" if name.endswith("]") \
+            else f"{name}[mbt={model_batch_tokens}]"
+        extra = ["--model-batch-tokens", str(model_batch_tokens)]
+    return Server(name, [sys.executable, "-m", "bertkit.cli", "serve", "--model", str(model_dir),
+                         "--port", str(port), "--threads", str(threads), "--backend", backend,
+                         *extra], "/v1/embeddings", port=port)
 
 
 def bertkit_onnx_dir(model_dir: Path, out: Path) -> Path:
@@ -677,6 +684,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--infinity", nargs="+", default=INFINITY_DEFAULT, metavar="BIN:ENGINE",
                    help="Infinity runs: an infinity_emb executable (each in a venv of its own) "
                         "and an engine, torch or optimum; a missing executable is skipped")
+    p.add_argument("--onnx-model-batch-tokens", type=int, nargs="+", default=[0], metavar="N",
+                   help="one bertkit-onnx server per value, run with --model-batch-tokens N "
+                        "(0: serve's default)")
     p.add_argument("--rounds", type=int, default=1,
                    help="measure every server this many times, the order reversed in odd "
                         "rounds; results then hold each server's median req/s and latencies")
@@ -716,7 +726,10 @@ def main() -> int:
         bertkits["bertkit"] = functools.partial(bertkit_server, model_dir, a.threads)
     if "bertkit-onnx" in a.servers:
         onnx_dir = bertkit_onnx_dir(model_dir, work / "bertkit-onnx")
-        bertkits["bertkit[onnx]"] = lambda port: bertkit_server(onnx_dir, a.threads, port, "onnx")
+        for mbt in a.onnx_model_batch_tokens:
+            server = bertkit_server(onnx_dir, a.threads, 0, "onnx", mbt)
+            bertkits[server.name] = functools.partial(bertkit_server, onnx_dir, a.threads,
+                                                      backend="onnx", model_batch_tokens=mbt)
     makers: list[Callable[[int], Server]] = list(bertkits.values())
     skipped = []
     if "infinity" in a.servers:
