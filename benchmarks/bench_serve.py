@@ -145,18 +145,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def bertkit_name(backend: str, model_batch_tokens: int = 0) -> str:
+    """bertkit, bertkit[onnx], bertkit[onnx,mbt=512]: the backend and any forward-pass budget."""
+    tags = [t for t in (backend != "torch" and backend,
+                        model_batch_tokens and f"mbt={model_batch_tokens}") if t]
+    return f"bertkit[{','.join(tags)}]" if tags else "bertkit"
+
+
 def bertkit_server(model_dir: Path, threads: int, port: int, backend: str = "torch",
                    model_batch_tokens: int = 0) -> Server:
-    """``bertkit serve``; ``model_batch_tokens`` > 0 sets ``--model-batch-tokens`` (and the name)."""
-    name = "bertkit" if backend == "torch" else f"bertkit[{backend}]"
-    extra = []
-    if model_batch_tokens:
-        name = f"{name[:-1]},mbt={model_batch_tokens}]" if name.endswith("]") \
-            else f"{name}[mbt={model_batch_tokens}]"
-        extra = ["--model-batch-tokens", str(model_batch_tokens)]
-    return Server(name, [sys.executable, "-m", "bertkit.cli", "serve", "--model", str(model_dir),
-                         "--port", str(port), "--threads", str(threads), "--backend", backend,
-                         *extra], "/v1/embeddings", port=port)
+    """``bertkit serve``; ``model_batch_tokens`` > 0 sets ``--model-batch-tokens``."""
+    extra = ["--model-batch-tokens", str(model_batch_tokens)] if model_batch_tokens else []
+    return Server(bertkit_name(backend, model_batch_tokens),
+                  [sys.executable, "-m", "bertkit.cli", "serve", "--model", str(model_dir),
+                   "--port", str(port), "--threads", str(threads), "--backend", backend, *extra],
+                  "/v1/embeddings", port=port)
 
 
 def bertkit_onnx_dir(model_dir: Path, out: Path) -> Path:
@@ -621,11 +624,6 @@ def pin_cpus(threads: int) -> tuple[set[int] | None, set[int]]:
     return server, client
 
 
-def _infinity_at(binary: Path, engine: str, model_dir: Path, threads: int, work: Path,
-                 port: int) -> Server:
-    return infinity_server(binary, engine, model_dir, threads, port, work)
-
-
 def median_rounds(rounds: list[list[dict]]) -> list[dict]:
     """Per server, the median over rounds of req/s, tokens/s and each latency percentile; the
     other fields (statuses, answer checks, RSS) from the round nearest that median."""
@@ -701,7 +699,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--work", type=Path, default=None,
                    help="ONNX export and Infinity's caches (default ~/.cache/bertkit/bench-serve)")
     p.add_argument("--out", type=Path)
-    return p.parse_args()
+    a = p.parse_args()
+    if a.rounds < 1:
+        p.error(f"--rounds {a.rounds}: expected 1 or more")
+    if any(n < 0 for n in a.onnx_model_batch_tokens):
+        p.error("--onnx-model-batch-tokens: expected 0 (serve's default) or a positive count")
+    return a
 
 
 def main() -> int:
@@ -727,9 +730,8 @@ def main() -> int:
     if "bertkit-onnx" in a.servers:
         onnx_dir = bertkit_onnx_dir(model_dir, work / "bertkit-onnx")
         for mbt in a.onnx_model_batch_tokens:
-            server = bertkit_server(onnx_dir, a.threads, 0, "onnx", mbt)
-            bertkits[server.name] = functools.partial(bertkit_server, onnx_dir, a.threads,
-                                                      backend="onnx", model_batch_tokens=mbt)
+            bertkits[bertkit_name("onnx", mbt)] = functools.partial(
+                bertkit_server, onnx_dir, a.threads, backend="onnx", model_batch_tokens=mbt)
     makers: list[Callable[[int], Server]] = list(bertkits.values())
     skipped = []
     if "infinity" in a.servers:
@@ -741,8 +743,8 @@ def main() -> int:
                 logger.warning("--infinity %s: %s is not installed; skipped", spec, binary)
                 skipped.append(spec)
                 continue
-            makers.append(functools.partial(_infinity_at, Path(binary), engine, model_dir,
-                                            a.threads, work))
+            makers.append(functools.partial(infinity_server, Path(binary), engine, model_dir,
+                                            a.threads, work=work))
     if "plain" in a.servers:
         makers.append(functools.partial(plain_server, model_dir, a.threads))
     rounds, capacity = [], {}
@@ -773,8 +775,8 @@ def main() -> int:
         "texts": {"n": len(texts), "source": "English Wikipedia lead sections (Vital Articles)",
                   "tokens_min": min(counts), "tokens_median": statistics.median(counts),
                   "tokens_mean": round(statistics.fmean(counts), 1), "tokens_max": max(counts)},
-        "rounds": a.rounds, "results": results,
-        "per_round": rounds if a.rounds > 1 else None, "skipped": skipped, "overload": over, "summary": summary(results, over),
+        "rounds": a.rounds, "results": results, "per_round": rounds if a.rounds > 1 else None,
+        "skipped": skipped, "overload": over, "summary": summary(results, over),
         "logs": str(logdir)}
     text = json.dumps(report, indent=1)
     print(text, flush=True)
